@@ -1,0 +1,1 @@
+"""Implementations of the ``refseg`` sub-commands (see ``refseg.cli``)."""

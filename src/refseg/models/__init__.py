@@ -1,0 +1,1 @@
+"""The architectures. Importing this package registers each with the transformers Auto classes."""

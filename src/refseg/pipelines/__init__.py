@@ -1,0 +1,1 @@
+"""Pipelines. Importing this package registers the ``referring-segmentation`` task."""
