@@ -1,0 +1,55 @@
+"""Mask losses of Mask2Former (arXiv 2112.01527 Sec. 3.3 / App. A), used by InstAlign's L_mask (eq. 6-7).
+
+Both take mask logits and {0, 1} (or soft) targets of the same shape ``(K, ...)``: every mask is flattened,
+the loss is averaged over its pixels (or sampled points), summed over masks and divided by ``num_masks``
+(the number of ground-truth masks in the batch, averaged over processes in distributed training).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def _check(logits: torch.Tensor, targets: torch.Tensor, num_masks: float | torch.Tensor) -> bool:
+    if logits.shape != targets.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must have the same shape"
+        )
+    if logits.dim() < 2:
+        raise ValueError(f"logits must be (num_masks, ...) with at least 2 dims, got {tuple(logits.shape)}")
+    if logits.shape[0] == 0:
+        return False
+    if float(num_masks) <= 0:
+        raise ValueError(f"num_masks must be positive when there are masks, got {float(num_masks)}")
+    return True
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float | torch.Tensor) -> torch.Tensor:
+    """Dice loss ``1 - (2 |p t| + 1) / (|p| + |t| + 1)`` with ``p = sigmoid(logits)``, summed / ``num_masks``.
+
+    Returns a zero scalar (connected to ``logits``) when there are no masks.
+    """
+    if not _check(logits, targets, num_masks):
+        return logits.sum() * 0.0
+    probs = logits.sigmoid().flatten(1)
+    targets = targets.flatten(1).to(probs.dtype)
+    numerator = 2 * (probs * targets).sum(-1)
+    denominator = probs.sum(-1) + targets.sum(-1)
+    loss = 1 - (numerator + 1) / (denominator + 1)
+    return loss.sum() / num_masks
+
+
+def sigmoid_ce_loss(
+    logits: torch.Tensor, targets: torch.Tensor, num_masks: float | torch.Tensor
+) -> torch.Tensor:
+    """Binary cross-entropy with logits, mean over each mask's pixels, summed over masks / ``num_masks``.
+
+    Returns a zero scalar (connected to ``logits``) when there are no masks.
+    """
+    if not _check(logits, targets, num_masks):
+        return logits.sum() * 0.0
+    logits = logits.flatten(1)
+    targets = targets.flatten(1).to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return loss.mean(1).sum() / num_masks
