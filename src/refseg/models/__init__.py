@@ -1,1 +1,53 @@
-"""The architectures. Importing this package registers each with the transformers Auto classes."""
+"""The architectures. Importing this package registers each with the transformers Auto classes.
+
+After ``import refseg``, ``AutoConfig``, ``AutoModel``, ``AutoModelForImageSegmentation``,
+``AutoImageProcessor`` and ``AutoProcessor`` resolve every refseg ``model_type``
+(hf_conventions.md section 3.1); registrations are process-local, so they run on import.
+"""
+
+from __future__ import annotations
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageSegmentation,
+    AutoProcessor,
+)
+
+from .instalign import InstAlignConfig, InstAlignImageProcessor, InstAlignProcessor
+
+try:  # TEMPORARY until modeling_instalign.py lands (another helper writes it); removed at integration
+    from .instalign.modeling_instalign import InstAlignForReferringSegmentation
+except ImportError:  # pragma: no cover
+    InstAlignForReferringSegmentation = None
+
+# (config class, task model class, image processor class, processor class) per architecture
+_ARCHITECTURES = [
+    (InstAlignConfig, InstAlignForReferringSegmentation, InstAlignImageProcessor, InstAlignProcessor),
+]
+
+
+def _register(config_cls, model_cls, image_processor_cls, processor_cls) -> None:
+    AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
+    if model_cls is not None:
+        AutoModel.register(config_cls, model_cls, exist_ok=True)
+        AutoModelForImageSegmentation.register(config_cls, model_cls, exist_ok=True)
+    # one torch/PIL implementation serves both backend names (no torchvision needed)
+    AutoImageProcessor.register(
+        config_cls,
+        image_processor_classes={"torchvision": image_processor_cls, "pil": image_processor_cls},
+        exist_ok=True,
+    )
+    AutoProcessor.register(config_cls, processor_cls, exist_ok=True)
+
+
+for _arch in _ARCHITECTURES:
+    _register(*_arch)
+
+__all__ = [
+    "InstAlignConfig",
+    "InstAlignForReferringSegmentation",
+    "InstAlignImageProcessor",
+    "InstAlignProcessor",
+]

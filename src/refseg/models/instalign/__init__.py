@@ -1,0 +1,13 @@
+"""InstAlign (papers/instalign.md): instance-aware alignment for generalized referring segmentation."""
+
+from .configuration_instalign import InstAlignConfig
+from .image_processing_instalign import InstAlignImageProcessor
+from .processing_instalign import InstAlignProcessor
+
+__all__ = [
+    "InstAlignConfig",
+    "InstAlignForReferringSegmentation",
+    "InstAlignImageProcessor",
+    "InstAlignPreTrainedModel",
+    "InstAlignProcessor",
+]

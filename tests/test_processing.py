@@ -1,0 +1,133 @@
+"""InstAlignProcessor: encoding, one sentence per image, post-processing on hand-made outputs, save/load."""
+
+import numpy as np
+import pytest
+import torch
+from processing_helpers import fake_outputs, tiny_tokenizer
+from transformers import AutoImageProcessor, AutoProcessor
+
+import refseg  # noqa: F401  (registers the Auto classes)
+from refseg.data import encode_mask
+from refseg.models.instalign import InstAlignImageProcessor, InstAlignProcessor
+from refseg.models.instalign.processing_instalign import masks_to_boxes
+
+
+@pytest.fixture
+def processor():
+    return InstAlignProcessor(InstAlignImageProcessor(size=8), tiny_tokenizer(model_max_length=6))
+
+
+def test_call_returns_model_inputs_padded_and_truncated(processor):
+    images = [np.zeros((10, 12, 3), np.uint8), np.zeros((7, 7, 3), np.uint8)]
+    out = processor(images=images, text=["the red circle", "all blue star and the small green square"])
+    assert set(out) == {"pixel_values", "input_ids", "attention_mask"}
+    assert out["pixel_values"].shape == (2, 3, 8, 8)
+    assert out["input_ids"].shape == (2, 6)  # longest sentence truncated to model_max_length 6
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]
+    pad = processor.tokenizer.pad_token_id
+    assert out["input_ids"][0, -1].item() == pad
+
+
+def test_single_image_and_instances_give_mask_labels(processor):
+    mask = np.zeros((4, 4), bool)
+    mask[:2] = True
+    out = processor(
+        images=np.zeros((4, 4, 3), np.uint8), text="the red circle", instances=[[encode_mask(mask)]]
+    )
+    assert out["input_ids"].shape[0] == 1
+    assert out["mask_labels"][0].shape == (1, 8, 8)
+    assert out["mask_labels"][0][0, :4].sum() == 32 and out["mask_labels"][0][0, 4:].sum() == 0
+
+
+@pytest.mark.parametrize(
+    "images, text, message",
+    [
+        ([np.zeros((4, 4, 3), np.uint8)] * 2, "the red circle", "2 image\\(s\\) and 1 sentence"),
+        (np.zeros((4, 4, 3), np.uint8), ["a", "b"], "1 image\\(s\\) and 2 sentence"),
+        (np.zeros((4, 4, 3), np.uint8), None, "both images and text"),
+        (np.zeros((4, 4, 3), np.uint8), [3], "list of strings"),
+    ],
+)
+def test_sentence_count_errors(processor, images, text, message):
+    with pytest.raises(ValueError, match=message):
+        processor(images=images, text=text)
+
+
+def test_masks_to_boxes_exclusive_corners_and_empty():
+    masks = torch.zeros(2, 5, 6, dtype=torch.bool)
+    masks[0, 1:3, 2:5] = True
+    assert masks_to_boxes(masks).tolist() == [[2.0, 1.0, 5.0, 3.0], [0.0, 0.0, 0.0, 0.0]]
+
+
+def _hand_made():
+    """Batch of 2 at model size 8 with logits at 4x4 (stride 2): sample 0 has a target, sample 1 none."""
+    big, small = 10.0, -10.0
+    pred_masks = torch.full((2, 3, 4, 4), small)
+    pred_masks[0, 0, :2, :2] = big  # query 0: top-left quadrant
+    pred_masks[0, 1, 2:, 2:] = big  # query 1: bottom-right quadrant
+    pred_masks[0, 2] = big  # query 2: everything, but low score
+    pred_scores = torch.tensor([[1.0, 3.0, -2.0], [4.0, 4.0, 4.0]])
+    semantic = torch.full((2, 4, 4), small)
+    semantic[0, :2, :2] = big
+    semantic[0, 2:, 2:] = big
+    semantic[1] = big
+    no_target = torch.tensor([-3.0, 2.0])
+    return fake_outputs(pred_masks, pred_scores, semantic, no_target)
+
+
+def test_post_process_hand_made_outputs(processor):
+    results = processor.post_process_referring_segmentation(_hand_made(), target_sizes=[(16, 8), (5, 7)])
+    first, second = results
+    assert first["no_target"] is False
+    assert first["target_score"] == pytest.approx(1 - 1 / (1 + np.exp(3.0)))
+    assert first["mask"].dtype == torch.bool and first["mask"].shape == (16, 8)
+    expected = torch.zeros(16, 8, dtype=torch.bool)
+    expected[:8, :4] = True
+    expected[8:, 4:] = True
+    assert torch.equal(first["mask"], expected)
+    # query 2 has sigmoid(-2) < 0.5; the others are sorted by score: query 1 then query 0
+    assert [round(i["score"], 4) for i in first["instances"]] == [
+        round(1 / (1 + np.exp(-3.0)), 4),
+        round(1 / (1 + np.exp(-1.0)), 4),
+    ]
+    assert first["instances"][0]["box"].tolist() == [4.0, 8.0, 8.0, 16.0]
+    assert first["instances"][1]["box"].tolist() == [0.0, 0.0, 4.0, 8.0]
+    top_left = first["instances"][1]["mask"]
+    assert not top_left[8:].any() and not top_left[:, 4:].any()
+    assert (
+        top_left.sum() >= 31
+    )  # the corner pixel interpolates to a logit of exactly 0 (not > 0.5 after sigmoid)
+    # sample 1: no target wins, so the mask is empty and there are no instances even with high scores
+    assert second["no_target"] is True and second["instances"] == []
+    assert second["mask"].shape == (5, 7) and not second["mask"].any()
+    assert second["target_score"] == pytest.approx(1 - 1 / (1 + np.exp(-2.0)))
+
+
+def test_post_process_thresholds_and_default_size(processor):
+    outputs = _hand_made()
+    strict = processor.post_process_referring_segmentation(outputs, threshold=0.8)[0]
+    assert [round(i["score"], 3) for i in strict["instances"]] == [round(1 / (1 + np.exp(-3.0)), 3)]
+    assert strict["mask"].shape == (8, 8)  # model input size when no target size is given
+    loose = processor.post_process_referring_segmentation(outputs, threshold=0.1, no_target_threshold=0.95)
+    assert len(loose[0]["instances"]) == 3
+    assert loose[1]["no_target"] is False and loose[1]["mask"].all()
+
+
+def test_post_process_errors(processor):
+    with pytest.raises(ValueError, match="1 target sizes for a batch of 2"):
+        processor.post_process_referring_segmentation(_hand_made(), target_sizes=[(4, 4)])
+    with pytest.raises(ValueError, match="have no .pred_scores."):
+        processor.post_process_referring_segmentation({"pred_masks": torch.zeros(1, 1, 2, 2)})
+
+
+def test_save_and_load_round_trip(tmp_path, processor):
+    processor.save_pretrained(tmp_path)
+    assert (tmp_path / "processor_config.json").is_file() and (tmp_path / "tokenizer.json").is_file()
+    for loaded in (InstAlignProcessor.from_pretrained(tmp_path), AutoProcessor.from_pretrained(tmp_path)):
+        assert isinstance(loaded, InstAlignProcessor)
+        assert loaded.image_processor.size == {"height": 8, "width": 8}
+        a = processor(images=np.full((5, 5, 3), 9, np.uint8), text="the small red circle")
+        b = loaded(images=np.full((5, 5, 3), 9, np.uint8), text="the small red circle")
+        torch.testing.assert_close(a["pixel_values"], b["pixel_values"])
+        assert torch.equal(a["input_ids"], b["input_ids"])
+    assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), InstAlignImageProcessor)
