@@ -4,3 +4,13 @@ from .features import referring_features
 from .masks import decode_rle, encode_mask, mask_to_bbox, merge_instances, polygons_to_rle
 
 __all__ = ["decode_rle", "encode_mask", "mask_to_bbox", "merge_instances", "polygons_to_rle", "referring_features"]
+
+# benchmark builders (gRefCOCO, Ref-ZOM, R-RefCOCO, RefCOCO/+/g) and preparation
+from .grefcoco import build_grefcoco
+from .prepare import BUILDERS, build_benchmark, prepare_dataset, write_parquet
+from .refcoco import build_refcoco
+from .refzom import build_refzom
+from .rrefcoco import build_rrefcoco
+
+__all__ += ["BUILDERS", "build_benchmark", "build_grefcoco", "build_refcoco", "build_refzom", "build_rrefcoco"]
+__all__ += ["prepare_dataset", "write_parquet"]

@@ -1,0 +1,48 @@
+"""``refseg data prepare <dataset> --root DIR --output DIR``: benchmark files to parquet in the refseg schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from .prepare import BUILDERS, prepare_dataset
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", required=True)
+    prep = sub.add_parser("prepare", help="convert official annotation files to parquet shards")
+    prep.add_argument("dataset", choices=sorted(BUILDERS))
+    prep.add_argument(
+        "--root", required=True, help="folder holding the refs file and instances.json (or <dataset>/)"
+    )
+    prep.add_argument(
+        "--output", required=True, help="folder to write data/<split>-*.parquet, README.md, stats.json"
+    )
+    prep.add_argument(
+        "--image-dir", default=None, help="image folder (default: <root>/images/train2014 or trainval2014)"
+    )
+    prep.add_argument(
+        "--split-by", default=None, choices=["unc", "google", "umd", "final"], help="refs file variant"
+    )
+    prep.add_argument(
+        "--push-to-hub", default=None, metavar="ORG/NAME", help="also upload with DatasetDict.push_to_hub"
+    )
+    prep.add_argument("--num-proc", type=int, default=None, help="processes generating rows")
+    prep.add_argument("--rows-per-shard", type=int, default=2000)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stats = prepare_dataset(
+        args.dataset,
+        args.root,
+        args.output,
+        image_dir=args.image_dir,
+        split_by=args.split_by,
+        num_proc=args.num_proc,
+        push_to_hub=args.push_to_hub,
+        rows_per_shard=args.rows_per_shard,
+    )
+    print(json.dumps({"num_rows": stats["num_rows"], "dropped_and_counts": stats["total"]}, indent=2))
+    return 0

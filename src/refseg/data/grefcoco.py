@@ -1,0 +1,48 @@
+"""gRefCOCO (GRES and GREC): ``grefs(unc).json`` + ``instances.json`` + COCO train2014 images.
+
+No-target refs have ``ann_id == [-1]`` (the flag ``no_target`` in the file is not read by any official
+loader, notes/originals.md 1.1). GREC boxes are the ``bbox`` fields of the same annotations and are
+kept per instance.
+"""
+
+from __future__ import annotations
+
+import datasets
+
+from .builder import RefFormat, ann_id_list, build_dataset_dict, plan_refs
+from .coco import CocoIndex, load_refs
+from .layout import annotation_files, image_folder
+
+
+def grefcoco_targets(ref: dict) -> tuple[list[int], bool]:
+    """``(ann_ids, no_target)``; ``[-1]`` means no target, ``-1`` mixed with real ids is malformed."""
+    ids = ann_id_list(ref)
+    if ids == [-1]:
+        return [], True
+    if -1 in ids or not ids:
+        raise ValueError("-1 (no target) mixed with annotation ids, or an empty list")
+    return ids, False
+
+
+GREFCOCO = RefFormat(name="grefcoco", targets=grefcoco_targets)
+
+
+def build_grefcoco(
+    root,
+    image_dir=None,
+    split_by: str = "unc",
+    num_proc: int | None = None,
+    cache_dir: str | None = None,
+) -> tuple[datasets.DatasetDict, dict]:
+    """Convert gRefCOCO to a ``DatasetDict`` (train/val/testA/testB); returns ``(dataset, stats)``."""
+    refs_file, instances = annotation_files(
+        root, ["grefcoco"], [f"grefs({split_by}).json", f"grefs({split_by}).p"]
+    )
+    jobs, stats = plan_refs(
+        load_refs(refs_file),
+        CocoIndex(instances),
+        image_folder(root, image_dir, "train2014"),
+        GREFCOCO,
+        refs_file,
+    )
+    return build_dataset_dict(jobs, GREFCOCO, num_proc, cache_dir), stats

@@ -1,0 +1,35 @@
+"""Finding the official files under a user-given root (layouts of notes/originals.md section 1)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def find_path(root: str | os.PathLike, candidates: Sequence[str], what: str, is_dir: bool = False) -> Path:
+    """First existing ``root / candidate``; a clear error listing every tried path otherwise."""
+    root = Path(root)
+    tried = [root / c for c in candidates]
+    for path in tried:
+        if path.is_dir() if is_dir else path.is_file():
+            return path
+    listing = "\n  ".join(str(p) for p in tried)
+    raise FileNotFoundError(f"{what} not found; tried:\n  {listing}")
+
+
+def annotation_files(root, folders: Sequence[str], refs_names: Sequence[str]) -> tuple[Path, Path]:
+    """``(refs_file, instances.json)`` in ``root`` or ``root/<folder>`` (e.g. ``root/grefcoco``)."""
+    dirs = ["."] + list(folders)
+    refs = find_path(root, [f"{d}/{n}" for d in dirs for n in refs_names], "refs file")
+    instances = find_path(refs.parent, ["instances.json"], "instances.json (next to the refs file)")
+    return refs, instances
+
+
+def image_folder(root, image_dir, folder: str) -> Path:
+    """``image_dir`` if given, else ``root/images/<folder>``, ``root/<folder>`` or ``root/../images/<folder>``."""
+    if image_dir is not None:
+        return find_path(image_dir, ["."], "image folder", is_dir=True)
+    return find_path(
+        root, [f"images/{folder}", folder, f"../images/{folder}"], f"image folder '{folder}'", is_dir=True
+    )

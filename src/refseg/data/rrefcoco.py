@@ -1,0 +1,55 @@
+"""R-RefCOCO / R-RefCOCO+ / R-RefCOCOg (RefSegformer): RefCOCO-style refs whose sentences carry ``exist``.
+
+A sentence with a falsy ``exist`` is a negative: it becomes a no-target row that keeps its ``ref_id``
+(the mRR/rIoU metric groups sentences by ref). Sentences without the key are positive, as in
+RefSegformer ``ReferDataset.get_exist`` (notes/originals.md 1.4). ``exist`` is kept as a column.
+"""
+
+from __future__ import annotations
+
+import datasets
+
+from .builder import RefFormat, ann_id_list, build_dataset_dict, plan_refs
+from .coco import CocoIndex, load_refs
+from .layout import annotation_files, image_folder
+
+RREFCOCO_VARIANTS = {
+    "rrefcoco": ("rrefcoco", "unc"),
+    "rrefcoco+": ("rrefcoco+", "unc"),
+    "rrefcocog": ("rrefcocog", "umd"),
+}
+
+
+def rrefcoco_sentence_fields(ref: dict, sent: dict) -> tuple[bool, dict]:
+    exist = bool(sent.get("exist", True))
+    return not exist, {"exist": exist}
+
+
+def rrefcoco_format(name: str) -> RefFormat:
+    return RefFormat(
+        name=name,
+        targets=lambda ref: (ann_id_list(ref), False),
+        sentence_fields=rrefcoco_sentence_fields,
+        extra_features={"exist": datasets.Value("bool")},
+    )
+
+
+def build_rrefcoco(
+    root,
+    image_dir=None,
+    variant: str = "rrefcoco",
+    split_by: str | None = None,
+    num_proc: int | None = None,
+    cache_dir: str | None = None,
+) -> tuple[datasets.DatasetDict, dict]:
+    """Convert one R-RefCOCO variant (``rrefcoco``, ``rrefcoco+``, ``rrefcocog``); returns ``(dataset, stats)``."""
+    if variant not in RREFCOCO_VARIANTS:
+        raise ValueError(f"unknown R-RefCOCO variant {variant!r}; choose from {sorted(RREFCOCO_VARIANTS)}")
+    folder, default_split_by = RREFCOCO_VARIANTS[variant]
+    split_by = split_by or default_split_by
+    fmt = rrefcoco_format(variant)
+    refs_file, instances = annotation_files(root, [folder], [f"refs({split_by}).p"])
+    jobs, stats = plan_refs(
+        load_refs(refs_file), CocoIndex(instances), image_folder(root, image_dir, "train2014"), fmt, refs_file
+    )
+    return build_dataset_dict(jobs, fmt, num_proc, cache_dir), stats
