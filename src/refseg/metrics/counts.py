@@ -1,0 +1,155 @@
+"""Per-sample pixel counts (``MaskRecord``) from predicted and ground-truth masks.
+
+``I = |P n G|`` and ``U = |P u G|`` as in every official evaluator (``np.logical_and`` /
+``np.logical_or`` sums). Masks are numpy arrays or torch tensors (bool, or any dtype where
+nonzero = foreground); torch tensors are counted on their own device.
+Both masks must already be at the evaluation resolution: nothing is resized here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .records import MaskRecord
+
+
+def _as_bool(mask: Any, name: str) -> np.ndarray | torch.Tensor:
+    if isinstance(mask, torch.Tensor):
+        return mask if mask.dtype == torch.bool else mask != 0
+    if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image
+        mask = np.asarray(mask)
+    if isinstance(mask, np.ndarray | list | tuple):
+        arr = np.asarray(mask)
+        return arr if arr.dtype == bool else arr != 0
+    raise ValueError(
+        f"{name} must be a numpy array, a torch tensor or a PIL image, got {type(mask).__name__}"
+    )
+
+
+def _pair(pred_mask: Any, gt_mask: Any, ndim: int) -> tuple[Any, Any]:
+    pred, gt = _as_bool(pred_mask, "pred_mask"), _as_bool(gt_mask, "gt_mask")
+    if isinstance(pred, torch.Tensor) != isinstance(gt, torch.Tensor):
+        pred = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
+        gt = gt.cpu().numpy() if isinstance(gt, torch.Tensor) else gt
+    elif isinstance(pred, torch.Tensor) and pred.device != gt.device:
+        gt = gt.to(pred.device)
+    if pred.ndim != ndim or tuple(pred.shape) != tuple(gt.shape):
+        layout = "(H, W)" if ndim == 2 else "(B, H, W)"
+        raise ValueError(
+            f"pred_mask and gt_mask must both be {layout} with the same shape (resize to the evaluation "
+            f"resolution first), got {tuple(pred.shape)} and {tuple(gt.shape)}"
+        )
+    return pred, gt
+
+
+def batch_mask_counts(pred_masks: Any, gt_masks: Any) -> np.ndarray:
+    """Counts of a batch of ``(B, H, W)`` masks: int64 array ``(B, 4)`` of ``[I, U, |P|, |G|]``."""
+    pred, gt = _pair(pred_masks, gt_masks, ndim=3)
+    if isinstance(pred, torch.Tensor):
+        dims = (-2, -1)
+        stacked = torch.stack(
+            [(pred & gt).sum(dims), (pred | gt).sum(dims), pred.sum(dims), gt.sum(dims)], dim=1
+        )
+        return stacked.cpu().numpy().astype(np.int64)
+    dims = (-2, -1)
+    return np.stack(
+        [(pred & gt).sum(dims), (pred | gt).sum(dims), pred.sum(dims), gt.sum(dims)], axis=1
+    ).astype(np.int64)
+
+
+def mask_counts(pred_mask: Any, gt_mask: Any) -> tuple[int, int, int, int]:
+    """``(I, U, |P|, |G|)`` of one ``(H, W)`` predicted mask and ground-truth mask."""
+    pred, gt = _pair(pred_mask, gt_mask, ndim=2)
+    counts = batch_mask_counts(pred[None], gt[None])[0]
+    return int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3])
+
+
+def segmentation_record(
+    prediction: Mapping[str, Any] | Any,
+    gt_mask: Any,
+    *,
+    gt_no_target: bool | None = None,
+    pred_no_target: bool | None = None,
+    ref_id: int = -1,
+) -> MaskRecord:
+    """The ``MaskRecord`` of one sample.
+
+    ``prediction`` is a post-processed prediction dict of the DESIGN contract (``{"mask", "no_target",
+    ...}``; its ``mask`` is used as given, and ``no_target`` is the predicted flag) or a bare ``(H, W)``
+    mask (then ``pred_no_target`` defaults to ``False``). ``gt_no_target`` defaults to "the ground-truth
+    mask is empty"; pass the dataset's flag (``no_target`` column) where it exists.
+    """
+    if isinstance(prediction, Mapping):
+        if "mask" not in prediction:
+            raise ValueError(f"prediction dict has no 'mask' key (keys: {sorted(prediction)})")
+        mask = prediction["mask"]
+        if pred_no_target is None:
+            pred_no_target = bool(prediction.get("no_target", False))
+    else:
+        mask = prediction
+    i, u, p, g = mask_counts(mask, gt_mask)
+    return MaskRecord(
+        intersection=i,
+        union=u,
+        pred_area=p,
+        gt_area=g,
+        pred_no_target=bool(pred_no_target) if pred_no_target is not None else False,
+        gt_no_target=bool(gt_no_target) if gt_no_target is not None else g == 0,
+        ref_id=int(ref_id),
+    )
+
+
+def segmentation_records(
+    predictions: Sequence[Mapping[str, Any]] | Any,
+    gt_masks: Sequence[Any] | Any,
+    *,
+    gt_no_target: Sequence[bool] | None = None,
+    pred_no_target: Sequence[bool] | None = None,
+    ref_ids: Sequence[int] | None = None,
+) -> list[MaskRecord]:
+    """``MaskRecord`` s of a batch: a list of prediction dicts (or masks) and a list (or ``(B, H, W)``) of GT masks.
+
+    A ``(B, H, W)`` tensor/array of predicted masks with a ``(B, H, W)`` GT batch is counted in one
+    vectorized pass.
+    """
+    n = len(predictions)
+    if len(gt_masks) != n:
+        raise ValueError(f"got {n} predictions but {len(gt_masks)} ground-truth masks")
+    for name, seq in (
+        ("gt_no_target", gt_no_target),
+        ("pred_no_target", pred_no_target),
+        ("ref_ids", ref_ids),
+    ):
+        if seq is not None and len(seq) != n:
+            raise ValueError(f"{name} has {len(seq)} entries for {n} predictions")
+    is_stacked = isinstance(predictions, np.ndarray | torch.Tensor) and isinstance(
+        gt_masks, np.ndarray | torch.Tensor
+    )
+    if is_stacked:
+        counts = batch_mask_counts(predictions, gt_masks)
+        return [
+            MaskRecord(
+                intersection=int(c[0]),
+                union=int(c[1]),
+                pred_area=int(c[2]),
+                gt_area=int(c[3]),
+                pred_no_target=bool(pred_no_target[k]) if pred_no_target is not None else False,
+                gt_no_target=bool(gt_no_target[k]) if gt_no_target is not None else int(c[3]) == 0,
+                ref_id=int(ref_ids[k]) if ref_ids is not None else -1,
+            )
+            for k, c in enumerate(counts)
+        ]
+    return [
+        segmentation_record(
+            predictions[k],
+            gt_masks[k],
+            gt_no_target=None if gt_no_target is None else bool(gt_no_target[k]),
+            pred_no_target=None if pred_no_target is None else bool(pred_no_target[k]),
+            ref_id=-1 if ref_ids is None else int(ref_ids[k]),
+        )
+        for k in range(n)
+    ]

@@ -1,0 +1,148 @@
+"""Per-sample records that every metric consumes, and the helpers that validate them.
+
+A metric never sees pixels: each sample is reduced to a few numbers (a *record*) where the model ran,
+so records from any number of processes are simply concatenated before a metric is computed.
+Every metric function accepts records as
+
+* a sequence of record dataclasses (``MaskRecord`` ...),
+* a sequence of mappings with the record's field names, or
+* a mapping of columns (field name -> list / numpy array / torch tensor), e.g. what
+  ``accelerator.gather_for_metrics`` or an ``evaluate`` module hands back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MaskRecord:
+    """Pixel counts and no-target flags of one (sentence, image) pair.
+
+    ``intersection = |P n G|``, ``union = |P u G|``, ``pred_area = |P|``, ``gt_area = |G|`` for the predicted
+    mask ``P`` and the merged ground-truth mask ``G`` at the evaluation resolution.
+    ``pred_no_target``: the model says nothing is referred to. ``gt_no_target``: the annotation says so
+    (gRefCOCO ``empty``, Ref-ZOM ``source == "zero"``, R-RefCOCO ``exist == 0``).
+    ``ref_id`` groups the sentences of one object (R-RefCOCO); ``-1`` when unused.
+    """
+
+    intersection: int
+    union: int
+    pred_area: int
+    gt_area: int
+    pred_no_target: bool = False
+    gt_no_target: bool = False
+    ref_id: int = -1
+
+
+MASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MaskRecord))
+_MASK_DEFAULTS: dict[str, Any] = {"pred_no_target": False, "gt_no_target": False, "ref_id": -1}
+
+
+def _column(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):  # torch tensor, possibly on an accelerator
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def as_columns(
+    records: Any, fields: Sequence[str], defaults: Mapping[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Normalize records (see module docstring) to a dict of 1-D numpy columns named ``fields``.
+
+    Missing fields take ``defaults``; a field missing without a default raises ``ValueError``.
+    """
+    defaults = dict(defaults or {})
+    if isinstance(records, Mapping):
+        columns = {k: _column(v) for k, v in records.items()}
+        lengths = {k: len(v) for k, v in columns.items() if k in fields}
+        if not lengths:
+            raise ValueError(f"records given as columns must contain the fields {list(fields)}")
+        n = next(iter(lengths.values()))
+        if any(length != n for length in lengths.values()):
+            raise ValueError(f"record columns have different lengths: {lengths}")
+    elif isinstance(records, Sequence) and not isinstance(records, str | bytes):
+        n = len(records)
+        rows = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in records]
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise ValueError(
+                    f"record {i} must be a record dataclass or a mapping, got {type(row).__name__}"
+                )
+        columns = {}
+        for name in fields:
+            if all(name in row for row in rows):
+                columns[name] = np.asarray([row[name] for row in rows])
+            elif any(name in row for row in rows):
+                missing = next(i for i, row in enumerate(rows) if name not in row)
+                raise ValueError(f"record {missing} has no field {name!r}")
+    else:
+        raise ValueError(
+            f"records must be a sequence of records or a mapping of columns, got {type(records).__name__}"
+        )
+    if n == 0:
+        raise ValueError("cannot compute a metric over zero samples")
+    out: dict[str, np.ndarray] = {}
+    for name in fields:
+        if name in columns:
+            col = columns[name].reshape(-1)
+        elif name in defaults:
+            col = np.full(n, defaults[name])
+        else:
+            raise ValueError(f"records are missing the field {name!r} (expected fields: {list(fields)})")
+        out[name] = col
+    return out
+
+
+def mask_columns(records: Any) -> dict[str, np.ndarray]:
+    """Validated columns of ``MaskRecord`` data: int64 counts, bool flags, int64 ref ids."""
+    cols = as_columns(records, MASK_FIELDS, _MASK_DEFAULTS)
+    for name in ("intersection", "union", "pred_area", "gt_area", "ref_id"):
+        cols[name] = cols[name].astype(np.int64)
+    for name in ("pred_no_target", "gt_no_target"):
+        cols[name] = cols[name].astype(bool)
+    i, u, p, g = cols["intersection"], cols["union"], cols["pred_area"], cols["gt_area"]
+    bad = np.flatnonzero((i < 0) | (p < 0) | (g < 0) | (i > np.minimum(p, g)) | (u != p + g - i))
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(
+            f"inconsistent mask record {k}: intersection={i[k]}, union={u[k]}, pred_area={p[k]}, gt_area={g[k]} "
+            "(need 0 <= intersection <= min(pred_area, gt_area) and union = pred_area + gt_area - intersection; "
+            "were the prediction and the ground truth counted at the same resolution?)"
+        )
+    return cols
+
+
+_RESOLUTION = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
+
+
+def format_resolution(resolution: str | int | Sequence[int]) -> str:
+    """The evaluation resolution written into every result: ``"original"`` or ``"HxW"`` (e.g. ``"480x480"``).
+
+    Accepts ``"original"``, ``"HxW"``, an int ``n`` (square ``n x n``) or an ``(H, W)`` pair.
+    """
+    if isinstance(resolution, str):
+        if resolution == "original" or _RESOLUTION.match(resolution):
+            return resolution
+    elif isinstance(resolution, int) and not isinstance(resolution, bool) and resolution > 0:
+        return f"{resolution}x{resolution}"
+    elif (
+        isinstance(resolution, Sequence)
+        and len(resolution) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in resolution)
+    ):
+        return f"{resolution[0]}x{resolution[1]}"
+    raise ValueError(
+        f"resolution must be 'original', 'HxW' (e.g. '480x480'), a positive int or an (H, W) pair, got {resolution!r}"
+    )
+
+
+def ratio(numerator: float, denominator: float, scale: float = 100.0) -> float:
+    """``scale * numerator / denominator``, or ``0.0`` when the denominator is 0 (documented per metric)."""
+    return float(scale * numerator / denominator) if denominator else 0.0
