@@ -1,0 +1,51 @@
+"""Prediction heads (InstAlign Sec. 3.4, "Prediction Heads", eq. 4).
+
+From refined queries ``Q_k`` (B, N, C): a score head gives the relevance logits of ``p_hat`` (B, N), and a
+mask-embedding MLP maps each query into the pixel-feature space so that ``s_hat = V_4 . Q^T`` (eq. 4) is a
+dot product with the stride-4 mask features ``V_4`` (B, C_mask, H/4, W/4), as in Mask2Former.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with ReLU in between (no activation after the last)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int = 3) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = nn.functional.relu(x)
+        return x
+
+
+class InstancePredictionHeads(nn.Module):
+    """Shared by every Phrase-Object Transformer block: LayerNorm, score head and mask embedding (eq. 4).
+
+    Args:
+        hidden_dim: query channels ``C``.
+        mask_dim: channels of the mask features ``V_4``.
+    """
+
+    def __init__(self, hidden_dim: int, mask_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.score_head = MLP(hidden_dim, hidden_dim, 1, num_layers=2)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, num_layers=3)
+
+    def forward(
+        self, queries: torch.Tensor, mask_features: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the normalised queries ``(B, N, C)``, score logits ``(B, N)`` and mask logits ``(B, N, h, w)``."""
+        normed = self.norm(queries)
+        score_logits = self.score_head(normed).squeeze(-1)
+        mask_logits = torch.einsum("bnc,bchw->bnhw", self.mask_embed(normed), mask_features)  # eq. 4
+        return normed, score_logits, mask_logits

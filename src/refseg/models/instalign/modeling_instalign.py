@@ -1,0 +1,336 @@
+"""InstAlign (Nguyen et al., "Instance-Aware Generalized Referring Expression Segmentation", Sec. 3).
+
+``InstAlignModel``: Swin backbone + RoBERTa text encoder (Sec. 3.2) -> Mask2Former pixel decoder -> ``K``
+Phrase-Object Transformer blocks with the prediction heads (Sec. 3.3-3.4).
+``InstAlignForReferringSegmentation`` adds Adaptive Instance Aggregation (Sec. 3.5), the no-target predictor
+(Sec. 3.6) and the training objective (Sec. 3.7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from ...modeling.backbone import build_vision_backbone
+from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder
+from ...modeling.text_encoder import build_text_encoder
+from .aggregation import AdaptiveInstanceAggregation
+from .configuration_instalign import InstAlignConfig
+from .criterion import InstAlignCriterion
+from .no_target import NoTargetPredictor
+from .object_text_attention import ObjectTextCrossAttention
+from .phrase_object_transformer import (
+    PhraseObjectPrediction,
+    PhraseObjectTransformer,
+    PhraseObjectTransformerBlock,
+)
+
+
+@dataclass
+class InstAlignModelOutput(ModelOutput):
+    """Output of :class:`InstAlignModel`.
+
+    Args:
+        pred_masks: ``(B, N, H/4, W/4)`` instance mask logits of the last block (eq. 4).
+        pred_scores: ``(B, N)`` relevance logits (``sigmoid`` gives ``p_hat``).
+        queries: ``Q_K`` ``(B, N, C)``.
+        text_features: ``T_K`` ``(B, L, C)``.
+        phrase_relevance: ``R_K`` ``(B, N, L)`` (eq. 1).
+        phrase_cost: ``L_phrase`` ``(B, N)`` (eq. 3).
+        mask_features: ``V_4`` ``(B, C_mask, H/4, W/4)``.
+        intermediate_predictions: the ``K + 1`` :class:`PhraseObjectPrediction` (learned queries, then each block).
+    """
+
+    pred_masks: torch.Tensor | None = None
+    pred_scores: torch.Tensor | None = None
+    queries: torch.Tensor | None = None
+    text_features: torch.Tensor | None = None
+    phrase_relevance: torch.Tensor | None = None
+    phrase_cost: torch.Tensor | None = None
+    mask_features: torch.Tensor | None = None
+    intermediate_predictions: list[PhraseObjectPrediction] | None = None
+
+
+@dataclass
+class InstAlignOutput(ModelOutput):
+    """Output of :class:`InstAlignForReferringSegmentation`.
+
+    Args:
+        loss: total loss (eq. 13) when ``mask_labels`` are given.
+        loss_dict: its terms (``loss_merged``, ``loss_inst`` and parts, ``loss_nt``, ``loss_aux``).
+        pred_masks: ``(B, N, H/4, W/4)`` instance mask logits.
+        pred_scores: ``(B, N)`` relevance logits.
+        semantic_mask_logits: ``(B, H/4, W/4)`` merged-mask logits (eq. 8 before the sigmoid).
+        no_target_logits: ``(B,)``; ``sigmoid`` is the probability that nothing is referred to (eq. 12).
+        text_features: ``T_K`` ``(B, L, C)``.
+        phrase_relevance: ``R_K`` ``(B, N, L)`` (eq. 1).
+        aux_outputs: for each earlier prediction (learned queries, blocks 1..K-1) a dict with ``pred_masks``,
+            ``pred_scores`` and ``semantic_mask_logits``.
+    """
+
+    loss: torch.Tensor | None = None
+    loss_dict: dict[str, torch.Tensor] | None = None
+    pred_masks: torch.Tensor | None = None
+    pred_scores: torch.Tensor | None = None
+    semantic_mask_logits: torch.Tensor | None = None
+    no_target_logits: torch.Tensor | None = None
+    text_features: torch.Tensor | None = None
+    phrase_relevance: torch.Tensor | None = None
+    aux_outputs: list[dict[str, torch.Tensor]] | None = None
+
+
+class InstAlignPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading for InstAlign models."""
+
+    config: InstAlignConfig
+    config_class = InstAlignConfig
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PhraseObjectTransformerBlock", "MSDeformAttnPixelDecoder"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Normal(0, init_std) linears / embeddings, Xavier attention projections (Mask2Former decoder),
+        Deformable-DETR init of the pixel decoder's deformable attention, PReLU slope 0.25. The Swin and
+        RoBERTa sub-models are initialised by their own ``_init_weights``."""
+        std = self.config.init_std
+        if isinstance(module, nn.MultiheadAttention):
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
+            init.xavier_uniform_(module.out_proj.weight)
+            init.zeros_(module.out_proj.bias)
+        elif isinstance(module, ObjectTextCrossAttention):
+            for layer in (
+                module.query_proj,
+                module.text_key_proj,
+                module.text_value_proj,
+                module.query_value_proj,
+                module.query_out_proj,
+                module.text_out_proj,
+            ):
+                init.xavier_uniform_(layer.weight)
+                init.zeros_(layer.bias)
+        elif isinstance(module, MSDeformAttnPixelDecoder):
+            module.reset_parameters()
+        elif isinstance(module, nn.PReLU):
+            init.constant_(module.weight, 0.25)
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=1.0 if module.weight.shape[0] <= 3 else std)
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+def _check_inputs(
+    pixel_values: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    mask_labels: list[torch.Tensor] | None = None,
+) -> None:
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+        shape = (
+            tuple(pixel_values.shape)
+            if isinstance(pixel_values, torch.Tensor)
+            else type(pixel_values).__name__
+        )
+        raise ValueError(f"pixel_values must be a (B, 3, H, W) tensor, got {shape}")
+    batch, _, height, width = pixel_values.shape
+    if height % 32 or width % 32:
+        raise ValueError(f"pixel_values height and width must be multiples of 32, got {height}x{width}")
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise ValueError(f"input_ids must be a (B, L) tensor, got {shape}")
+    if input_ids.shape[0] != batch:
+        raise ValueError(f"input_ids has batch size {input_ids.shape[0]} but pixel_values has {batch}")
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
+        )
+    if mask_labels is not None:
+        if not isinstance(mask_labels, (list, tuple)) or len(mask_labels) != batch:
+            got = len(mask_labels) if isinstance(mask_labels, (list, tuple)) else type(mask_labels).__name__
+            raise ValueError(f"mask_labels must be a list of {batch} tensors (one per image), got {got}")
+        for b, masks in enumerate(mask_labels):
+            if (
+                not isinstance(masks, torch.Tensor)
+                or masks.dim() != 3
+                or tuple(masks.shape[-2:]) != (height, width)
+            ):
+                shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+                raise ValueError(
+                    f"mask_labels[{b}] must be a (n, {height}, {width}) tensor at the pixel_values resolution, got {shape}"
+                )
+
+
+class InstAlignModel(InstAlignPreTrainedModel):
+    """Backbone, text encoder, pixel decoder and Phrase-Object Transformer (Sec. 3.2-3.4)."""
+
+    def __init__(self, config: InstAlignConfig) -> None:
+        super().__init__(config)
+        self.backbone = build_vision_backbone(config.backbone_config)
+        self.text_encoder = build_text_encoder(config.text_config)
+        self.text_projection = nn.Linear(self.text_encoder.hidden_size, config.hidden_dim)
+        self.pixel_decoder = MSDeformAttnPixelDecoder(
+            in_channels=self.backbone.channels,
+            hidden_dim=config.hidden_dim,
+            mask_dim=config.mask_dim,
+            num_layers=config.pixel_decoder_layers,
+            num_heads=config.num_heads,
+            num_points=config.pixel_decoder_num_points,
+            ffn_dim=config.pixel_decoder_ffn_dim,
+            dropout=config.dropout,
+        )
+        self.phrase_object_transformer = PhraseObjectTransformer(
+            hidden_dim=config.hidden_dim,
+            num_heads=config.num_heads,
+            ffn_dim=config.ffn_dim,
+            num_queries=config.num_queries,
+            num_blocks=config.num_blocks,
+            mask_dim=config.mask_dim,
+            dropout=config.dropout,
+            masked_attention=config.masked_attention,
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> InstAlignModelOutput | tuple:
+        """Encode the image and the expression and refine the object queries.
+
+        Args:
+            pixel_values: ``(B, 3, H, W)``, H and W multiples of 32.
+            input_ids: ``(B, L)`` token ids; attention_mask: ``(B, L)`` 1 for tokens, 0 for padding.
+        """
+        _check_inputs(pixel_values, input_ids, attention_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        features = self.backbone(pixel_values)
+        decoded = self.pixel_decoder(features)
+        text_features = self.text_projection(self.text_encoder(input_ids, attention_mask))
+        refined = self.phrase_object_transformer(
+            decoded.multi_scale_features, decoded.mask_features, text_features, attention_mask
+        )
+        last = refined.last
+        output = InstAlignModelOutput(
+            pred_masks=last.mask_logits,
+            pred_scores=last.score_logits,
+            queries=last.queries,
+            text_features=last.text_features,
+            phrase_relevance=last.relevance,
+            phrase_cost=last.phrase_cost,
+            mask_features=decoded.mask_features,
+            intermediate_predictions=refined.predictions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
+    """InstAlign with Adaptive Instance Aggregation, the no-target predictor and the training loss."""
+
+    def __init__(self, config: InstAlignConfig) -> None:
+        super().__init__(config)
+        self.model = InstAlignModel(config)
+        self.aggregation = AdaptiveInstanceAggregation(config.aggregation, config.aggregation_threshold)
+        self.no_target_predictor = NoTargetPredictor(config.hidden_dim, config.no_target_input)
+        self.criterion = InstAlignCriterion(
+            instance_supervision=config.instance_supervision,
+            lambda_score=config.lambda_score,
+            lambda_mask=config.lambda_mask,
+            lambda_phrase=config.lambda_phrase,
+            lambda_merged=config.lambda_merged,
+            lambda_inst=config.lambda_inst,
+            lambda_nt=config.lambda_nt,
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        mask_labels: list[torch.Tensor] | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> InstAlignOutput | tuple:
+        """Segment what the expression refers to.
+
+        Args:
+            pixel_values: ``(B, 3, H, W)``, H and W multiples of 32.
+            input_ids: ``(B, L)``; attention_mask: ``(B, L)`` (1 = token, 0 = padding; default all ones).
+            mask_labels: optional list of ``B`` float ``{0, 1}`` tensors ``(n_b, H, W)``, one mask per referred
+                instance at the ``pixel_values`` resolution; ``n_b = 0`` marks a no-target expression. When
+                given, ``loss`` and ``loss_dict`` are filled.
+        """
+        _check_inputs(pixel_values, input_ids, attention_mask, mask_labels)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        outputs = self.model(pixel_values, input_ids, attention_mask, return_dict=True)
+        predictions = outputs.intermediate_predictions
+        semantic = [self.aggregation(p.mask_logits, p.score_logits) for p in predictions]  # eq. 8
+        last = predictions[-1]
+        no_target_logits = self.no_target_predictor(
+            last.queries, last.score_logits, last.text_features, attention_mask
+        )  # eq. 10-12
+
+        loss, loss_dict = None, None
+        if mask_labels is not None:
+            supervised = range(len(predictions)) if self.config.deep_supervision else [len(predictions) - 1]
+            loss, loss_dict = self.criterion(
+                [
+                    {
+                        "score_logits": predictions[i].score_logits,
+                        "mask_logits": predictions[i].mask_logits,
+                        "semantic_mask_logits": semantic[i],
+                        "phrase_cost": predictions[i].phrase_cost,
+                    }
+                    for i in supervised
+                ],
+                no_target_logits,
+                mask_labels,
+            )
+
+        output = InstAlignOutput(
+            loss=loss,
+            loss_dict=loss_dict,
+            pred_masks=last.mask_logits,
+            pred_scores=last.score_logits,
+            semantic_mask_logits=semantic[-1],
+            no_target_logits=no_target_logits,
+            text_features=last.text_features,
+            phrase_relevance=last.relevance,
+            aux_outputs=[
+                {"pred_masks": p.mask_logits, "pred_scores": p.score_logits, "semantic_mask_logits": s}
+                for p, s in zip(predictions[:-1], semantic[:-1])
+            ],
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "InstAlignModel",
+    "InstAlignPreTrainedModel",
+    "InstAlignForReferringSegmentation",
+    "InstAlignOutput",
+    "InstAlignModelOutput",
+    "PhraseObjectTransformerBlock",
+]
