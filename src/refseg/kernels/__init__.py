@@ -1,12 +1,14 @@
-"""Multi-scale deformable attention: compiled custom op with a pure-PyTorch reference fallback."""
+"""Multi-scale deformable attention (Deformable DETR, arXiv 2010.04159, eq. 3).
+
+``multi_scale_deformable_attention`` runs the compiled ``refseg::ms_deform_attn_forward`` custom op (C++ CPU
+kernel built on first use, optional CUDA extension) and falls back to
+``reference_multi_scale_deformable_attention`` (``grid_sample``) with a one-time warning when it cannot.
+``implementation(device)`` says which one runs and why. ``REFSEG_DISABLE_KERNELS=1`` forces the reference.
+"""
 
 from __future__ import annotations
 
+from .ops import implementation, multi_scale_deformable_attention
 from .reference import reference_multi_scale_deformable_attention
 
-
-def multi_scale_deformable_attention(*args, **kwargs):  # temporary: compiled op lands next
-    return reference_multi_scale_deformable_attention(*args, **kwargs)
-
-
-__all__ = ["multi_scale_deformable_attention", "reference_multi_scale_deformable_attention"]
+__all__ = ["implementation", "multi_scale_deformable_attention", "reference_multi_scale_deformable_attention"]

@@ -1,0 +1,235 @@
+// Multi-scale deformable attention CPU kernel bodies (Deformable DETR, arXiv 2010.04159, eq. 3).
+// Included once per ISA unit with REFSEG_MSDA_ISA set to a namespace name; everything lives in that
+// namespace and uses no library templates, so the units cannot share code compiled for another ISA.
+//
+// Sampling convention (identical to grid_sample(align_corners=False, padding_mode="zeros") and the
+// reference CUDA kernel): x = loc_x * W - 0.5, y = loc_y * H - 0.5; a sample is skipped unless
+// -1 < x < W and -1 < y < H; corners outside the map contribute zero.
+#include "ms_deform_attn_cpu.h"
+
+#ifndef REFSEG_MSDA_ISA
+#error "define REFSEG_MSDA_ISA before including this file"
+#endif
+
+namespace refseg_msda {
+namespace REFSEG_MSDA_ISA {
+namespace {
+
+inline int64_t floor_to_int(double v) {
+  int64_t i = static_cast<int64_t>(v);
+  return i > v ? i - 1 : i;
+}
+
+// Coordinates and corner weights of one sample; the attention weight is folded in by the caller.
+template <typename T>
+struct Bilinear {
+  int64_t x0, y0;
+  T fx, fy;         // fractional parts
+  bool inside;      // -1 < x < W and -1 < y < H
+  bool interior;    // all four corners inside the map
+};
+
+template <typename T>
+inline Bilinear<T> locate(T loc_x, T loc_y, int64_t height, int64_t width) {
+  Bilinear<T> b;
+  const T x = loc_x * static_cast<T>(width) - T(0.5);
+  const T y = loc_y * static_cast<T>(height) - T(0.5);
+  b.inside = x > T(-1) && y > T(-1) && x < static_cast<T>(width) && y < static_cast<T>(height);
+  if (!b.inside) {  // also false for NaN
+    b.x0 = b.y0 = 0;
+    b.fx = b.fy = T(0);
+    b.interior = false;
+    return b;
+  }
+  b.x0 = floor_to_int(x);
+  b.y0 = floor_to_int(y);
+  b.fx = x - static_cast<T>(b.x0);
+  b.fy = y - static_cast<T>(b.y0);
+  b.interior = b.x0 >= 0 && b.y0 >= 0 && b.x0 + 1 < width && b.y0 + 1 < height;
+  return b;
+}
+
+// acc[c] += w0 r0[c] + w1 r1[c] + w2 r2[c] + w3 r3[c]; DC > 0 fixes the channel count at compile time.
+template <typename T, int DC>
+inline void axpy4(T* __restrict acc, int64_t channels, T w0, const T* __restrict r0, T w1, const T* __restrict r1,
+                  T w2, const T* __restrict r2, T w3, const T* __restrict r3) {
+  const int64_t d = DC > 0 ? DC : channels;
+  for (int64_t c = 0; c < d; ++c) acc[c] += w0 * r0[c] + w1 * r1[c] + w2 * r2[c] + w3 * r3[c];
+}
+
+template <typename T, int DC>
+inline void axpy1(T* __restrict acc, int64_t channels, T w, const T* __restrict r) {
+  const int64_t d = DC > 0 ? DC : channels;
+  for (int64_t c = 0; c < d; ++c) acc[c] += w * r[c];
+}
+
+template <typename T, int DC>
+void forward_impl(const Problem& pb, const T* value, const T* loc, const T* attn, T* out, int64_t begin,
+                  int64_t end) {
+  const int64_t D = DC > 0 ? DC : pb.channels;
+  const int64_t M = pb.heads, L = pb.levels, P = pb.points, Lq = pb.queries;
+  const int64_t row = M * D;  // elements between neighbouring pixels of one head
+  T local[DC > 0 ? DC : 1];
+  for (int64_t idx = begin; idx < end; ++idx) {  // idx = n * Lq + q
+    const int64_t n = idx / Lq;
+    const T* loc_q = loc + idx * M * L * P * 2;
+    const T* attn_q = attn + idx * M * L * P;
+    T* out_q = out + idx * M * D;
+    const T* value_n = value + n * pb.num_values * row;
+    for (int64_t m = 0; m < M; ++m) {
+      T* acc = DC > 0 ? local : out_q + m * D;
+      for (int64_t c = 0; c < D; ++c) acc[c] = T(0);
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t H = pb.shapes[2 * l], W = pb.shapes[2 * l + 1];
+        const T* value_l = value_n + pb.starts[l] * row + m * D;
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t k = (m * L + l) * P + p;
+          const Bilinear<T> b = locate<T>(loc_q[2 * k], loc_q[2 * k + 1], H, W);
+          if (!b.inside) continue;
+          const T a = attn_q[k];
+          const T gx = T(1) - b.fx, gy = T(1) - b.fy;
+          const T w00 = a * gy * gx, w01 = a * gy * b.fx, w10 = a * b.fy * gx, w11 = a * b.fy * b.fx;
+          const T* r00 = value_l + (b.y0 * W + b.x0) * row;
+          if (b.interior) {
+            axpy4<T, DC>(acc, D, w00, r00, w01, r00 + row, w10, r00 + W * row, w11, r00 + (W + 1) * row);
+            continue;
+          }
+          const bool x0ok = b.x0 >= 0, x1ok = b.x0 + 1 < W, y0ok = b.y0 >= 0, y1ok = b.y0 + 1 < H;
+          if (y0ok && x0ok) axpy1<T, DC>(acc, D, w00, r00);
+          if (y0ok && x1ok) axpy1<T, DC>(acc, D, w01, r00 + row);
+          if (y1ok && x0ok) axpy1<T, DC>(acc, D, w10, r00 + W * row);
+          if (y1ok && x1ok) axpy1<T, DC>(acc, D, w11, r00 + (W + 1) * row);
+        }
+      }
+      if (DC > 0)
+        for (int64_t c = 0; c < D; ++c) out_q[m * D + c] = acc[c];
+    }
+  }
+}
+
+// One corner in the backward: returns dot(g, r) and adds w * g to the gradient row.
+template <typename T, int DC>
+inline T dot_scatter1(int64_t channels, const T* __restrict g, const T* __restrict r, T* __restrict gr, T w) {
+  const int64_t d = DC > 0 ? DC : channels;
+  T s = T(0);
+  for (int64_t c = 0; c < d; ++c) {
+    s += g[c] * r[c];
+    gr[c] += w * g[c];
+  }
+  return s;
+}
+
+template <typename T, int DC>
+void backward_impl(const Problem& pb, const T* value, const T* loc, const T* attn, const T* grad_out,
+                   T* grad_value, T* grad_loc, T* grad_attn, int64_t begin, int64_t end) {
+  const int64_t D = DC > 0 ? DC : pb.channels;
+  const int64_t M = pb.heads, L = pb.levels, P = pb.points, Lq = pb.queries;
+  const int64_t row = M * D;
+  for (int64_t task = begin; task < end; ++task) {  // task = n * M + m
+    const int64_t n = task / M, m = task % M;
+    const T* value_n = value + n * pb.num_values * row + m * D;
+    T* grad_value_n = grad_value + n * pb.num_values * row + m * D;
+    for (int64_t q = 0; q < Lq; ++q) {
+      const int64_t idx = n * Lq + q;
+      const T* __restrict g = grad_out + (idx * M + m) * D;
+      const T* loc_q = loc + idx * M * L * P * 2;
+      const T* attn_q = attn + idx * M * L * P;
+      T* grad_loc_q = grad_loc + idx * M * L * P * 2;
+      T* grad_attn_q = grad_attn + idx * M * L * P;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t H = pb.shapes[2 * l], W = pb.shapes[2 * l + 1];
+        const int64_t offset = pb.starts[l] * row;
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t k = (m * L + l) * P + p;
+          const Bilinear<T> b = locate<T>(loc_q[2 * k], loc_q[2 * k + 1], H, W);
+          if (!b.inside) {
+            grad_attn_q[k] = T(0);
+            grad_loc_q[2 * k] = T(0);
+            grad_loc_q[2 * k + 1] = T(0);
+            continue;
+          }
+          const T a = attn_q[k];
+          const T gx = T(1) - b.fx, gy = T(1) - b.fy;
+          const T c00 = gy * gx, c01 = gy * b.fx, c10 = b.fy * gx, c11 = b.fy * b.fx;
+          const int64_t o00 = offset + (b.y0 * W + b.x0) * row;
+          const T* r00 = value_n + o00;
+          T* q00 = grad_value_n + o00;
+          T s00 = T(0), s01 = T(0), s10 = T(0), s11 = T(0);
+          if (b.interior) {
+            const T* __restrict r01 = r00 + row;
+            const T* __restrict r10 = r00 + W * row;
+            const T* __restrict r11 = r10 + row;
+            T* __restrict q01 = q00 + row;
+            T* __restrict q10 = q00 + W * row;
+            T* __restrict q11 = q10 + row;
+            T* __restrict q00r = q00;
+            const T* __restrict r00r = r00;
+            const T w00 = a * c00, w01 = a * c01, w10 = a * c10, w11 = a * c11;
+            for (int64_t c = 0; c < D; ++c) {
+              const T gc = g[c];
+              s00 += gc * r00r[c];
+              s01 += gc * r01[c];
+              s10 += gc * r10[c];
+              s11 += gc * r11[c];
+              q00r[c] += w00 * gc;
+              q01[c] += w01 * gc;
+              q10[c] += w10 * gc;
+              q11[c] += w11 * gc;
+            }
+          } else {
+            const bool x0ok = b.x0 >= 0, x1ok = b.x0 + 1 < W, y0ok = b.y0 >= 0, y1ok = b.y0 + 1 < H;
+            if (y0ok && x0ok) s00 = dot_scatter1<T, DC>(D, g, r00, q00, a * c00);
+            if (y0ok && x1ok) s01 = dot_scatter1<T, DC>(D, g, r00 + row, q00 + row, a * c01);
+            if (y1ok && x0ok) s10 = dot_scatter1<T, DC>(D, g, r00 + W * row, q00 + W * row, a * c10);
+            if (y1ok && x1ok) s11 = dot_scatter1<T, DC>(D, g, r00 + (W + 1) * row, q00 + (W + 1) * row, a * c11);
+          }
+          grad_attn_q[k] = c00 * s00 + c01 * s01 + c10 * s10 + c11 * s11;
+          grad_loc_q[2 * k] = a * static_cast<T>(W) * (gy * (s01 - s00) + b.fy * (s11 - s10));
+          grad_loc_q[2 * k + 1] = a * static_cast<T>(H) * (gx * (s10 - s00) + b.fx * (s11 - s01));
+        }
+      }
+    }
+  }
+}
+
+// Channel-count dispatch: D = 32 (the common 256 / 8 heads) and 16, 64 get fully unrolled loops.
+template <typename T>
+void forward(const Problem& pb, const T* value, const T* loc, const T* attn, T* out, int64_t begin, int64_t end) {
+  switch (pb.channels) {
+    case 16: return forward_impl<T, 16>(pb, value, loc, attn, out, begin, end);
+    case 32: return forward_impl<T, 32>(pb, value, loc, attn, out, begin, end);
+    case 64: return forward_impl<T, 64>(pb, value, loc, attn, out, begin, end);
+    default: return forward_impl<T, 0>(pb, value, loc, attn, out, begin, end);
+  }
+}
+
+template <typename T>
+void backward(const Problem& pb, const T* value, const T* loc, const T* attn, const T* grad_out, T* grad_value,
+              T* grad_loc, T* grad_attn, int64_t begin, int64_t end) {
+  switch (pb.channels) {
+    case 16: return backward_impl<T, 16>(pb, value, loc, attn, grad_out, grad_value, grad_loc, grad_attn, begin, end);
+    case 32: return backward_impl<T, 32>(pb, value, loc, attn, grad_out, grad_value, grad_loc, grad_attn, begin, end);
+    case 64: return backward_impl<T, 64>(pb, value, loc, attn, grad_out, grad_value, grad_loc, grad_attn, begin, end);
+    default: return backward_impl<T, 0>(pb, value, loc, attn, grad_out, grad_value, grad_loc, grad_attn, begin, end);
+  }
+}
+
+}  // namespace
+}  // namespace REFSEG_MSDA_ISA
+}  // namespace refseg_msda
+
+#define REFSEG_MSDA_STR2(x) #x
+#define REFSEG_MSDA_STR(x) REFSEG_MSDA_STR2(x)
+#define REFSEG_MSDA_TABLE2(isa) kernels_##isa
+#define REFSEG_MSDA_TABLE(isa) REFSEG_MSDA_TABLE2(isa)
+
+namespace refseg_msda {
+extern const KernelTable REFSEG_MSDA_TABLE(REFSEG_MSDA_ISA);
+const KernelTable REFSEG_MSDA_TABLE(REFSEG_MSDA_ISA) = {
+    REFSEG_MSDA_STR(REFSEG_MSDA_ISA),
+    &REFSEG_MSDA_ISA::forward<float>,
+    &REFSEG_MSDA_ISA::forward<double>,
+    &REFSEG_MSDA_ISA::backward<float>,
+    &REFSEG_MSDA_ISA::backward<double>,
+};
+}  // namespace refseg_msda
