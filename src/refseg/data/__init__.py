@@ -5,7 +5,8 @@ from .masks import decode_rle, encode_mask, mask_to_bbox, merge_instances, polyg
 
 __all__ = ["decode_rle", "encode_mask", "mask_to_bbox", "merge_instances", "polygons_to_rle", "referring_features"]
 
-# benchmark builders (gRefCOCO, Ref-ZOM, R-RefCOCO, RefCOCO/+/g) and preparation
+# benchmark builders (gRefCOCO, Ref-ZOM, R-RefCOCO, RefCOCO/+/g), preparation, presence/plurality augmentation
+from .augmentation import PresencePluralityAugmentation, plurality_labels
 from .grefcoco import build_grefcoco
 from .prepare import BUILDERS, build_benchmark, prepare_dataset, write_parquet
 from .refcoco import build_refcoco
@@ -14,3 +15,4 @@ from .rrefcoco import build_rrefcoco
 
 __all__ += ["BUILDERS", "build_benchmark", "build_grefcoco", "build_refcoco", "build_refzom", "build_rrefcoco"]
 __all__ += ["prepare_dataset", "write_parquet"]
+__all__ += ["PresencePluralityAugmentation", "plurality_labels"]
