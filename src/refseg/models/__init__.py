@@ -15,12 +15,12 @@ from transformers import (
     AutoProcessor,
 )
 
-from .instalign import InstAlignConfig, InstAlignImageProcessor, InstAlignProcessor
-
-try:  # TEMPORARY until modeling_instalign.py lands (another helper writes it); removed at integration
-    from .instalign.modeling_instalign import InstAlignForReferringSegmentation
-except ImportError:  # pragma: no cover
-    InstAlignForReferringSegmentation = None
+from .instalign import (
+    InstAlignConfig,
+    InstAlignForReferringSegmentation,
+    InstAlignImageProcessor,
+    InstAlignProcessor,
+)
 
 # (config class, task model class, image processor class, processor class) per architecture
 _ARCHITECTURES = [
@@ -30,9 +30,8 @@ _ARCHITECTURES = [
 
 def _register(config_cls, model_cls, image_processor_cls, processor_cls) -> None:
     AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
-    if model_cls is not None:
-        AutoModel.register(config_cls, model_cls, exist_ok=True)
-        AutoModelForImageSegmentation.register(config_cls, model_cls, exist_ok=True)
+    AutoModel.register(config_cls, model_cls, exist_ok=True)
+    AutoModelForImageSegmentation.register(config_cls, model_cls, exist_ok=True)
     # one torch/PIL implementation serves both backend names (no torchvision needed)
     AutoImageProcessor.register(
         config_cls,

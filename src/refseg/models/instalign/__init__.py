@@ -2,6 +2,7 @@
 
 from .configuration_instalign import InstAlignConfig
 from .image_processing_instalign import InstAlignImageProcessor
+from .modeling_instalign import InstAlignForReferringSegmentation, InstAlignPreTrainedModel
 from .processing_instalign import InstAlignProcessor
 
 __all__ = [
