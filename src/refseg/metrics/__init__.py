@@ -27,7 +27,8 @@ REC, RefCOCO/+/g boxes (``rec_metrics``):
 
 Records: ``MaskRecord`` (``segmentation_record`` / ``segmentation_records`` from masks or post-processed
 prediction dicts), ``GRECRecord`` (``grec_record`` / ``grec_record_from_prediction``), ``RECRecord``
-(``rec_record`` / ``rec_record_from_prediction``). ``evaluate`` wrappers: ``GRESMetric``, ``RESMetric``,
+(``rec_record`` / ``rec_record_from_prediction``); ``*_for_row`` build them from a prediction dict and a
+dataset row of the DESIGN schema at the original size. ``evaluate`` wrappers: ``GRESMetric``, ``RESMetric``,
 ``RefZOMMetric``, ``RRefCOCOMetric``, ``GRECMetric``, ``RECMetric`` (imported lazily from
 ``refseg.metrics.evaluate_modules``) and ``evaluate.load(module_path(name))`` offline.
 """
@@ -44,6 +45,13 @@ from .rec import RECRecord, rec_metrics, rec_record, rec_record_from_prediction
 from .records import MaskRecord, format_resolution
 from .refzom import refzom_metrics
 from .res import res_metrics
+from .rows import (
+    grec_record_for_row,
+    rec_record_for_row,
+    row_gt_boxes,
+    row_gt_mask,
+    segmentation_record_for_row,
+)
 from .rrefcoco import rrefcoco_metrics, rrefcoco_ref_scores
 
 METRIC_NAMES: tuple[str, ...] = ("gres", "res", "refzom", "rrefcoco", "grec", "rec")
@@ -77,16 +85,21 @@ __all__ = [
     "grec_record_from_prediction",
     "gres_metrics",
     "gres_sample_scores",
+    "grec_record_for_row",
     "mask_counts",
     "module_path",
     "rec_metrics",
     "rec_record",
     "rec_record_from_prediction",
+    "rec_record_for_row",
+    "row_gt_boxes",
+    "row_gt_mask",
     "refzom_metrics",
     "res_metrics",
     "rrefcoco_metrics",
     "rrefcoco_ref_scores",
     "segmentation_record",
+    "segmentation_record_for_row",
     "segmentation_records",
     *_LAZY,
 ]
