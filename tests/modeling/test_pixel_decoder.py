@@ -34,6 +34,39 @@ def test_output_shapes_low_resolution_first():
     ]
 
 
+def test_matches_transformers_mask2former_pixel_decoder():
+    """Same weights (renamed) give the outputs of transformers' ``Mask2FormerPixelDecoder``."""
+    from transformers import Mask2FormerConfig
+    from transformers.models.mask2former.modeling_mask2former import Mask2FormerPixelDecoder
+
+    config = Mask2FormerConfig(
+        feature_size=32,
+        mask_feature_size=24,
+        encoder_layers=2,
+        encoder_feedforward_dim=64,
+        num_attention_heads=4,
+        dropout=0.0,
+    )
+    reference = Mask2FormerPixelDecoder(config, feature_channels=CHANNELS).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(p.numel()))
+    renames = {"encoder.layers.": "layers.", "adapter_1.": "lateral_convs.0.", "layer_1.": "output_convs.0."}
+    state = {}
+    for key, value in reference.state_dict().items():
+        for old, new in renames.items():
+            key = key.replace(old, new)
+        state[key] = value
+    decoder = tiny_decoder(num_points=4).eval()
+    decoder.load_state_dict(state, strict=True)
+    feats = features(2, 96, 80)
+    with torch.no_grad():
+        expected, got = reference(feats), decoder(feats)
+    assert torch.allclose(got.mask_features, expected.mask_features, atol=1e-5)
+    for g, e in zip(got.multi_scale_features, expected.multi_scale_features, strict=True):
+        assert torch.allclose(g, e, atol=1e-5)
+
+
 def test_structure_follows_mask2former():
     decoder = MSDeformAttnPixelDecoder([128, 256, 512, 1024])  # Swin-B channels, paper defaults
     assert len(decoder.layers) == 6 and decoder.num_levels == 3 and decoder.num_fpn_levels == 1
