@@ -4,14 +4,14 @@ Source: ``henghuiding/ReLA: gres_model/evaluation/refer_evaluation.py`` (``Refer
 after commit ``884ef17`` "fix eval metrics"); notes/originals.md section 2.1. Per sample, with
 ``I = |P n G|`` and ``U = |P u G|``:
 
-================================  =======  =========  =====  =====
-case                               counter  IoU_i      +sum I  +sum U
-================================  =======  =========  =====  =====
-GT no-target, predicted no-target  TP       1          0      0 (even if P has pixels)
-GT no-target, predicted target     FN       0          0      ``|P|`` (= U, G is empty)
-GT target, predicted no-target     FP       0 (I := 0)  0      ``|P u G|`` (P is **not** zeroed)
-GT target, predicted target        TN       I/U (0 if U=0)  I   U
-================================  =======  =========  =====  =====
+=================================  =======  ==============  ======  ====================================
+case                               counter  IoU_i           sum I   sum U
+=================================  =======  ==============  ======  ====================================
+GT no-target, predicted no-target  TP       1               0       0 (even if P has pixels)
+GT no-target, predicted target     FN       0               0       ``U`` (= ``|P|``, G is empty)
+GT target, predicted no-target     FP       0 (I := 0)      0       ``|P u G|`` (P is **not** zeroed)
+GT target, predicted target        TN       I/U (0 if U=0)  I       U
+=================================  =======  ==============  ======  ====================================
 
 ``gIoU = 100 * mean_i IoU_i`` over all samples, ``cIoU = 100 * sum I / sum U``,
 ``N-acc = 100 * TP / (TP + FN)``, ``T-acc = 100 * TN / (TN + FP)``, ``Pr@t`` = % of target samples
