@@ -54,6 +54,14 @@ def test_dropped_counts(grefcoco):
     assert total["targeted_rows_without_instances"] == 1  # testB: ann 5 had nothing valid
     assert total["rows"] == 6 and total["no_target_rows"] == 1 and total["multi_target_rows"] == 2
     assert stats["splits"]["val"]["rows"] == 2 and stats["images"] == 2
+    assert total["duplicate_ref_ids"] == 0
+
+
+def test_duplicate_ref_ids_are_counted(tmp_path):
+    refs = grefcoco_refs()
+    refs[4]["ref_id"] = 3
+    _, stats = _build_with(tmp_path, refs)
+    assert stats["total"]["duplicate_ref_ids"] == 1 and stats["splits"]["testB"]["duplicate_ref_ids"] == 1
 
 
 def _build_with(tmp_path, refs):

@@ -29,6 +29,11 @@ def test_prepare_round_trip_parquet(tmp_path):
     saved = json.loads((out / "stats.json").read_text())
     assert saved["total"]["crowd_annotations_skipped"] == 1 and saved["num_rows"]["val"] == 2
     assert not [p for p in out.iterdir() if p.name.startswith(".refseg-cache")]
+    prepare_dataset(
+        "grefcoco", root, out, progress=False
+    )  # re-run: earlier shards are replaced, not mixed in
+    assert sorted(p.name for p in (out / "data").glob("train-*")) == ["train-00000-of-00001.parquet"]
+    assert datasets.is_progress_bar_enabled()
     for loaded in (datasets.load_dataset(str(out)), datasets.load_dataset("parquet", data_dir=str(out))):
         assert sorted(loaded) == ["testA", "testB", "train", "val"]
         row = loaded["train"][0]

@@ -18,6 +18,14 @@ instances) and ``plural`` (``num_targets > 1``), plus ``augmentation`` ("", "no_
 Cells are ``cell_size`` squares (images resized to fit, keeping aspect, masks nearest) or, by
 default, the largest height and width of the selected images with every image pasted unscaled at its
 cell's top-left corner (masks move exactly, the rest of a cell is black).
+
+Use it on decoded rows before the processor, e.g. in a ``DataLoader`` ``collate_fn``::
+
+    augment = PresencePluralityAugmentation(tau_no=0.05, tau_multi=0.05, seed=0)
+    def collate(rows):
+        rows = augment(rows)
+        return processor(images=[r["image"] for r in rows], text=[r["sentence"] for r in rows],
+                         instances=[r["instances"] for r in rows])
 """
 
 from __future__ import annotations

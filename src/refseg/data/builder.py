@@ -104,6 +104,7 @@ def plan_refs(
     check_image = _ImageChecker(image_dir)
     jobs: dict[str, list[dict]] = {}
     split_stats: dict[str, Counter] = {}
+    seen_ref_ids: set[int] = set()
     for index, ref in enumerate(refs):
         where = f"{refs_file}: ref #{index}"
         _require(ref, ("ref_id", "image_id", "split", "ann_id", "sentences"), where)
@@ -171,6 +172,8 @@ def plan_refs(
                 stats["multi_target_rows"] += len(anns) > 1
                 stats["targeted_rows_without_instances"] += not anns
         stats["refs"] += 1
+        stats["duplicate_ref_ids"] += int(ref["ref_id"]) in seen_ref_ids  # grefer.py only warns about these
+        seen_ref_ids.add(int(ref["ref_id"]))
         jobs.setdefault(split, []).append(
             {
                 "image": path,

@@ -58,6 +58,9 @@ def write_parquet(
     """Write each split as parquet shards with the image files embedded; returns the written paths."""
     data_dir = Path(output) / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    for split in dataset:  # shards of an earlier run would otherwise be read back too
+        for stale in data_dir.glob(f"{split}-*.parquet"):
+            stale.unlink()
     written: dict[str, list[str]] = {}
     bar = tqdm(
         total=sum(len(d) for d in dataset.values()), desc="writing parquet", unit="row", disable=not progress
@@ -102,6 +105,7 @@ def prepare_dataset(
     """Convert ``name`` from ``root``, write parquet + ``stats.json`` to ``output``, optionally push; returns stats."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    bars_were_enabled = datasets.is_progress_bar_enabled()
     if not progress:
         datasets.disable_progress_bars()
     cache_dir = tempfile.mkdtemp(prefix=".refseg-cache-", dir=output)
@@ -116,4 +120,6 @@ def prepare_dataset(
             stats["pushed_to"] = push_to_hub
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
+        if bars_were_enabled:
+            datasets.enable_progress_bars()
     return stats
