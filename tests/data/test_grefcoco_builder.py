@@ -118,3 +118,26 @@ def test_unknown_image_and_size_mismatch(tmp_path):
 def test_missing_refs_file_lists_tried_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"refs file not found; tried:"):
         build_grefcoco(tmp_path)
+
+
+def test_malformed_annotations_fail_at_planning(tmp_path):
+    make_grefcoco(tmp_path)
+    instances = tmp_path / "grefcoco" / "instances.json"
+    data = json.loads(instances.read_text())
+    data["annotations"][1]["segmentation"]["size"] = [10, 10]
+    instances.write_text(json.dumps(data))
+    with pytest.raises(
+        ValueError,
+        match=r"ref_id=0\): annotation 2: RLE size \[10, 10\] does not match the image size \[20, 30\]",
+    ):
+        build_grefcoco(tmp_path, cache_dir=str(tmp_path / "cache"))
+    data["annotations"][1]["segmentation"] = [[1, 2, "x", 4, 5, 6]]
+    instances.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"annotation 2: malformed polygon segmentation"):
+        build_grefcoco(tmp_path, cache_dir=str(tmp_path / "cache"))
+    del data["annotations"][0]["bbox"]
+    instances.write_text(json.dumps(data))
+    with pytest.raises(
+        ValueError, match=r"instances\.json: annotations\[0\]: malformed record, missing key\(s\) \['bbox'\]"
+    ):
+        build_grefcoco(tmp_path)

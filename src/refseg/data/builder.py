@@ -24,7 +24,7 @@ from pathlib import Path
 import datasets
 from PIL import Image
 
-from .coco import CocoIndex, _require, segmentation_to_rle, valid_polygons
+from .coco import CocoIndex, _require, segmentation_to_rle, valid_polygons, validate_segmentation
 from .features import referring_features
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ def plan_refs(
                 stats["crowd_annotations_skipped"] += 1
                 continue
             segm = ann["segmentation"]
+            validate_segmentation(segm, height, width, f"{where}: annotation {ann_id}")
             if isinstance(segm, list):
                 kept = valid_polygons(segm)
                 stats["invalid_polygons_dropped"] += len(segm) - len(kept)

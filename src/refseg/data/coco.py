@@ -78,6 +78,26 @@ def valid_polygons(segmentation: list) -> list[list[float]]:
     return [p for p in segmentation if len(p) % 2 == 0 and len(p) >= 6]
 
 
+def validate_segmentation(segmentation, height: int, width: int, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``segmentation`` is numeric polygons or an RLE of the image size."""
+    if isinstance(segmentation, list):
+        for poly in segmentation:
+            if not isinstance(poly, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly
+            ):
+                raise ValueError(f"{where}: malformed polygon segmentation {str(poly)[:60]}")
+        return
+    if not (isinstance(segmentation, Mapping) and "counts" in segmentation and "size" in segmentation):
+        raise ValueError(f"{where}: malformed segmentation of type {type(segmentation).__name__}")
+    size = [int(v) for v in segmentation["size"]]
+    if size != [height, width]:
+        raise ValueError(f"{where}: RLE size {size} does not match the image size {[height, width]}")
+    if not isinstance(segmentation["counts"], (list, str, bytes)):
+        raise ValueError(
+            f"{where}: RLE counts must be a list, str or bytes, got {type(segmentation['counts']).__name__}"
+        )
+
+
 def segmentation_to_rle(segmentation, height: int, width: int, where: str) -> dict:
     """Polygons (already filtered) or RLE (compressed/uncompressed) to compressed RLE with ``str`` counts."""
     if isinstance(segmentation, list):
