@@ -40,3 +40,31 @@ def fake_outputs(pred_masks, pred_scores, semantic_mask_logits, no_target_logits
         semantic_mask_logits=torch.as_tensor(semantic_mask_logits, dtype=torch.float32),
         no_target_logits=torch.as_tensor(no_target_logits, dtype=torch.float32),
     )
+
+
+def save_tiny_instalign(path, seed: int = 0, target_bias: float | None = -5.0):
+    """Save a random tiny InstAlign + processor (synthetic tokenizer) to ``path``; returns the path.
+
+    ``target_bias`` sets the no-target head's output bias so that the random model predicts targets
+    (and therefore instances) instead of sitting at p = 0.5.
+    """
+    from refseg.data import synthetic_tokenizer
+    from refseg.models.instalign import (
+        InstAlignConfig,
+        InstAlignForReferringSegmentation,
+        InstAlignImageProcessor,
+        InstAlignProcessor,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = synthetic_tokenizer()
+    config = InstAlignConfig.preset("tiny", text_config={"vocab_size": len(tokenizer)})
+    model = InstAlignForReferringSegmentation(config)
+    if target_bias is not None:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "no_target" in name and name.endswith("bias"):
+                    param.fill_(target_bias)
+    model.save_pretrained(path)
+    InstAlignProcessor(InstAlignImageProcessor(size=config.image_size), tokenizer).save_pretrained(path)
+    return path

@@ -3,35 +3,18 @@
 import numpy as np
 import PIL.Image
 import pytest
-import torch
+from processing_helpers import save_tiny_instalign
 from transformers import AutoModel, AutoProcessor, pipeline
 
 import refseg  # noqa: F401  (registers the task and the Auto classes)
-from refseg.data import synthetic_scenes, synthetic_tokenizer
-from refseg.models.instalign import (
-    InstAlignConfig,
-    InstAlignForReferringSegmentation,
-    InstAlignImageProcessor,
-    InstAlignProcessor,
-)
+from refseg.data import synthetic_scenes
+from refseg.models.instalign import InstAlignForReferringSegmentation, InstAlignProcessor
 from refseg.pipelines import ReferringSegmentationPipeline
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    tokenizer = synthetic_tokenizer()
-    config = InstAlignConfig.preset("tiny", text_config={"vocab_size": len(tokenizer)})
-    model = InstAlignForReferringSegmentation(config)
-    # make the random model say "target" and keep several queries so instances are produced
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "no_target" in name and name.endswith("bias"):
-                param.fill_(-5.0)
-    path = tmp_path_factory.mktemp("tiny_instalign")
-    model.save_pretrained(path)
-    InstAlignProcessor(InstAlignImageProcessor(size=config.image_size), tokenizer).save_pretrained(path)
-    return path
+    return save_tiny_instalign(tmp_path_factory.mktemp("tiny_instalign"))
 
 
 @pytest.fixture(scope="module")
