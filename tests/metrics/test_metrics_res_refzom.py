@@ -19,6 +19,8 @@ def test_res_golden():
     assert res["P@0.9"] == pytest.approx(100 / 3)
     assert res["num_samples"] == 3
     assert res["definition"].startswith("LAVT refcoco evaluator") and res["resolution"] == "480x480"
+    # records of two processes, concatenated in any order
+    assert res_metrics(records[2:] + records[:2], resolution="480x480") == pytest.approx(res)
 
 
 def test_res_ignores_no_target_flags_and_guards_zero_union():

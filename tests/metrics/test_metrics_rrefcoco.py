@@ -91,3 +91,11 @@ def test_errors_and_split_aggregation():
     whole = rrefcoco_metrics(records, resolution="original")
     # two processes, each holding sentences of both refs: concatenated records give the same numbers
     assert rrefcoco_metrics(records[1::2] + records[::2], resolution="original") == pytest.approx(whole)
+
+
+def test_zero_union_positive_counts_as_zero():
+    # a positive whose GT vanished at the evaluation resolution and an empty prediction: I/U = 0/0 -> 0
+    # (official: nan); with no FP the ref's U' = 0 as well -> rIoU_ref = 0
+    records = [MaskRecord(0, 0, 0, 0, ref_id=1), MaskRecord(0, 0, 0, 0, gt_no_target=True, ref_id=1)]
+    res = rrefcoco_metrics(records, resolution="original")
+    assert (res["mIoU"], res["oIoU"], res["mRR"], res["rIoU"]) == (0.0, 0.0, 100.0, 0.0)
