@@ -12,7 +12,9 @@ from .prepare import BUILDERS, build_benchmark, prepare_dataset, write_parquet
 from .refcoco import build_refcoco
 from .refzom import build_refzom
 from .rrefcoco import build_rrefcoco
+from .synthetic import synthetic_scene_splits, synthetic_scenes, synthetic_tokenizer
 
 __all__ += ["BUILDERS", "build_benchmark", "build_grefcoco", "build_refcoco", "build_refzom", "build_rrefcoco"]
 __all__ += ["prepare_dataset", "write_parquet"]
 __all__ += ["PresencePluralityAugmentation", "plurality_labels"]
+__all__ += ["synthetic_scene_splits", "synthetic_scenes", "synthetic_tokenizer"]  # synthetic referring scenes
