@@ -1,0 +1,192 @@
+"""Model cards and Hub uploads for refseg models (hf_conventions.md section 7).
+
+``model_card`` builds a ``huggingface_hub.ModelCard`` whose front matter has ``library_name: refseg``,
+``pipeline_tag: image-segmentation`` (the Hub has no referring-segmentation task), GRES tags and the
+evaluation results as ``model-index`` (``EvalResult``); the body holds a usage snippet, the exact
+training command, its wall time and a metrics table that names each metric's definition.
+``push_to_hub`` writes the card if missing and uploads a folder with ``HfApi``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+
+__all__ = ["BASE_TAGS", "METRIC_DEFINITIONS", "model_card", "push_to_hub", "write_model_card"]
+
+BASE_TAGS = [
+    "refseg",
+    "referring-expression-segmentation",
+    "generalized-referring-expression-segmentation",
+    "gres",
+    "vision-language",
+]
+
+# what every reported number means (DESIGN.md "Metrics"; notes/originals.md section 2)
+METRIC_DEFINITIONS = {
+    "gIoU": "mean per-sample IoU; a no-target sample scores 1 if predicted empty, else 0 (ReLA)",
+    "cIoU": "cumulative intersection / cumulative union over all samples (ReLA)",
+    "N-acc": "share of no-target samples predicted as no-target",
+    "T-acc": "share of target samples predicted as having a target",
+    "mIoU": "mean per-sentence IoU (LAVT)",
+    "oIoU": "overall intersection / overall union (LAVT)",
+}
+
+_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+{{ description }}
+
+## Usage
+
+```python
+import refseg  # registers the model classes and the pipeline task
+from transformers import pipeline
+
+segmenter = pipeline("referring-segmentation", model="{{ model_id }}")
+result = segmenter("image.png", "{{ example_sentence }}")
+result["no_target"], result["score"], [inst["box"] for inst in result["instances"]]
+```
+
+or from the command line: `refseg predict --model {{ model_id }} --image image.png --text "{{ example_sentence }}"`.
+
+## Evaluation
+
+{{ metrics_table }}
+
+## Training
+
+{{ training_section }}
+"""
+
+
+def _metrics_table(results: Mapping[str, Any], dataset: str, split: str, resolution: str | None) -> str:
+    if not results:
+        return "No evaluation results yet."
+    rows = ["| metric | value | definition |", "|---|---|---|"]
+    for name, value in results.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            rows.append(f"| {name} | {value:.2f} | {METRIC_DEFINITIONS.get(name, '')} |")
+    where = f"on {dataset} ({split})" + (f", masks compared at {resolution}" if resolution else "")
+    return f"Results {where}, in percent:\n\n" + "\n".join(rows)
+
+
+def model_card(
+    model_id: str,
+    *,
+    model_type: str,
+    description: str = "",
+    results: Mapping[str, Any] | None = None,
+    dataset_name: str = "synthetic referring scenes",
+    dataset_type: str = "refseg/synthetic-scenes",
+    dataset_split: str = "validation",
+    resolution: str | None = None,
+    training_command: str | None = None,
+    wall_time_s: float | None = None,
+    training_details: Mapping[str, Any] | None = None,
+    datasets: Sequence[str] | None = None,
+    base_model: str | Sequence[str] | None = None,
+    tags: Sequence[str] = (),
+    license: str = "apache-2.0",
+    example_sentence: str = "the red circle and the blue square",
+) -> ModelCard:
+    """A model card with front matter, usage, evaluation (``model-index``) and training sections.
+
+    ``results`` maps metric names (e.g. ``gIoU``, ``cIoU``, ``N-acc``, ``T-acc``) to percentages;
+    non-numeric entries (such as ``definition`` or ``resolution`` strings) are left out of the table.
+    """
+    results = dict(results or {})
+    resolution = resolution or (
+        results.get("resolution") if isinstance(results.get("resolution"), str) else None
+    )
+    eval_results = [
+        EvalResult(
+            task_type="image-segmentation",
+            task_name="Generalized referring expression segmentation",
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split=dataset_split,
+            metric_type=name.lower(),
+            metric_name=name,
+            metric_value=round(float(value), 4),
+            metric_config=resolution,
+        )
+        for name, value in results.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    card_data = ModelCardData(
+        model_name=model_id.split("/")[-1],
+        library_name="refseg",
+        pipeline_tag="image-segmentation",
+        license=license,
+        tags=list(dict.fromkeys([*BASE_TAGS, model_type, *tags])),
+        datasets=list(datasets) if datasets else None,
+        base_model=base_model,
+        eval_results=eval_results or None,
+    )
+    lines = []
+    if training_command:
+        lines.append(f"Trained with:\n\n```bash\n{training_command}\n```")
+    if wall_time_s is not None:
+        lines.append(f"Wall time: {wall_time_s:.0f} s ({wall_time_s / 60:.1f} min).")
+    if training_details:
+        lines.append("\n".join(f"- {k}: {v}" for k, v in training_details.items()))
+    return ModelCard.from_template(
+        card_data,
+        template_str=_TEMPLATE,
+        model_id=model_id,
+        description=description or f"A `{model_type}` referring-expression segmentation model for refseg.",
+        example_sentence=example_sentence,
+        metrics_table=_metrics_table(results, dataset_name, dataset_split, resolution),
+        training_section="\n\n".join(lines) or "Not recorded.",
+    )
+
+
+def write_model_card(output_dir: str | os.PathLike, model_id: str | None = None, **kwargs) -> Path:
+    """Write ``README.md`` (the model card) into ``output_dir``; returns its path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    card = model_card(model_id or output_dir.name, **kwargs)
+    path = output_dir / "README.md"
+    card.save(path)
+    return path
+
+
+def push_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload refseg model",
+    ignore_patterns: Sequence[str] = ("step_*", "epoch_*", "checkpoints/*"),
+    card_kwargs: Mapping[str, Any] | None = None,
+) -> str:
+    """Create ``repo_id`` if needed and upload ``folder`` (writing a model card first if it has none).
+
+    Returns the URL of the upload commit. ``card_kwargs`` are passed to ``model_card`` and must
+    include ``model_type`` when the folder has no README.md.
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} has no config.json; save the model with save_pretrained first")
+    if not (folder / "README.md").is_file():
+        if not card_kwargs or "model_type" not in card_kwargs:
+            raise ValueError("the folder has no README.md; pass card_kwargs with at least model_type")
+        write_model_card(folder, repo_id, **card_kwargs)
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message,
+        ignore_patterns=list(ignore_patterns),
+    )
+    return str(getattr(info, "commit_url", info))
