@@ -21,6 +21,10 @@ def test_negative_sentences_become_no_target_rows(tmp_path, variant, folder, spl
     assert np.array_equal(decode_rle(val[0]["instances"][0]["segmentation"]), MASK_1)
     assert ds["train"][0]["exist"] is True
     assert stats["dataset"] == variant and stats["total"]["no_target_rows"] == 1
+    assert (
+        stats["total"]["crowd_annotations_skipped"] == 0
+        and stats["splits"]["train"]["invalid_polygons_dropped"] == 0
+    )
 
 
 def test_unknown_variant(tmp_path):

@@ -30,6 +30,17 @@ from .features import referring_features
 logger = logging.getLogger(__name__)
 
 SPLIT_ORDER = ("train", "val", "validation", "test", "testA", "testB", "testC")
+STAT_KEYS = (
+    "refs",
+    "rows",
+    "no_target_rows",
+    "multi_target_rows",
+    "crowd_annotations_skipped",
+    "invalid_polygons_dropped",
+    "instances_without_valid_segmentation",
+    "targeted_rows_without_instances",
+    "duplicate_ref_ids",
+)
 
 
 @dataclass
@@ -110,7 +121,7 @@ def plan_refs(
         _require(ref, ("ref_id", "image_id", "split", "ann_id", "sentences"), where)
         where = f"{refs_file}: ref #{index} (ref_id={ref['ref_id']})"
         split = str(ref["split"])
-        stats = split_stats.setdefault(split, Counter())
+        stats = split_stats.setdefault(split, Counter(dict.fromkeys(STAT_KEYS, 0)))
         try:
             ann_ids, ref_no_target = fmt.targets(ref)
         except (TypeError, ValueError) as err:
@@ -189,11 +200,8 @@ def plan_refs(
         )
     order = {name: i for i, name in enumerate(SPLIT_ORDER)}
     jobs = dict(sorted(jobs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
-    stats = {"dataset": fmt.name, "splits": {s: dict(sorted(split_stats[s].items())) for s in jobs}}
-    totals = Counter()
-    for c in split_stats.values():
-        totals.update(c)
-    stats["total"] = dict(sorted(totals.items()))
+    stats = {"dataset": fmt.name, "splits": {s: {k: split_stats[s][k] for k in STAT_KEYS} for s in jobs}}
+    stats["total"] = {k: sum(c[k] for c in split_stats.values()) for k in STAT_KEYS}
     stats["images"] = len(check_image.seen)
     logger.info("%s: %s", fmt.name, stats["total"])
     return jobs, stats
