@@ -14,7 +14,7 @@ clear margins:
 * relations ("above the blue star"): true when the offset along the direction is at least
   ``RELATION_MIN`` and at least the perpendicular offset (within 45 degrees); false when it is at most
   ``RELATION_FALSE`` or at most half the perpendicular offset; anything in between makes the
-  expression undefined.
+  expression undefined. An absent anchor, or no candidate in the relation, means no target.
 """
 
 from __future__ import annotations
@@ -71,10 +71,8 @@ def _by_size(cands: list[int], scene: Scene, word: str) -> int | None:
 def relation_state(target: SceneObject, anchor: SceneObject, relation: str, size: int) -> bool | None:
     """True / False / None (too close to call) for "``target`` is ``relation`` ``anchor``"."""
     dx, dy = (target.cx - anchor.cx) / size, (target.cy - anchor.cy) / size
-    along, across = {"above": (-dy, dx), "below": (dy, dx), "left_of": (-dx, dy), "right_of": (dx, dy)}[
-        relation
-    ]
-    across = abs(across)
+    offsets = {"above": (-dy, dx), "below": (dy, dx), "left_of": (-dx, dy), "right_of": (dx, dy)}
+    along, across = offsets[relation][0], abs(offsets[relation][1])
     if along >= RELATION_MIN and along >= across:
         return True
     if along <= RELATION_FALSE or along <= 0.5 * across:
@@ -108,11 +106,15 @@ def _the(expr: The, scene: Scene) -> frozenset[int] | None:
     if len(cands) == 1:
         if isinstance(mod, Superlative):
             return frozenset(cands)
-        axis, sign = _DIRECTIONS[mod.direction]
-        c = sign * _coord(scene.objects[cands[0]], axis, scene.image_size)
-        # sign * coord is small when the object lies towards the direction ("left": x small)
-        inside = c <= HALF_LIMIT if sign > 0 else c <= HALF_LIMIT - 1.0
-        return frozenset(cands) if inside else None
+        obj = scene.objects[cands[0]]
+        x, y = obj.cx / scene.image_size, obj.cy / scene.image_size
+        inside = {
+            "left": x <= HALF_LIMIT,
+            "right": x >= 1.0 - HALF_LIMIT,
+            "top": y <= HALF_LIMIT,
+            "bottom": y >= 1.0 - HALF_LIMIT,
+        }[mod.direction]
+        return frozenset(cands) if inside else None  # a lone candidate in the middle or opposite half
     if isinstance(mod, Location):
         best = _extreme(cands, scene, mod.direction)
     elif mod.word in _SUPERLATIVE_DIRECTION:
