@@ -16,6 +16,9 @@ def grefcoco(tmp_path):
 def test_splits_rows_and_flags(grefcoco):
     ds, stats = grefcoco
     assert list(ds) == ["train", "val", "testA", "testB"]
+    assert all(
+        d.cache_files for d in ds.values()
+    )  # generated to memory-mapped Arrow files, not held in memory
     assert {s: len(d) for s, d in ds.items()} == {"train": 2, "val": 2, "testA": 1, "testB": 1}
     train = ds["train"]
     assert train["sent_id"] == [0, 1] and train["ref_id"] == [0, 0]
