@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from refseg.modeling.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
 
@@ -106,6 +107,26 @@ def test_gradients_reach_every_parameter():
     no_grad = [n for n, p in decoder.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert no_grad == []
     assert all(f.grad is not None and f.grad.abs().sum() > 0 for f in feats)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    feats = features(1, 64, 48)
+    grads, calls = [], []
+
+    def counting_checkpoint(*args, **kwargs):
+        calls.append(1)
+        return checkpoint(*args, use_reentrant=False, **kwargs)
+
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        decoder = tiny_decoder().train()
+        for layer in decoder.layers:
+            layer.gradient_checkpointing = checkpointing
+            layer._gradient_checkpointing_func = counting_checkpoint
+        decoder(feats).mask_features.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in decoder.parameters()]))
+    assert len(calls) == len(decoder.layers)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
 def test_deterministic_and_batch_independent():

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .deformable_attention import MultiScaleDeformableAttention
@@ -39,8 +40,12 @@ def _group_norm(num_channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(groups, num_channels), num_channels)
 
 
-class DeformableEncoderLayer(nn.Module):
-    """Post-norm encoder layer: deformable self-attention over all levels, then a ReLU FFN."""
+class DeformableEncoderLayer(GradientCheckpointingLayer):
+    """Post-norm encoder layer: deformable self-attention over all levels, then a ReLU FFN.
+
+    A ``GradientCheckpointingLayer``: ``model.gradient_checkpointing_enable()`` on a ``PreTrainedModel``
+    holding the pixel decoder checkpoints each layer.
+    """
 
     def __init__(
         self, hidden_dim: int, num_heads: int, num_levels: int, num_points: int, ffn_dim: int, dropout: float
