@@ -137,3 +137,29 @@ def test_unknown_split_is_a_clear_error(tmp_path, model_dir):
         SystemExit, match=r"split 'testC' not in .*available: \['train', 'val', 'testA', 'testB'\]"
     ):
         _script().main(["--model", str(model_dir), "--dataset", str(data), "--split", "testC"])
+
+
+def test_synthetic_scenes(tmp_path, model_dir):
+    out = tmp_path / "s.json"
+    args = [
+        "--model",
+        str(model_dir),
+        "--dataset",
+        "synthetic",
+        "--synthetic-images",
+        "3",
+        "--synthetic-size",
+        "64",
+    ]
+    _script().main([*args, "--resolution", "model", "--output", str(out)])
+    result = json.loads(out.read_text())
+    assert (result["dataset"], result["split"], result["resolution"], result["num_samples"]) == (
+        "synthetic",
+        "test",
+        "64x64",
+        9,
+    )
+    assert result["benchmark"] == "gres" and set(result["metrics"]) == {"gres", "grec"}
+    assert result["metrics"]["gres"]["num_samples"] == 9 == result["metrics"]["grec"]["num_samples"]
+    with pytest.raises(SystemExit, match="synthetic splits are train, validation and test, not 'val'"):
+        _script().main([*args, "--split", "val"])
