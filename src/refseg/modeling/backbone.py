@@ -20,7 +20,8 @@ def swin_base_config(**overrides) -> SwinConfig:
     """Swin-B as used by InstAlign / Mask2Former (``microsoft/swin-base-patch4-window12-384``).
 
     embed_dim 128, depths (2, 2, 18, 2), heads (4, 8, 16, 32), window 12, pretraining resolution 384 and
-    the four stages as outputs. Any input size works: Swin pads every stage to window multiples.
+    the four stages as outputs; stochastic depth 0.3 as in Mask2Former's Swin-B recipe. Any input size works:
+    Swin pads every stage to window multiples. ``overrides`` replace any of these.
     """
     kwargs = dict(
         image_size=384,
@@ -42,7 +43,7 @@ class VisionBackbone(nn.Module):
     Attributes:
         model: the ``transformers`` backbone (e.g. ``SwinBackbone``); pretrained weights are loaded into it.
         channels: channels of the four returned maps (``[C, 2C, 4C, 8C]`` for Swin).
-        strides: their strides with respect to the input (``[4, 8, 16, 32]``).
+        strides: their strides with respect to the input (``[4, 8, 16, 32]`` for Swin with 4x4 patches).
     """
 
     def __init__(self, backbone_config: PreTrainedConfig) -> None:
@@ -56,12 +57,17 @@ class VisionBackbone(nn.Module):
             )
         self.model = AutoBackbone.from_config(backbone_config)
         self.channels: list[int] = list(self.model.channels)
-        self.strides: list[int] = [4, 8, 16, 32]
+        patch = getattr(backbone_config, "patch_size", 4)
+        patch = patch[0] if isinstance(patch, (list, tuple)) else patch
+        self.strides: list[int] = [int(patch) * 2**i for i in range(4)]
+        self.num_channels: int = int(getattr(backbone_config, "num_channels", 3))
 
     def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """Return the 4 feature maps ``(B, channels[i], ceil(H / s_i), ceil(W / s_i))``, strides 4 to 32."""
-        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)}")
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != self.num_channels:
+            raise ValueError(
+                f"pixel_values must be (B, {self.num_channels}, H, W), got {tuple(pixel_values.shape)}"
+            )
         return list(self.model(pixel_values).feature_maps)
 
 
