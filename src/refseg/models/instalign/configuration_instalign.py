@@ -175,11 +175,6 @@ class InstAlignConfig(PreTrainedConfig):
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        out_features = getattr(self.backbone_config, "out_features", None)
-        if out_features is not None and len(out_features) != 4:
-            raise ValueError(
-                f"backbone_config.out_features must name 4 stages (strides 4, 8, 16, 32), got {out_features}"
-            )
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> InstAlignConfig:

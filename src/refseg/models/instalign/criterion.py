@@ -174,8 +174,9 @@ class InstAlignCriterion(nn.Module):
         device = score_logits.device
         batch_idx = torch.cat([torch.full_like(pred, b) for b, (pred, _) in enumerate(indices)]).to(device)
         pred_idx = torch.cat([pred for pred, _ in indices]).to(device)
-        matched_targets = [targets[b][tgt.to(targets[b].device)] for b, (_, tgt) in enumerate(indices)]
-        matched_targets = torch.cat(matched_targets).to(mask_logits.dtype) if matched_targets else None
+        matched_targets = torch.cat(
+            [targets[b][tgt.to(targets[b].device)] for b, (_, tgt) in enumerate(indices)]
+        )
         num_masks = max(_global_count(float(pred_idx.numel()), device), 1.0)
 
         matched = torch.zeros(batch, num_queries, dtype=torch.bool, device=device)
@@ -183,9 +184,7 @@ class InstAlignCriterion(nn.Module):
         score_matched = F.softplus(-score_logits[batch_idx, pred_idx]).sum() / num_masks
         score_unmatched = F.softplus(score_logits[~matched]).sum() / (batch * num_queries)
         matched_masks = mask_logits[batch_idx, pred_idx].flatten(1)
-        if matched_targets is None:
-            matched_targets = matched_masks.new_zeros(0, matched_masks.shape[1])
-        matched_targets = matched_targets.flatten(1)
+        matched_targets = matched_targets.flatten(1).to(matched_masks.dtype)
         loss_mask = dice_loss(matched_masks, matched_targets, num_masks) + sigmoid_ce_loss(
             matched_masks, matched_targets, num_masks
         )

@@ -1,0 +1,178 @@
+import pytest
+import torch
+
+from refseg.models.instalign.configuration_instalign import InstAlignConfig
+from refseg.models.instalign.modeling_instalign import (
+    InstAlignForReferringSegmentation,
+    InstAlignModel,
+    InstAlignOutput,
+)
+
+# SwinBackbone keeps SwinModel's final LayerNorm, which its feature maps never pass through.
+UNUSED_BY_DESIGN = {"model.backbone.model.swin.layernorm.weight", "model.backbone.model.swin.layernorm.bias"}
+
+
+def make_inputs(batch: int = 2, size: int = 64, length: int = 7):
+    generator = torch.Generator().manual_seed(1)
+    pixel_values = torch.randn(batch, 3, size, size, generator=generator)
+    input_ids = torch.randint(3, 100, (batch, length), generator=generator)
+    input_ids[:, 0] = 0
+    attention_mask = torch.ones(batch, length, dtype=torch.long)
+    attention_mask[-1, length - 2 :] = 0
+    return pixel_values, input_ids, attention_mask
+
+
+def make_labels(batch: int = 2, size: int = 64):
+    first = torch.zeros(2, size, size)
+    first[0, : size // 3, : size // 3] = 1.0
+    first[1, size // 2 :, size // 2 :] = 1.0
+    labels = [first] + [torch.zeros(0, size, size) for _ in range(batch - 1)]  # the others are no-target
+    return labels
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+    return InstAlignConfig.preset("tiny")
+
+
+def test_output_shapes(tiny_config):
+    model = InstAlignForReferringSegmentation(tiny_config).eval()
+    pixel_values, input_ids, attention_mask = make_inputs()
+    with torch.no_grad():
+        out = model(pixel_values, input_ids, attention_mask)
+    assert isinstance(out, InstAlignOutput) and out.loss is None and out.loss_dict is None
+    n, c = tiny_config.num_queries, tiny_config.hidden_dim
+    assert out.pred_masks.shape == (2, n, 16, 16)
+    assert out.pred_scores.shape == (2, n)
+    assert out.semantic_mask_logits.shape == (2, 16, 16)
+    assert out.no_target_logits.shape == (2,)
+    assert out.text_features.shape == (2, 7, c)
+    assert out.phrase_relevance.shape == (2, n, 7)
+    torch.testing.assert_close(out.phrase_relevance.sum(-1), torch.ones(2, n))
+    assert torch.all(out.phrase_relevance[1, :, 5:] == 0)  # padding tokens get no relevance
+    assert len(out.aux_outputs) == tiny_config.num_blocks  # learned queries + blocks 1..K-1
+    assert out.aux_outputs[0]["pred_masks"].shape == (2, n, 16, 16)
+    with torch.no_grad():
+        as_tuple = model(pixel_values, input_ids, attention_mask, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], out.pred_masks)
+
+
+def test_base_model_outputs(tiny_config):
+    model = InstAlignModel(tiny_config).eval()
+    pixel_values, input_ids, attention_mask = make_inputs(batch=1)
+    with torch.no_grad():
+        out = model(pixel_values, input_ids, attention_mask)
+    assert out.mask_features.shape == (1, tiny_config.mask_dim, 16, 16)
+    assert out.queries.shape == (1, tiny_config.num_queries, tiny_config.hidden_dim)
+    assert len(out.intermediate_predictions) == tiny_config.num_blocks + 1
+
+
+def test_save_and_load_round_trip(tiny_config, tmp_path):
+    model = InstAlignForReferringSegmentation(tiny_config).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = InstAlignForReferringSegmentation.from_pretrained(tmp_path).eval()
+    inputs = make_inputs()
+    with torch.no_grad():
+        ref, out = model(*inputs), loaded(*inputs)
+    reference_state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert set(loaded_state) == set(reference_state)
+    for key, value in reference_state.items():
+        assert torch.equal(loaded_state[key], value), key
+    for name in ("pred_masks", "pred_scores", "semantic_mask_logits", "no_target_logits", "phrase_relevance"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-6)
+
+
+def test_loss_is_finite_and_reaches_every_parameter(tiny_config):
+    model = InstAlignForReferringSegmentation(tiny_config)
+    out = model(*make_inputs(), mask_labels=make_labels())
+    assert torch.isfinite(out.loss)
+    expected = {"loss_merged", "loss_inst", "loss_nt", "loss_aux", "loss_mask", "loss_phrase"}
+    assert expected <= set(out.loss_dict)
+    out.loss.backward()
+    missing = {name for name, p in model.named_parameters() if p.grad is None}
+    assert missing == UNUSED_BY_DESIGN
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"instance_supervision": "none"},
+        {"instance_supervision": "standard"},
+        {"aggregation": "threshold", "aggregation_threshold": 0.3},
+        {"aggregation": "aia"},
+        {"no_target_input": "global"},
+        {"no_target_input": "sentence"},
+        {"no_target_input": "mean_queries"},
+        {"num_queries": 3},
+        {"masked_attention": False, "deep_supervision": False},
+    ],
+)
+def test_table3_switches_build_and_run(overrides):
+    config = InstAlignConfig.preset("tiny", **overrides)
+    model = InstAlignForReferringSegmentation(config)
+    out = model(*make_inputs(), mask_labels=make_labels())
+    assert torch.isfinite(out.loss)
+    assert out.pred_scores.shape == (2, config.num_queries)
+    out.loss.backward()
+    if config.instance_supervision == "none":
+        assert "loss_inst" not in out.loss_dict
+    if config.instance_supervision == "standard":
+        assert out.loss_dict["loss_phrase"].item() == 0.0
+    if not config.deep_supervision:
+        assert out.loss_dict["loss_aux"].item() == 0.0
+    expected_in = {"global_and_sentence": 64, "global": 32, "sentence": 32, "mean_queries": 32}
+    assert model.no_target_predictor.mlp.layers[0].in_features == expected_in[config.no_target_input]
+
+
+def test_invalid_inputs_raise_value_error(tiny_config):
+    model = InstAlignForReferringSegmentation(tiny_config)
+    pixel_values, input_ids, attention_mask = make_inputs()
+    with pytest.raises(ValueError, match=r"pixel_values must be a \(B, 3, H, W\) tensor"):
+        model(pixel_values[0], input_ids, attention_mask)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(pixel_values[..., :60, :60], input_ids, attention_mask)
+    with pytest.raises(ValueError, match="input_ids has batch size 1 but pixel_values has 2"):
+        model(pixel_values, input_ids[:1], attention_mask[:1])
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(pixel_values, input_ids, attention_mask[:, :3])
+    with pytest.raises(ValueError, match="mask_labels must be a list of 2 tensors"):
+        model(pixel_values, input_ids, attention_mask, mask_labels=make_labels()[:1])
+    with pytest.raises(ValueError, match=r"mask_labels\[1\] must be a \(n, 64, 64\) tensor"):
+        model(pixel_values, input_ids, attention_mask, mask_labels=[make_labels()[0], torch.zeros(1, 32, 32)])
+
+
+def test_tiny_overfit_on_two_samples(tiny_config):
+    torch.manual_seed(0)
+    model = InstAlignForReferringSegmentation(tiny_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    inputs, labels = make_inputs(), make_labels()
+    losses = []
+    for _ in range(40):
+        out = model(*inputs, mask_labels=labels)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    model.eval()
+    with torch.no_grad():
+        out = model(*inputs)
+    merged = out.semantic_mask_logits.sigmoid() > 0.5
+    target = torch.nn.functional.avg_pool2d(labels[0].amax(0)[None, None], 4)[0, 0] > 0.5
+    iou = (merged[0] & target).sum() / (merged[0] | target).sum()
+    assert iou > 0.5
+    assert out.no_target_logits[1] > out.no_target_logits[0]  # sample 1 is the no-target one
