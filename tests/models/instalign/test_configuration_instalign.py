@@ -70,6 +70,14 @@ def test_demo_preset_is_small():
     assert config.backbone_config.embed_dim == 32 and list(config.backbone_config.depths) == [1, 1, 2, 1]
     assert config.text_config.num_hidden_layers == 2 and 64 <= config.text_config.hidden_size <= 128
     assert config.hidden_dim == 64 and 16 <= config.num_queries <= 20 and 3 <= config.num_blocks <= 6
+    from refseg.data import synthetic_tokenizer
+    from refseg.models.instalign.modeling_instalign import InstAlignForReferringSegmentation
+
+    tokenizer = synthetic_tokenizer()
+    assert config.text_config.vocab_size == len(tokenizer)
+    assert config.text_config.pad_token_id == tokenizer.pad_token_id
+    num_parameters = sum(p.numel() for p in InstAlignForReferringSegmentation(config).parameters())
+    assert num_parameters * 4 < 9_000_000  # float32 weights leave room under the 10 MB budget
 
 
 def test_save_and_load_round_trip(tmp_path):
