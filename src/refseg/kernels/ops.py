@@ -95,7 +95,9 @@ def _load_cpu() -> str | None:
         torch.ops.load_library(str(result.library))
         _STATE["library"] = str(result.library)
         try:
-            _STATE["isa"] = ctypes.CDLL(str(result.library)).refseg_msda_cpu_isa().decode()
+            isa_fn = ctypes.CDLL(str(result.library)).refseg_msda_cpu_isa
+            isa_fn.restype = ctypes.c_char_p
+            _STATE["isa"] = isa_fn().decode()
         except (OSError, AttributeError):  # pragma: no cover - informational only
             _STATE["isa"] = None
         _register_python_parts()
@@ -149,7 +151,7 @@ def implementation(device: torch.device | str = "cpu") -> str:
 @torch.compiler.assume_constant_result
 def _use_compiled(device_type: str) -> bool:
     reason = unavailable_reason(device_type)
-    if reason is not None and not _STATE["warned"] and not _disabled_reason():
+    if reason is not None and not _STATE["warned"]:
         _STATE["warned"] = True
         warnings.warn(
             f"refseg: multi-scale deformable attention runs on the slow pure-PyTorch reference on "
