@@ -59,8 +59,15 @@ def test_output_shapes(tiny_config):
     assert out.phrase_relevance.shape == (2, n, 7)
     torch.testing.assert_close(out.phrase_relevance.sum(-1), torch.ones(2, n))
     assert torch.all(out.phrase_relevance[1, :, 5:] == 0)  # padding tokens get no relevance
-    assert len(out.aux_outputs) == tiny_config.num_blocks  # learned queries + blocks 1..K-1
-    assert out.aux_outputs[0]["pred_masks"].shape == (2, n, 16, 16)
+    assert out.aux_outputs is None  # inference skips the intermediate full-size masks
+    with torch.no_grad():
+        with_aux = model(pixel_values, input_ids, attention_mask, output_aux_outputs=True)
+    assert len(with_aux.aux_outputs) == tiny_config.num_blocks  # learned queries + blocks 1..K-1
+    assert with_aux.aux_outputs[0]["pred_masks"].shape == (2, n, 16, 16)
+    assert with_aux.aux_outputs[0]["semantic_mask_logits"].shape == (2, 16, 16)
+    # masked attention driven by masks computed on resized V_4 gives the same result (bilinear is linear)
+    for name in ("pred_masks", "pred_scores", "semantic_mask_logits", "no_target_logits"):
+        torch.testing.assert_close(getattr(with_aux, name), getattr(out, name), rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         as_tuple = model(pixel_values, input_ids, attention_mask, return_dict=False)
     assert isinstance(as_tuple, tuple)

@@ -42,10 +42,13 @@ class InstancePredictionHeads(nn.Module):
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, num_layers=3)
 
     def forward(
-        self, queries: torch.Tensor, mask_features: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return the normalised queries ``(B, N, C)``, score logits ``(B, N)`` and mask logits ``(B, N, h, w)``."""
+        self, queries: torch.Tensor, mask_features: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Return the normalised queries ``(B, N, C)``, score logits ``(B, N)`` and mask logits ``(B, N, h, w)``
+        (``None`` when ``mask_features`` is ``None``)."""
         normed = self.norm(queries)
         score_logits = self.score_head(normed).squeeze(-1)
+        if mask_features is None:
+            return normed, score_logits, None
         mask_logits = torch.einsum("bnc,bchw->bnhw", self.mask_embed(normed), mask_features)  # eq. 4
         return normed, score_logits, mask_logits

@@ -209,6 +209,7 @@ class InstAlignModel(InstAlignPreTrainedModel):
         pixel_values: torch.Tensor,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        output_intermediate_masks: bool = True,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> InstAlignModelOutput | tuple:
@@ -217,6 +218,8 @@ class InstAlignModel(InstAlignPreTrainedModel):
         Args:
             pixel_values: ``(B, 3, H, W)``, H and W multiples of 32.
             input_ids: ``(B, L)`` token ids; attention_mask: ``(B, L)`` 1 for tokens, 0 for padding.
+            output_intermediate_masks: give every intermediate prediction full-resolution masks (deep
+                supervision); ``False`` leaves them ``None``, which is faster and does not change the output.
         """
         _check_inputs(pixel_values, input_ids, attention_mask)
         if attention_mask is None:
@@ -227,7 +230,11 @@ class InstAlignModel(InstAlignPreTrainedModel):
         decoded = self.pixel_decoder(features)
         text_features = self.text_projection(self.text_encoder(input_ids, attention_mask))
         refined = self.phrase_object_transformer(
-            decoded.multi_scale_features, decoded.mask_features, text_features, attention_mask
+            decoded.multi_scale_features,
+            decoded.mask_features,
+            text_features,
+            attention_mask,
+            output_intermediate_masks=output_intermediate_masks,
         )
         last = refined.last
         output = InstAlignModelOutput(
@@ -268,6 +275,7 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         mask_labels: list[torch.Tensor] | None = None,
+        output_aux_outputs: bool | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> InstAlignOutput | tuple:
@@ -279,22 +287,36 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
             mask_labels: optional list of ``B`` float ``{0, 1}`` tensors ``(n_b, H, W)``, one mask per referred
                 instance at the ``pixel_values`` resolution; ``n_b = 0`` marks a no-target expression. When
                 given, ``loss`` and ``loss_dict`` are filled.
+            output_aux_outputs: return the predictions of the learned queries and of blocks 1..K-1 in
+                ``aux_outputs``; defaults to ``True`` when the deep-supervision losses need them (``mask_labels``
+                given and ``config.deep_supervision``), else ``False`` (inference skips their full-size masks).
         """
         _check_inputs(pixel_values, input_ids, attention_mask, mask_labels)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        outputs = self.model(pixel_values, input_ids, attention_mask, return_dict=True)
+        deep = mask_labels is not None and self.config.deep_supervision
+        output_aux_outputs = deep if output_aux_outputs is None else output_aux_outputs
+        outputs = self.model(
+            pixel_values,
+            input_ids,
+            attention_mask,
+            output_intermediate_masks=deep or output_aux_outputs,
+            return_dict=True,
+        )
         predictions = outputs.intermediate_predictions
-        semantic = [self.aggregation(p.mask_logits, p.score_logits) for p in predictions]  # eq. 8
         last = predictions[-1]
+        semantic = [
+            self.aggregation(p.mask_logits, p.score_logits) if p.mask_logits is not None else None
+            for p in predictions
+        ]  # eq. 8
         no_target_logits = self.no_target_predictor(
             last.queries, last.score_logits, last.text_features, attention_mask
         )  # eq. 10-12
 
         loss, loss_dict = None, None
         if mask_labels is not None:
-            supervised = range(len(predictions)) if self.config.deep_supervision else [len(predictions) - 1]
+            supervised = range(len(predictions)) if deep else [len(predictions) - 1]
             loss, loss_dict = self.criterion(
                 [
                     {
@@ -321,7 +343,9 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
             aux_outputs=[
                 {"pred_masks": p.mask_logits, "pred_scores": p.score_logits, "semantic_mask_logits": s}
                 for p, s in zip(predictions[:-1], semantic[:-1])
-            ],
+            ]
+            if output_aux_outputs
+            else None,
         )
         return output if return_dict else output.to_tuple()
 

@@ -84,7 +84,7 @@ class PhraseObjectPrediction:
     queries: torch.Tensor  # Q_k (B, N, C)
     text_features: torch.Tensor  # T_k (B, L, C)
     score_logits: torch.Tensor  # (B, N)
-    mask_logits: torch.Tensor  # (B, N, H/4, W/4)
+    mask_logits: torch.Tensor | None  # (B, N, H/4, W/4); None for skipped intermediate masks
     relevance: torch.Tensor  # R_k (B, N, L), eq. 1
     phrase_cost: torch.Tensor  # L_phrase (B, N), eq. 3
 
@@ -150,7 +150,7 @@ class PhraseObjectTransformer(nn.Module):
         queries: torch.Tensor,
         text_features: torch.Tensor,
         text_mask: torch.Tensor | None,
-        mask_features: torch.Tensor,
+        mask_features: torch.Tensor | None,
     ) -> PhraseObjectPrediction:
         _, score_logits, mask_logits = self.heads(queries, mask_features)
         relevance, _, phrase_cost = self.alignment(queries, text_features, text_mask)
@@ -164,6 +164,7 @@ class PhraseObjectTransformer(nn.Module):
         mask_features: torch.Tensor,
         text_features: torch.Tensor,
         text_mask: torch.Tensor | None = None,
+        output_intermediate_masks: bool = True,
     ) -> PhraseObjectTransformerOutput:
         """Run the ``K`` blocks.
 
@@ -172,6 +173,11 @@ class PhraseObjectTransformer(nn.Module):
             mask_features: ``V_4`` ``(B, C_mask, H/4, W/4)``.
             text_features: ``T_0`` ``(B, L, C)``.
             text_mask: ``(B, L)`` 1 for tokens, 0 for padding.
+            output_intermediate_masks: compute the intermediate predictions' masks at ``H/4`` (needed for deep
+                supervision). When ``False`` (inference) they are ``None`` and the masked attention gets its
+                masks from ``V_4`` resized to the attention scale: bilinear resizing is linear, so
+                ``resize(V_4 . e) = resize(V_4) . e`` and the attention masks are unchanged, at a fraction of
+                the cost. The last prediction always has full-resolution masks.
         """
         if len(multi_scale_features) != NUM_SCALES:
             raise ValueError(
@@ -183,18 +189,40 @@ class PhraseObjectTransformer(nn.Module):
             sizes.append(tuple(feature.shape[-2:]))
             visual_pos.append(self.position_embedding(feature).flatten(2).transpose(1, 2))
             visual.append(feature.flatten(2).transpose(1, 2) + self.level_embed.weight[level])
+        resized_mask_features = None
+        if self.masked_attention and not output_intermediate_masks:
+            resized_mask_features = [
+                nn.functional.interpolate(mask_features, size=size, mode="bilinear", align_corners=False)
+                for size in sizes
+            ]
 
         queries = self.query_features.weight[None].expand(batch, -1, -1)
         query_pos = self.query_position.weight[None].expand(batch, -1, -1)
         output = PhraseObjectTransformerOutput()
-        output.predictions.append(self._predict(queries, text_features, text_mask, mask_features))
-        for index, block in enumerate(self.blocks):
-            level = index % NUM_SCALES
-            attention_mask = None
-            if self.masked_attention:
-                attention_mask = masked_attention_mask(output.last.mask_logits, sizes[level], self.num_heads)
-            queries, text_features = block(
-                queries, query_pos, text_features, text_mask, visual[level], visual_pos[level], attention_mask
-            )
-            output.predictions.append(self._predict(queries, text_features, text_mask, mask_features))
+        attention_source = None  # mask logits that drive the next block's masked attention
+        for index in range(len(self.blocks) + 1):
+            if index > 0:
+                level = (index - 1) % NUM_SCALES
+                attention_mask = None
+                if self.masked_attention:
+                    attention_mask = masked_attention_mask(attention_source, sizes[level], self.num_heads)
+                queries, text_features = self.blocks[index - 1](
+                    queries,
+                    query_pos,
+                    text_features,
+                    text_mask,
+                    visual[level],
+                    visual_pos[level],
+                    attention_mask,
+                )
+            if index == len(self.blocks) or output_intermediate_masks:
+                prediction = self._predict(queries, text_features, text_mask, mask_features)
+                attention_source = prediction.mask_logits
+            else:
+                features = (
+                    None if resized_mask_features is None else resized_mask_features[index % NUM_SCALES]
+                )
+                prediction = self._predict(queries, text_features, text_mask, features)
+                attention_source, prediction.mask_logits = prediction.mask_logits, None
+            output.predictions.append(prediction)
         return output

@@ -1,0 +1,194 @@
+"""Benchmark: paper-config InstAlign vs transformers' Mask2Former (Swin-B), CPU inference, side by side.
+
+Both models are built from their configs with random weights (no download): InstAlign with
+``InstAlignConfig()`` (Swin-B, RoBERTa-base, 6-layer pixel decoder, N=100, K=9) and
+``Mask2FormerForUniversalSegmentation`` with the same Swin-B backbone config (its pixel decoder uses
+transformers' ``grid_sample`` deformable attention; ours uses ``refseg.kernels``). Inputs are one
+480x480 image and, for InstAlign, a ``--text-length``-token expression. Timed runs alternate between the two
+models in one process so that both see the same machine load. Prints one JSON document with, per model:
+parameter count, median / min latency (ms), peak-RSS growth during one forward (MB; VmHWM reset through
+/proc/self/clear_refs) and the median time of the main components (forward hooks); plus the latency ratio
+and whether InstAlign meets the target ratio (<= 0.8).
+
+    python benchmarks/instalign_vs_mask2former.py [--threads 2] [--repeats 5] [--image-size 480]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import time
+from collections import defaultdict
+
+import torch
+
+TARGET_RATIO = 0.8
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_growth_mb(run) -> float | None:
+    """Peak resident memory above the current level while ``run()`` executes (Linux only)."""
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+    except OSError:
+        return None
+    before = _status_kb("VmRSS")
+    run()
+    peak = _status_kb("VmHWM")
+    if before is None or peak is None:
+        return None
+    return round((peak - before) / 1024, 1)
+
+
+class ComponentTimer:
+    """Wall-clock time of named sub-modules through forward pre/post hooks."""
+
+    def __init__(self, modules: dict[str, torch.nn.Module]) -> None:
+        self.times: dict[str, list[float]] = defaultdict(list)
+        self._start: dict[str, float] = {}
+        self.enabled = False
+        for name, module in modules.items():
+            module.register_forward_pre_hook(self._pre(name))
+            module.register_forward_hook(self._post(name))
+
+    def _pre(self, name):
+        def hook(module, args):
+            if self.enabled:
+                self._start[name] = time.perf_counter()
+
+        return hook
+
+    def _post(self, name):
+        def hook(module, args, output):
+            if self.enabled:
+                self.times[name].append((time.perf_counter() - self._start[name]) * 1000)
+
+        return hook
+
+    def medians(self) -> dict[str, float]:
+        return {name: round(statistics.median(values), 1) for name, values in self.times.items()}
+
+
+def build_instalign(image_size: int):
+    from refseg.models.instalign.configuration_instalign import InstAlignConfig
+    from refseg.models.instalign.modeling_instalign import InstAlignForReferringSegmentation
+
+    config = InstAlignConfig(image_size=image_size)
+    model = InstAlignForReferringSegmentation(config).eval()
+    inner = model.model
+    timer = ComponentTimer(
+        {
+            "backbone": inner.backbone,
+            "text_encoder": inner.text_encoder,
+            "pixel_decoder": inner.pixel_decoder,
+            "phrase_object_transformer": inner.phrase_object_transformer,
+        }
+    )
+    return model, timer, config
+
+
+def build_mask2former(backbone_config):
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
+
+    config = Mask2FormerConfig(backbone_config=backbone_config.to_dict())
+    model = Mask2FormerForUniversalSegmentation(config).eval()
+    inner = model.model
+    timer = ComponentTimer(
+        {
+            "backbone": inner.pixel_level_module.encoder,
+            "pixel_decoder": inner.pixel_level_module.decoder,
+            "transformer_decoder": inner.transformer_module,
+        }
+    )
+    return model, timer, config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per model (after one warm-up)")
+    parser.add_argument("--image-size", type=int, default=480)
+    parser.add_argument("--text-length", type=int, default=20)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    import transformers
+
+    from refseg.kernels import implementation
+
+    instalign, instalign_timer, instalign_config = build_instalign(args.image_size)
+    mask2former, mask2former_timer, _ = build_mask2former(instalign_config.backbone_config)
+
+    pixel_values = torch.randn(1, 3, args.image_size, args.image_size)
+    input_ids = torch.randint(3, 1000, (1, args.text_length))
+    input_ids[0, 0], input_ids[0, -1] = 0, 2
+    attention_mask = torch.ones_like(input_ids)
+
+    def run_instalign():
+        with torch.inference_mode():
+            instalign(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+
+    def run_mask2former():
+        with torch.inference_mode():
+            mask2former(pixel_values=pixel_values)
+
+    runners = {
+        "instalign": (run_instalign, instalign_timer),
+        "mask2former": (run_mask2former, mask2former_timer),
+    }
+    results = {}
+    for name, (run, _) in runners.items():
+        run()  # warm-up (kernel load, allocator)
+        results[name] = {"peak_rss_growth_mb": peak_rss_growth_mb(run), "latencies_ms": []}
+    for _ in range(args.repeats):
+        for name, (run, timer) in runners.items():
+            timer.enabled = True
+            start = time.perf_counter()
+            run()
+            results[name]["latencies_ms"].append(round((time.perf_counter() - start) * 1000, 1))
+            timer.enabled = False
+
+    for name, model in (("instalign", instalign), ("mask2former", mask2former)):
+        entry = results[name]
+        entry["parameters"] = sum(p.numel() for p in model.parameters())
+        entry["latency_ms_median"] = round(statistics.median(entry["latencies_ms"]), 1)
+        entry["latency_ms_min"] = min(entry["latencies_ms"])
+        entry["components_ms_median"] = runners[name][1].medians()
+    ratio = results["instalign"]["latency_ms_median"] / results["mask2former"]["latency_ms_median"]
+    report = {
+        "benchmark": "instalign_vs_mask2former",
+        "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "image_size": args.image_size,
+        "text_length": args.text_length,
+        "instalign_msda": implementation(torch.device("cpu")),
+        "instalign": results["instalign"],
+        "mask2former": results["mask2former"],
+        "latency_ratio_instalign_over_mask2former": round(ratio, 3),
+        "target_ratio": TARGET_RATIO,
+        "meets_target": ratio <= TARGET_RATIO,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
