@@ -44,9 +44,20 @@ def _register(config_cls, model_cls, image_processor_cls, processor_cls) -> None
 for _arch in _ARCHITECTURES:
     _register(*_arch)
 
+
+def processor_classes(model_type: str) -> tuple[type, type]:
+    """``(image processor class, processor class)`` of a refseg ``model_type``, e.g. ``"instalign"``."""
+    for config_cls, _, image_processor_cls, processor_cls in _ARCHITECTURES:
+        if config_cls.model_type == model_type:
+            return image_processor_cls, processor_cls
+    known = [arch[0].model_type for arch in _ARCHITECTURES]
+    raise ValueError(f"unknown refseg model_type {model_type!r}; known: {known}")
+
+
 __all__ = [
     "InstAlignConfig",
     "InstAlignForReferringSegmentation",
     "InstAlignImageProcessor",
     "InstAlignProcessor",
+    "processor_classes",
 ]

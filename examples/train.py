@@ -1,0 +1,509 @@
+#!/usr/bin/env python
+"""Train and evaluate a refseg model with 🤗 Accelerate on any dataset of the refseg schema.
+
+Follows transformers' ``run_*_no_trainer.py`` skeleton (hf_conventions.md section 5): argparse, an
+``Accelerator``, ``accelerator.prepare``, ``accelerator.accumulate``, ``save_state`` checkpoints, a real
+``--resume_from_checkpoint latest``, ``save_pretrained`` (model + processor) and a model card at the end.
+
+Data: synthetic referring scenes by default (no download); ``--dataset_dir`` (a parquet file or folder,
+or a ``save_to_disk`` folder) or ``--dataset_name`` (a Hub id) for real data in the refseg schema
+(DESIGN.md "Dataset rows"). Metrics: GRES gIoU / cIoU / N-acc / T-acc (``refseg.metrics``, ReLA's
+definitions) at the model input resolution.
+
+Batch semantics: ``--per_device_train_batch_size`` samples go through the model on each process per
+forward pass; one optimizer step sees the global batch
+``per_device_train_batch_size x num_processes x gradient_accumulation_steps`` (printed at start).
+Optimisation defaults are the paper's (InstAlign Sec. 4.1): AdamW, lr 1e-4, linear decay to 1e-6.
+
+Examples (see examples/README.md)::
+
+    python examples/train.py --config_preset tiny --max_train_steps 20 --output_dir runs/tiny
+    accelerate launch examples/train.py --config_preset demo --train_images 4000 --output_dir runs/demo
+    accelerate launch examples/train.py --output_dir runs/demo --resume_from_checkpoint latest ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer
+
+import refseg
+from refseg.hub import push_to_hub, write_model_card
+from refseg.metrics import gres_metrics
+
+logger = get_logger(__name__)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # model
+    p.add_argument("--model_type", default="instalign", help="refseg architecture when training from scratch")
+    p.add_argument("--config_preset", default="demo", help="named config of --model_type (tiny, demo, paper)")
+    p.add_argument(
+        "--config_overrides", default=None, help="JSON dict of config fields, e.g. '{\"num_queries\": 10}'"
+    )
+    p.add_argument("--model_name_or_path", default=None, help="start from a saved model (folder or Hub id)")
+    p.add_argument(
+        "--tokenizer_name_or_path",
+        default=None,
+        help="tokenizer (default: the model's, else refseg's synthetic word-level tokenizer)",
+    )
+    p.add_argument("--max_text_length", type=int, default=32, help="sentences are padded/truncated to this")
+    # data
+    p.add_argument("--dataset_dir", default=None, help="parquet file/folder or a save_to_disk folder")
+    p.add_argument("--dataset_name", default=None, help="Hub dataset id in the refseg schema")
+    p.add_argument("--train_split", default="train")
+    p.add_argument("--validation_split", default="validation")
+    p.add_argument("--train_images", type=int, default=1000, help="synthetic training images")
+    p.add_argument("--val_images", type=int, default=200, help="synthetic validation images")
+    p.add_argument("--data_seed", type=int, default=0, help="seed of the synthetic scenes")
+    p.add_argument("--image_size", type=int, default=None, help="model input size (default: the config's)")
+    p.add_argument("--max_eval_samples", type=int, default=None)
+    # optimisation
+    p.add_argument("--per_device_train_batch_size", type=int, default=8)
+    p.add_argument("--per_device_eval_batch_size", type=int, default=16)
+    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    p.add_argument("--learning_rate", type=float, default=1e-4)
+    p.add_argument("--min_learning_rate", type=float, default=1e-6, help="end of the linear decay")
+    p.add_argument("--weight_decay", type=float, default=0.01)
+    p.add_argument("--adam_beta1", type=float, default=0.9)
+    p.add_argument("--adam_beta2", type=float, default=0.999)
+    p.add_argument("--adam_epsilon", type=float, default=1e-8)
+    p.add_argument("--max_grad_norm", type=float, default=1.0, help="0 disables clipping")
+    p.add_argument("--num_warmup_steps", type=int, default=0)
+    p.add_argument("--num_train_epochs", type=int, default=1)
+    p.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--dataloader_num_workers", type=int, default=0)
+    # checkpoints, evaluation, logging, output
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--checkpointing_steps", default=None, help="an integer (every n steps) or 'epoch'")
+    p.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
+    p.add_argument(
+        "--stop_after_steps", type=int, default=None, help="stop early as if interrupted (testing)"
+    )
+    p.add_argument("--eval_steps", type=int, default=None, help="also evaluate every n steps")
+    p.add_argument("--skip_eval", action="store_true", help="no evaluation (and no metrics in the card)")
+    p.add_argument("--logging_steps", type=int, default=10)
+    p.add_argument("--with_tracking", action="store_true")
+    p.add_argument("--report_to", default="all")
+    p.add_argument("--push_to_hub", action="store_true")
+    p.add_argument("--hub_model_id", default=None)
+    p.add_argument("--hub_token", default=None)
+    args = p.parse_args(argv)
+    if args.dataset_dir and args.dataset_name:
+        p.error("pass at most one of --dataset_dir and --dataset_name")
+    if args.push_to_hub and not args.hub_model_id:
+        p.error("--push_to_hub needs --hub_model_id")
+    if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
+        p.error("--checkpointing_steps must be an integer or 'epoch'")
+    if args.per_device_train_batch_size < 1 or args.gradient_accumulation_steps < 1:
+        p.error("batch sizes and --gradient_accumulation_steps must be >= 1")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------- data
+def load_splits(args: argparse.Namespace, image_size: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, validation) datasets in the refseg schema."""
+    if args.dataset_name:
+        ds = datasets.load_dataset(args.dataset_name)
+    elif args.dataset_dir:
+        path = Path(args.dataset_dir)
+        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+            ds = datasets.load_from_disk(str(path))
+        elif path.is_file() or any(path.rglob("*.parquet")):
+            if path.is_file():
+                files = {args.train_split: str(path)}
+            else:
+                files = {}
+                for split in (args.train_split, args.validation_split):
+                    found = sorted(
+                        str(f) for f in path.rglob("*.parquet") if split in f.stem or split in f.parent.name
+                    )
+                    if found:
+                        files[split] = found
+            ds = datasets.load_dataset("parquet", data_files=files)
+        else:
+            raise ValueError(f"{path} is neither a parquet file/folder nor a save_to_disk folder")
+    else:
+        ds = refseg.data.synthetic_scene_splits(
+            train=args.train_images,
+            validation=args.val_images,
+            test=0,
+            seed=args.data_seed,
+            image_size=image_size,
+        )
+    if isinstance(ds, datasets.Dataset):
+        ds = datasets.DatasetDict({args.train_split: ds})
+    if args.train_split not in ds:
+        raise ValueError(f"the dataset has no split {args.train_split!r} (splits: {list(ds)})")
+    train = ds[args.train_split]
+    val = ds[args.validation_split] if args.validation_split in ds else None
+    if val is None:
+        split = train.train_test_split(test_size=0.1, seed=args.seed)
+        train, val = split["train"], split["test"]
+    if args.max_eval_samples:
+        val = val.select(range(min(args.max_eval_samples, len(val))))
+    return train, val
+
+
+def make_collate_fn(processor, max_text_length: int):
+    """Rows -> model inputs: fixed-size images, sentences padded to ``max_text_length``, ``mask_labels``."""
+
+    def collate(rows: list[dict]) -> dict:
+        batch = processor(
+            images=[row["image"] for row in rows],
+            text=[row["sentence"] for row in rows],
+            instances=[row["instances"] for row in rows],
+            padding="max_length",
+            max_length=max_text_length,
+        )
+        return dict(batch)
+
+    return collate
+
+
+# ---------------------------------------------------------------------------------------------- model
+def build_model_and_processor(args: argparse.Namespace):
+    if args.model_name_or_path:
+        model = AutoModel.from_pretrained(args.model_name_or_path)
+        processor = AutoProcessor.from_pretrained(args.tokenizer_name_or_path or args.model_name_or_path)
+        if args.image_size:
+            processor.image_processor.size = {"height": args.image_size, "width": args.image_size}
+        return model, processor
+    config_cls = type(AutoConfig.for_model(args.model_type))
+    overrides = json.loads(args.config_overrides) if args.config_overrides else {}
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    if args.tokenizer_name_or_path:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path)
+    else:
+        tokenizer = refseg.data.synthetic_tokenizer()
+    text = dict(overrides.pop("text_config", {}))
+    text.setdefault("vocab_size", len(tokenizer))
+    text.setdefault("pad_token_id", tokenizer.pad_token_id)
+    config = config_cls.preset(args.config_preset, text_config=text, **overrides)
+    model = AutoModel.from_config(config)
+    image_processor_cls, processor_cls = refseg.models.processor_classes(args.model_type)
+    processor = processor_cls(image_processor_cls(size=config.image_size), tokenizer)
+    return model, processor
+
+
+# ---------------------------------------------------------------------------------------------- eval
+@torch.no_grad()
+def evaluate(model, dataloader, accelerator) -> dict:
+    """GRES metrics (ReLA) at the model input resolution over the whole validation set."""
+    model.eval()
+    columns: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("intersection", "union", "pred_area", "gt_area")
+    }
+    flags: dict[str, list[torch.Tensor]] = {"pred_no_target": [], "gt_no_target": []}
+    size = None
+    for batch in tqdm(dataloader, desc="eval", disable=not accelerator.is_local_main_process, leave=False):
+        labels = batch.pop("mask_labels")
+        outputs = model(**batch)
+        size = tuple(batch["pixel_values"].shape[-2:])
+        logits = F.interpolate(outputs.semantic_mask_logits[:, None].float(), size=size, mode="bilinear")[
+            :, 0
+        ]
+        pred = (
+            logits.sigmoid() > 0.5
+        )  # the raw merged mask (ReLA keeps it in the union for a wrong no-target)
+        gt = torch.stack(
+            [lab.amax(dim=0) if len(lab) else torch.zeros(size, device=pred.device) for lab in labels]
+        )
+        gt = gt > 0.5
+        counts = torch.stack(
+            [
+                (pred & gt).flatten(1).sum(1),
+                (pred | gt).flatten(1).sum(1),
+                pred.flatten(1).sum(1),
+                gt.flatten(1).sum(1),
+                (outputs.no_target_logits.float().sigmoid() > 0.5).long(),
+                torch.tensor([len(lab) == 0 for lab in labels], device=pred.device).long(),
+            ],
+            dim=1,
+        )
+        counts = accelerator.gather_for_metrics(counts).cpu()
+        for k, name in enumerate(columns):
+            columns[name].append(counts[:, k])
+        flags["pred_no_target"].append(counts[:, 4].bool())
+        flags["gt_no_target"].append(counts[:, 5].bool())
+    model.train()
+    records = {k: torch.cat(v).numpy() for k, v in {**columns, **flags}.items()}
+    metrics = gres_metrics(records, resolution=f"{size[0]}x{size[1]}")
+    metrics["num_samples"] = int(len(records["union"]))
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------- main
+def find_latest_checkpoint(output_dir: str) -> str | None:
+    """The most recently written ``step_*`` / ``epoch_*`` folder of ``output_dir`` (None if there is none)."""
+    found = [
+        p for p in Path(output_dir).iterdir() if p.is_dir() and re.fullmatch(r"(step|epoch)_\d+", p.name)
+    ]
+    return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    start_time = time.time()
+    command = " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=args.report_to if args.with_tracking else None,
+        project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    if accelerator.is_local_main_process:
+        datasets.utils.logging.set_verbosity_warning()
+        transformers.utils.logging.set_verbosity_warning()
+    else:
+        datasets.utils.logging.set_verbosity_error()
+        transformers.utils.logging.set_verbosity_error()
+    set_seed(args.seed, device_specific=True)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    model, processor = build_model_and_processor(args)
+    image_size = processor.image_processor.size["height"]
+    with accelerator.main_process_first():
+        train_ds, val_ds = load_splits(args, image_size)
+    collate = make_collate_fn(processor, args.max_text_length)
+    train_dl = DataLoader(
+        train_ds,
+        shuffle=True,
+        collate_fn=collate,
+        batch_size=args.per_device_train_batch_size,
+        num_workers=args.dataloader_num_workers,
+        drop_last=True,
+        # a private generator: starting an epoch's iterator must not draw from the global RNG, whose
+        # state (dropout, matching) is checkpointed, or a resumed run would diverge from an uninterrupted one
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    eval_dl = DataLoader(
+        val_ds,
+        collate_fn=collate,
+        batch_size=args.per_device_eval_batch_size,
+        num_workers=args.dataloader_num_workers,
+    )
+
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "norm" not in n.lower()]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "norm" not in n.lower())]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+    )
+
+    # steps are optimizer updates; computed from the per-process dataloader length
+    batches_per_process = math.ceil(len(train_dl) / accelerator.num_processes)
+    steps_per_epoch = max(1, math.ceil(batches_per_process / args.gradient_accumulation_steps))
+    if args.max_train_steps is None:
+        args.max_train_steps = args.num_train_epochs * steps_per_epoch
+    args.num_train_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
+    total, warmup, floor = (
+        args.max_train_steps,
+        args.num_warmup_steps,
+        args.min_learning_rate / args.learning_rate,
+    )
+    num_processes = accelerator.num_processes
+
+    def lr_lambda(step: int) -> float:
+        """Linear warm-up, then linear decay from lr to min_lr at max_train_steps (paper: 1e-4 -> 1e-6).
+
+        The prepared scheduler is stepped ``num_processes`` times per optimizer step (Accelerate's
+        convention without ``split_batches``), so ``step // num_processes`` counts optimizer steps.
+        """
+        step = step // num_processes
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1.0 - floor) * (1.0 - progress)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    model, optimizer, train_dl, eval_dl, scheduler = accelerator.prepare(
+        model, optimizer, train_dl, eval_dl, scheduler
+    )
+    steps_per_epoch = max(1, math.ceil(len(train_dl) / args.gradient_accumulation_steps))
+
+    global_batch = (
+        args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    )
+    accelerator.print(
+        f"***** Training {type(accelerator.unwrap_model(model)).__name__} *****\n"
+        f"  train samples = {len(train_ds)}, validation samples = {len(val_ds)}, image size = {image_size}\n"
+        f"  batch: {args.per_device_train_batch_size} per device x {accelerator.num_processes} process(es) x "
+        f"{args.gradient_accumulation_steps} accumulation step(s) = global batch {global_batch} per optimizer step\n"
+        f"  optimizer steps = {args.max_train_steps} ({steps_per_epoch} per epoch, {args.num_train_epochs} epoch(s)), "
+        f"lr {args.learning_rate:g} -> {args.min_learning_rate:g} (linear)"
+    )
+    if args.with_tracking:
+        accelerator.init_trackers("refseg_train", {k: v for k, v in vars(args).items() if v is not None})
+
+    completed_steps, starting_epoch, resume_batches = 0, 0, 0
+    if args.resume_from_checkpoint:
+        path = args.resume_from_checkpoint
+        if path == "latest":
+            path = find_latest_checkpoint(args.output_dir)
+            if path is None:
+                raise FileNotFoundError(
+                    f"--resume_from_checkpoint latest: no step_*/epoch_* folder in {args.output_dir}"
+                )
+        accelerator.print(f"Resuming from checkpoint {path}")
+        accelerator.load_state(path)
+        name = Path(path).name
+        if name.startswith("epoch_"):
+            starting_epoch = int(name.split("_")[1]) + 1
+            completed_steps = starting_epoch * steps_per_epoch
+        else:
+            completed_steps = int(name.split("_")[1])
+            starting_epoch = completed_steps // steps_per_epoch
+            resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
+
+    progress = tqdm(
+        range(args.max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process
+    )
+    metrics: dict = {}
+    running, running_n = 0.0, 0
+    stop = False
+    model.train()
+    for epoch in range(starting_epoch, args.num_train_epochs):
+        train_dl.set_epoch(epoch)
+        active = train_dl
+        if epoch == starting_epoch and resume_batches:
+            active = accelerator.skip_first_batches(train_dl, resume_batches)
+        for batch in active:
+            with accelerator.accumulate(model):
+                outputs = model(**batch)
+                loss = outputs.loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            running += accelerator.reduce(
+                loss.detach().float(), reduction="mean"
+            ).item()  # mean over processes
+            running_n += 1
+            if not accelerator.sync_gradients:
+                continue
+            completed_steps += 1
+            progress.update(1)
+            if completed_steps % args.logging_steps == 0 or completed_steps == args.max_train_steps:
+                log = {"train_loss": running / running_n, "lr": scheduler.get_last_lr()[0], "epoch": epoch}
+                progress.set_postfix(loss=f"{log['train_loss']:.4f}")
+                if args.with_tracking:
+                    accelerator.log(log, step=completed_steps)
+                logger.info(f"step {completed_steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in log.items()))
+                running, running_n = 0.0, 0
+            if (
+                str(args.checkpointing_steps).isdigit()
+                and completed_steps % int(args.checkpointing_steps) == 0
+            ):
+                accelerator.save_state(os.path.join(args.output_dir, f"step_{completed_steps}"))
+            if args.eval_steps and completed_steps % args.eval_steps == 0 and not args.skip_eval:
+                metrics = evaluate(model, eval_dl, accelerator)
+                accelerator.print(f"step {completed_steps}: {format_metrics(metrics)}")
+                if args.with_tracking:
+                    accelerator.log(
+                        {f"eval_{k}": v for k, v in metrics.items() if _is_number(v)}, step=completed_steps
+                    )
+            if completed_steps >= args.max_train_steps or completed_steps == args.stop_after_steps:
+                stop = True
+                break
+        if args.checkpointing_steps == "epoch":
+            accelerator.save_state(os.path.join(args.output_dir, f"epoch_{epoch}"))
+        if stop:
+            break
+    progress.close()
+    if args.stop_after_steps is not None and completed_steps < args.max_train_steps:
+        accelerator.print(f"stopped after {completed_steps} steps (--stop_after_steps)")
+        accelerator.end_training()
+        return {"completed_steps": completed_steps}
+
+    if not args.skip_eval:
+        metrics = evaluate(model, eval_dl, accelerator)
+        accelerator.print(f"final evaluation: {format_metrics(metrics)}")
+        if args.with_tracking:
+            accelerator.log(
+                {f"eval_{k}": v for k, v in metrics.items() if _is_number(v)}, step=completed_steps
+            )
+    wall_time = time.time() - start_time
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.save_pretrained(
+        args.output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+    )
+    if accelerator.is_main_process:
+        processor.save_pretrained(args.output_dir)
+        results = {**metrics, "completed_steps": completed_steps, "train_wall_time_s": round(wall_time, 1)}
+        with open(os.path.join(args.output_dir, "all_results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        card_kwargs = dict(
+            model_type=unwrapped.config.model_type,
+            results={k: v for k, v in metrics.items() if k in ("gIoU", "cIoU", "N-acc", "T-acc")},
+            resolution=metrics.get("resolution"),
+            dataset_name=args.dataset_name or args.dataset_dir or "synthetic referring scenes",
+            dataset_split=args.validation_split,
+            training_command=command,
+            wall_time_s=wall_time,
+            training_details={
+                "processes": accelerator.num_processes,
+                "global batch": global_batch,
+                "optimizer steps": completed_steps,
+                "learning rate": f"{args.learning_rate:g} -> {args.min_learning_rate:g} linear (AdamW)",
+                "validation samples": metrics.get("num_samples", 0),
+                "refseg": refseg.__version__,
+            },
+        )
+        write_model_card(args.output_dir, args.hub_model_id or Path(args.output_dir).name, **card_kwargs)
+        if args.push_to_hub:
+            url = push_to_hub(
+                args.output_dir, args.hub_model_id, token=args.hub_token, commit_message="End of training"
+            )
+            accelerator.print(f"pushed to {url}")
+    accelerator.end_training()
+    return metrics
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float | np.floating) and not isinstance(v, bool)
+
+
+def format_metrics(metrics: dict) -> str:
+    keys = ("gIoU", "cIoU", "N-acc", "T-acc")
+    return (
+        ", ".join(f"{k} {metrics[k]:.2f}" for k in keys if k in metrics)
+        + f" ({metrics.get('resolution', '')})"
+    )
+
+
+if __name__ == "__main__":
+    main()
