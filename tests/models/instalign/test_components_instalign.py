@@ -126,6 +126,9 @@ def test_masked_attention_mask():
     assert blocked[0, 0].tolist() == [False, True, True, True]
     assert blocked[0, 1].tolist() == [False, False, False, False]  # empty mask: attend everywhere
     assert torch.equal(blocked[0], blocked[1])
+    fine = torch.full((1, 1, 4, 4), -5.0)
+    fine[0, 0, :2, :2] = 5.0  # resized (bilinear) to 2x2: only the top-left cell stays foreground
+    assert masked_attention_mask(fine, (2, 2), num_heads=1)[0, 0].tolist() == [False, True, True, True]
 
 
 def test_phrase_object_transformer_round_robin_over_scales():

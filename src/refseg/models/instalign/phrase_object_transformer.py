@@ -104,8 +104,9 @@ def masked_attention_mask(mask_logits: torch.Tensor, size: tuple[int, int], num_
     ``mask_logits`` ``(B, N, h, w)`` -> ``(B * num_heads, N, size[0] * size[1])``; a query whose mask is empty
     at this scale may attend everywhere.
     """
-    resized = nn.functional.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
-    blocked = resized.flatten(2).sigmoid() < 0.5
+    if tuple(mask_logits.shape[-2:]) != tuple(size):
+        mask_logits = nn.functional.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+    blocked = mask_logits.flatten(2) < 0.0  # sigmoid(x) < 0.5
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
     return blocked.repeat_interleave(num_heads, dim=0).detach()
 
