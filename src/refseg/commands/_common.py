@@ -26,7 +26,13 @@ def load_pipeline(model: str | None, device: str | None = None):
 
     import refseg
 
-    path = model if model is not None else refseg.demo_model_path()
+    if model is None:
+        try:
+            path = refseg.demo_model_path()
+        except FileNotFoundError as err:
+            raise SystemExit(f"{err}\nPass a trained model with --model PATH_OR_HUB_ID.") from err
+    else:
+        path = model
     if device is None:
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
     return pipeline("referring-segmentation", model=path, device=device), path
