@@ -112,3 +112,29 @@ def test_op_itself_rejects_bad_inputs_with_runtime_error():
         torch.ops.refseg.ms_deform_attn_forward(value, ss, lsi, loc.double(), attn, 64)
     with pytest.raises(RuntimeError, match="level_start_index"):
         torch.ops.refseg.ms_deform_attn_forward(value, ss, lsi + 1, loc, attn, 64)
+
+
+def test_failed_build_is_remembered_and_reported(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REFSEG_KERNELS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
+    with pytest.raises(build.KernelBuildError, match="compiler failed"):
+        build.build(verbose=False)
+    assert (build.build_dir() / build.FAILED_MARKER).is_file()
+    with pytest.raises(build.KernelBuildError, match="earlier attempt"):
+        build.build(verbose=False, retry_failed=False)  # lazy path: no second compiler run
+    from refseg.cli import main
+
+    assert main(["kernels", "build"]) == 1
+    assert '"ok": false' in capsys.readouterr().out
+
+
+def test_kernels_info_command(capsys):
+    import json
+
+    from refseg.cli import main
+
+    assert main(["kernels", "info"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cpu"] == ops.implementation("cpu")
+    assert report["cuda"].startswith("reference: ") or report["cuda"] == "compiled"
+    assert report["torch"] == torch.__version__

@@ -31,7 +31,7 @@ import torch
 CSRC = Path(__file__).parent / "csrc"
 LIBRARY_NAME = "refseg_msda_cpu.so"
 _REGISTRATION_UNIT = "ms_deform_attn.cpp"
-_HEADERS = ("ms_deform_attn_cpu.h", "ms_deform_attn_cpu_kernel.h")
+_HEADERS = ("ms_deform_attn_cpu.h", "ms_deform_attn_cpu_kernel.h", "ms_deform_attn_checks.h")
 _COMMON_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-DNDEBUG", "-fno-math-errno", "-ffp-contract=fast"]
 # Reassociation only in the kernel units, so the D-loop dot products in the backward vectorise.
 _KERNEL_FLAGS = ["-fno-trapping-math", "-fno-signed-zeros", "-fassociative-math"]
@@ -183,9 +183,22 @@ def _compile(target: Path, cxx: str) -> None:
         os.replace(lib_tmp, target)  # atomic: a half-written library is never visible
 
 
-def build(force: bool = False, verbose: bool = True) -> BuildResult:
-    """Compile the CPU op if no build for this key exists (or ``force``); return the library path."""
+FAILED_MARKER = "build-failed.txt"
+
+
+def build(force: bool = False, verbose: bool = True, retry_failed: bool = True) -> BuildResult:
+    """Compile the CPU op if no build for this key exists (or ``force``); return the library path.
+
+    A failed build leaves ``build-failed.txt`` with the reason; with ``retry_failed=False`` (lazy builds on
+    first use) that reason is raised again at once instead of re-running the compiler in every process.
+    ``refseg kernels build`` always retries.
+    """
     start = time.monotonic()
+    marker = build_dir() / FAILED_MARKER
+    if not retry_failed and not force and marker.is_file() and not (build_dir() / LIBRARY_NAME).is_file():
+        raise KernelBuildError(
+            f"{marker.read_text().strip()} (from an earlier attempt; `refseg kernels build` retries)"
+        )
     if platform.system() == "Windows":
         raise KernelBuildError("building the C++ op is supported on Linux and macOS only")
     target_dir = build_dir()
@@ -206,5 +219,10 @@ def build(force: bool = False, verbose: bool = True) -> BuildResult:
                 file=sys.stderr,
                 flush=True,
             )
-        _compile(target, cxx)
+        try:
+            _compile(target, cxx)
+        except KernelBuildError as error:
+            marker.write_text(str(error))
+            raise
+        marker.unlink(missing_ok=True)
     return BuildResult(target, True, time.monotonic() - start)

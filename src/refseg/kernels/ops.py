@@ -91,7 +91,7 @@ def _load_cpu() -> str | None:
     if reason:
         return reason
     try:
-        result = _build.build(verbose=True)
+        result = _build.build(verbose=True, retry_failed=False)
         torch.ops.load_library(str(result.library))
         _STATE["library"] = str(result.library)
         try:
