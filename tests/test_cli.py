@@ -1,11 +1,10 @@
 """``refseg demo`` and ``refseg predict`` with a tiny random model: exit codes, printed results, pictures."""
 
-import argparse
-
 import PIL.Image
 import pytest
 from processing_helpers import save_tiny_instalign
 
+from refseg.cli import main
 from refseg.commands import demo, predict
 from refseg.data import synthetic_scenes
 
@@ -16,9 +15,8 @@ def model_dir(tmp_path_factory):
 
 
 def _run(module, argv):
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    return module.run(parser.parse_args(argv))
+    """Through the ``refseg`` command's dispatcher, as ``refseg demo ...`` / ``refseg predict ...``."""
+    return main([module.__name__.rsplit(".", 1)[-1], *argv])
 
 
 def test_demo_prints_every_kind_and_writes_a_grid(model_dir, tmp_path, capsys):
@@ -68,7 +66,16 @@ def test_predict_on_a_user_image(model_dir, tmp_path, capsys):
 
 
 def test_predict_requires_image_and_text():
-    parser = argparse.ArgumentParser()
-    predict.add_arguments(parser)
     with pytest.raises(SystemExit):
-        parser.parse_args(["--text", "x"])
+        main(["predict", "--text", "x"])
+
+
+def test_demo_without_a_model_explains_what_to_do(monkeypatch):
+    import refseg
+
+    def missing():
+        raise FileNotFoundError("the bundled demo model is missing")
+
+    monkeypatch.setattr(refseg, "demo_model_path", missing)
+    with pytest.raises(SystemExit, match="--model"):
+        main(["demo", "--seed", "1"])
