@@ -131,3 +131,11 @@ def test_save_and_load_round_trip(tmp_path, processor):
         torch.testing.assert_close(a["pixel_values"], b["pixel_values"])
         assert torch.equal(a["input_ids"], b["input_ids"])
     assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), InstAlignImageProcessor)
+
+
+def test_image_processor_post_processes_the_same(processor):
+    outputs = _hand_made()
+    a = processor.post_process_referring_segmentation(outputs, target_sizes=[(16, 8), (5, 7)])
+    b = processor.image_processor.post_process_referring_segmentation(outputs, target_sizes=[(16, 8), (5, 7)])
+    assert [torch.equal(x["mask"], y["mask"]) for x, y in zip(a, b)] == [True, True]
+    assert [len(x["instances"]) for x in a] == [len(y["instances"]) for y in b]
