@@ -56,6 +56,8 @@ def test_comparison_and_grid_sizes():
     assert panel.width > 2 * 36
     grid = make_grid([panel, panel, panel], columns=2, gap=5)
     assert grid.size == (2 * panel.width + 15, 2 * panel.height + 15)
+    titled = make_grid([panel], title="refseg demo")
+    assert titled.size == (panel.width + 20, panel.height + 20 + 30)
     with pytest.raises(ValueError, match="at least one panel"):
         make_grid([])
 

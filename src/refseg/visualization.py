@@ -175,8 +175,13 @@ def draw_comparison(
     return out
 
 
-def make_grid(panels: Sequence[PIL.Image.Image], columns: int = 2, gap: int = 10) -> PIL.Image.Image:
-    """Tile panels row by row (cells sized to the largest panel) on a light grey background."""
+def make_grid(
+    panels: Sequence[PIL.Image.Image], columns: int = 2, gap: int = 10, title: str | None = None
+) -> PIL.Image.Image:
+    """Tile panels row by row (cells sized to the largest panel) on a light grey background.
+
+    ``title`` adds a header line above the grid.
+    """
     if not panels:
         raise ValueError("make_grid needs at least one panel")
     columns = max(1, min(columns, len(panels)))
@@ -189,4 +194,12 @@ def make_grid(panels: Sequence[PIL.Image.Image], columns: int = 2, gap: int = 10
     for i, panel in enumerate(panels):
         r, c = divmod(i, columns)
         out.paste(panel, (gap + c * (cell_w + gap), gap + r * (cell_h + gap)))
+    if title:
+        font = _font(16)
+        header = PIL.Image.new("RGB", (out.width, 30), (40, 40, 40))
+        ImageDraw.Draw(header).text((gap, 6), title, fill=(255, 255, 255), font=font)
+        framed = PIL.Image.new("RGB", (out.width, out.height + header.height))
+        framed.paste(header, (0, 0))
+        framed.paste(out, (0, header.height))
+        out = framed
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from pathlib import Path
 
 from ._common import add_model_arguments, describe, load_pipeline
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - start
     panels, correct = [], 0
-    scale = max(1, 240 // size)
+    scale = max(1, round(240 / size))
     for row, result in zip(rows, results):
         gt = [decode_rle(inst["segmentation"]) for inst in row["instances"]]
         pred = np.asarray(result["mask"]) > 0
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             + f"\n     {verdict}"
         )
         panels.append(draw_comparison(row["image"], result, row["sentence"], gt, scale=scale))
-    make_grid(panels, columns=3).save(args.output)
+    title = f"refseg demo | model {Path(path).name} | seed {seed} | left: ground truth, right: prediction"
+    make_grid(panels, columns=3, title=title).save(args.output)
     print(
         f"{correct}/{len(rows)} sentences right (IoU >= 0.5 or correct no-target) in {elapsed:.2f} s; "
         f"overlay written to {args.output}"
