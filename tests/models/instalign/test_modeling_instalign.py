@@ -183,3 +183,26 @@ def test_tiny_overfit_on_two_samples(tiny_config):
     iou = (merged[0] & target).sum() / (merged[0] | target).sum()
     assert iou > 0.5
     assert out.no_target_logits[1] > out.no_target_logits[0]  # sample 1 is the no-target one
+
+
+def test_head_model_loads_base_model_weights(tiny_config, tmp_path):
+    base = InstAlignModel(tiny_config)
+    base.save_pretrained(tmp_path)
+    head = InstAlignForReferringSegmentation.from_pretrained(tmp_path)  # base_model_prefix = "model"
+    for key, value in base.state_dict().items():
+        assert torch.equal(head.model.state_dict()[key], value), key
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
+    model = InstAlignForReferringSegmentation(tiny_config).train()
+    inputs, labels = make_inputs(), make_labels()
+    torch.manual_seed(3)  # same dropout masks (RoBERTa's hidden dropout is 0.1) in both runs
+    model(*inputs, mask_labels=labels).loss.backward()
+    reference = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    assert all(block.gradient_checkpointing for block in model.model.phrase_object_transformer.blocks)
+    torch.manual_seed(3)
+    model(*inputs, mask_labels=labels).loss.backward()
+    for name, grad in reference.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-5)

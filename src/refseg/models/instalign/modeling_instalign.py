@@ -98,7 +98,7 @@ class InstAlignPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Normal(0, init_std) linears / embeddings, Xavier attention projections (Mask2Former decoder),
+        """Normal(0, init_std) linears, N(0, 1) embeddings, Xavier attention projections (Mask2Former decoder),
         Deformable-DETR init of the pixel decoder's deformable attention, PReLU slope 0.25. The Swin and
         RoBERTa sub-models are initialised by their own ``_init_weights``."""
         std = self.config.init_std
@@ -126,8 +126,8 @@ class InstAlignPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=1.0 if module.weight.shape[0] <= 3 else std)
+        elif isinstance(module, nn.Embedding):  # query content / position and level embeddings (Mask2Former)
+            init.normal_(module.weight, mean=0.0, std=1.0)
         elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
