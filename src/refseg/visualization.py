@@ -125,7 +125,12 @@ def _caption(panel: PIL.Image.Image, lines: Sequence[str], font_size: int = 13) 
 
 
 def draw_result(
-    image: Any, result: dict, sentence: str | None = None, scale: int = 1, title: str | None = None
+    image: Any,
+    result: dict,
+    sentence: str | None = None,
+    scale: int = 1,
+    title: str | None = None,
+    note: str | None = None,
 ) -> PIL.Image.Image:
     """One pipeline result on its image: instances in colours with boxes and scores, and a caption.
 
@@ -147,7 +152,7 @@ def draw_result(
     else:
         verdict = f"p(target) = {result.get('score', 0.0):.2f}, {len(instances)} instance(s)"
     lines = ([title] if title else []) + ([f'"{sentence}"'] if sentence else []) + [verdict]
-    return _caption(panel, lines)
+    return _caption(panel, lines + ([note] if note else []))
 
 
 def draw_comparison(
@@ -156,8 +161,11 @@ def draw_comparison(
     sentence: str,
     ground_truth: Sequence[Any],
     scale: int = 1,
+    note: str | None = None,
 ) -> PIL.Image.Image:
-    """Ground truth (instance masks; empty for a no-target sentence) beside the prediction."""
+    """Ground truth (instance masks; empty for a no-target sentence) beside the prediction.
+
+    ``note`` (e.g. the IoU with the ground truth) is added under the prediction."""
     base = _to_rgb(image)
     gt_masks = [_as_bool_mask(m, base.size) for m in ground_truth]
     gt_boxes = []
@@ -167,7 +175,7 @@ def draw_comparison(
     gt_panel = draw_masks(base, gt_masks, gt_boxes, ["gt"] * len(gt_masks), scale=scale)
     gt_line = "no target" if not gt_masks else f"{len(gt_masks)} instance(s)"
     gt_panel = _caption(gt_panel, ["ground truth", f'"{sentence}"', gt_line])
-    pred_panel = draw_result(base, result, sentence, scale=scale, title="prediction")
+    pred_panel = draw_result(base, result, sentence, scale=scale, title="prediction", note=note)
     height = max(gt_panel.height, pred_panel.height)
     out = PIL.Image.new("RGB", (gt_panel.width + pred_panel.width + 6, height), (255, 255, 255))
     out.paste(gt_panel, (0, 0))

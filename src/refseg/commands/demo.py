@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         for m in gt:
             union |= m
         if row["no_target"]:
-            verdict = "correct" if result["no_target"] else "WRONG: predicted a target"
+            verdict = "correct: no target" if result["no_target"] else "WRONG: predicted a target"
             correct += bool(result["no_target"])
         else:
             inter, uni = np.logical_and(pred, union).sum(), np.logical_or(pred, union).sum()
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             + describe(row["sentence"], result)
             + f"\n     {verdict}"
         )
-        panels.append(draw_comparison(row["image"], result, row["sentence"], gt, scale=scale))
+        panels.append(draw_comparison(row["image"], result, row["sentence"], gt, scale=scale, note=verdict))
     title = f"refseg demo | model {Path(path).name} | seed {seed} | left: ground truth, right: prediction"
     make_grid(panels, columns=3, title=title).save(args.output)
     print(
