@@ -139,7 +139,7 @@ def test_needs_input_grad_is_honoured():
     assert loc.grad is not None and value.grad is None and attn.grad is None
 
 
-def test_baseline_isa_matches_reference_in_subprocess():
+def test_baseline_isa_matches_reference_in_subprocess(tmp_path):
     """The portable (no SIMD extensions) kernel unit gives the same numbers as the dispatched one."""
     code = (
         "import torch\n"
@@ -148,13 +148,15 @@ def test_baseline_isa_matches_reference_in_subprocess():
         "x = make_inputs([(6, 4), (3, 5), (1, 1)], channels=32, dtype=torch.float64)\n"
         "out = f(*x)\n"
         "assert ops.cpu_isa() == 'base', ops.cpu_isa()\n"
-        "torch.save(out, 'base.pt')\n"
+        "import sys; torch.save(out, sys.argv[1])\n"
     )
     env = dict(os.environ, REFSEG_KERNELS_ISA="base")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+    saved = str(tmp_path / "base.pt")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, saved], cwd=root, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
-    base = torch.load(os.path.join(root, "base.pt"))
-    os.remove(os.path.join(root, "base.pt"))
+    base = torch.load(saved)
     x = make_inputs(SHAPES, channels=32, dtype=torch.float64)
     torch.testing.assert_close(base, multi_scale_deformable_attention(*x), atol=1e-12, rtol=0)
