@@ -187,7 +187,9 @@ def make_collate_fn(processor, max_text_length: int):
 def build_model_and_processor(args: argparse.Namespace):
     if args.model_name_or_path:
         model = AutoModel.from_pretrained(args.model_name_or_path)
-        processor = AutoProcessor.from_pretrained(args.tokenizer_name_or_path or args.model_name_or_path)
+        processor = AutoProcessor.from_pretrained(args.model_name_or_path)
+        if args.tokenizer_name_or_path:  # keep the model's image processor, swap the tokenizer
+            processor.tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path)
         if args.image_size:
             processor.image_processor.size = {"height": args.image_size, "width": args.image_size}
         return model, processor

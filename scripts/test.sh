@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 python -m pip install --quiet "torch==2.13.0" 2>/dev/null || python -m pip install --quiet "torch>=2.6"
 python -m pip install --quiet -e ".[test]"
 ruff check src tests examples benchmarks
-refseg kernels build || echo "compiled kernel unavailable; tests of the compiled op will say why"
+refseg kernels build || echo "compiled kernel unavailable: refseg falls back to the reference (see above)"
+refseg kernels info
 python -m pytest -q -p no:cacheprovider "$@"
