@@ -147,3 +147,46 @@ def test_phrase_object_transformer_round_robin_over_scales():
     assert last.relevance.shape == (1, 3, 5) and last.phrase_cost.shape == (1, 3)
     with pytest.raises(ValueError, match="expected 3 multi-scale feature maps"):
         transformer(features[:2], torch.randn(1, 8, 16, 16), torch.randn(1, 5, 8))
+
+
+def test_text_conditioned_score_adds_the_query_sentence_term():
+    torch.manual_seed(0)
+    plain = InstancePredictionHeads(hidden_dim=4, mask_dim=3)
+    assert plain.score_query_proj is None  # the paper's head has no extra parameters
+    heads = InstancePredictionHeads(hidden_dim=4, mask_dim=3, text_conditioned_score=True)
+    heads.score_head.load_state_dict(plain.score_head.state_dict())
+    heads.norm.load_state_dict(plain.norm.state_dict())
+    with torch.no_grad():
+        heads.score_query_proj.weight.copy_(torch.eye(4))
+        heads.score_query_proj.bias.zero_()
+        heads.score_text_proj.weight.copy_(2 * torch.eye(4))
+        heads.score_text_proj.bias.zero_()
+    queries = torch.randn(1, 3, 4)
+    sentence = torch.tensor([[1.0, 0.0, -1.0, 0.5]])
+    _, base, _ = plain(queries, None)
+    _, conditioned, _ = heads(queries, None, sentence)
+    normed = torch.nn.functional.layer_norm(queries, (4,))  # affine is identity at init
+    expected = base + (normed * 2 * sentence[:, None]).sum(-1) / math.sqrt(4)
+    torch.testing.assert_close(conditioned, expected)
+    with pytest.raises(ValueError, match="sentence feature"):
+        heads(queries, None)
+
+
+def test_text_conditioned_score_changes_with_the_sentence_only_when_enabled():
+    torch.manual_seed(0)
+    kwargs = dict(hidden_dim=8, num_heads=2, ffn_dim=16, num_queries=3, num_blocks=1, mask_dim=8)
+    features = [torch.randn(1, 8, s, s) for s in (2, 4, 8)]
+    mask_features = torch.randn(1, 8, 16, 16)
+    text_a, text_b = torch.randn(1, 5, 8), torch.randn(1, 5, 8)
+    mask = torch.ones(1, 5)
+    model = PhraseObjectTransformer(**kwargs, text_conditioned_score=True).eval()
+    with torch.no_grad():
+        # the learned queries (prediction 0) have not read the text yet: only the new term can tell a from b
+        first_a = model(features, mask_features, text_a, mask).predictions[0].score_logits
+        first_b = model(features, mask_features, text_b, mask).predictions[0].score_logits
+    assert not torch.allclose(first_a, first_b)
+    plain = PhraseObjectTransformer(**kwargs).eval()
+    with torch.no_grad():
+        first_a = plain(features, mask_features, text_a, mask).predictions[0].score_logits
+        first_b = plain(features, mask_features, text_b, mask).predictions[0].score_logits
+    torch.testing.assert_close(first_a, first_b)

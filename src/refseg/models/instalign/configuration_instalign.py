@@ -64,6 +64,11 @@ class InstAlignConfig(PreTrainedConfig):
         masked_attention (`bool`, defaults to `True`): restrict the visual cross-attention of each block to the
             foreground of the previous block's mask prediction, as Mask2Former does (the paper builds on its
             decoder and does not say otherwise). With `False` the cross-attention is dense.
+        text_conditioned_score (`bool`, defaults to `False`): add a bilinear query-sentence matching term
+            ``<W_q Q_i, W_t T_sen> / sqrt(C)`` to the score head's logits. The paper only specifies "a score
+            prediction head"; with encoders trained from scratch (the demo preset) this direct matching term
+            made grounding emerge faster in short CPU runs (60 validation scenes after ~800-1000 steps of
+            batch 8: gIoU 30.8 vs 27.3 without it; a single seed each, so a small effect).
         deep_supervision (`bool`, defaults to `True`): also apply the instance and merged-mask losses to the
             predictions of the learned queries and of every intermediate block (Mask2Former's auxiliary losses).
             The paper does not say; we keep it on because the masked attention of block `k` consumes the mask
@@ -108,6 +113,7 @@ class InstAlignConfig(PreTrainedConfig):
     pixel_decoder_ffn_dim: int = 1024
     pixel_decoder_num_points: int = 4
     masked_attention: bool = True
+    text_conditioned_score: bool = False
     deep_supervision: bool = True
     instance_supervision: str = "phrase_aligned"
     aggregation: str = "aia_prelu"
@@ -275,6 +281,7 @@ class InstAlignConfig(PreTrainedConfig):
                 pixel_decoder_layers=2,
                 pixel_decoder_ffn_dim=256,
                 pixel_decoder_num_points=4,
+                text_conditioned_score=True,
             )
         for key, sub in (("backbone_config", backbone), ("text_config", text)):
             if isinstance(overrides.get(key), dict):

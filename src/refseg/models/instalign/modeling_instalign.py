@@ -201,6 +201,7 @@ class InstAlignModel(InstAlignPreTrainedModel):
             mask_dim=config.mask_dim,
             dropout=config.dropout,
             masked_attention=config.masked_attention,
+            text_conditioned_score=config.text_conditioned_score,
         )
         self.post_init()
 

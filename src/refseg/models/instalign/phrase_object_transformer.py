@@ -22,6 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ...modeling.position_encoding import SinePositionEmbedding
 from .heads import InstancePredictionHeads
+from .no_target import sentence_feature
 from .object_text_attention import ObjectTextCrossAttention
 from .phrase_object_alignment import PhraseObjectAlignment
 
@@ -120,6 +121,8 @@ class PhraseObjectTransformer(nn.Module):
         num_blocks: ``K``.
         mask_dim: channels of the stride-4 mask features.
         masked_attention: use Mask2Former's masked visual cross-attention.
+        text_conditioned_score: give the score head the query-sentence matching term (see
+            :class:`InstancePredictionHeads`).
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class PhraseObjectTransformer(nn.Module):
         mask_dim: int,
         dropout: float = 0.0,
         masked_attention: bool = True,
+        text_conditioned_score: bool = False,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -143,7 +147,7 @@ class PhraseObjectTransformer(nn.Module):
         self.blocks = nn.ModuleList(
             PhraseObjectTransformerBlock(hidden_dim, num_heads, ffn_dim, dropout) for _ in range(num_blocks)
         )
-        self.heads = InstancePredictionHeads(hidden_dim, mask_dim)
+        self.heads = InstancePredictionHeads(hidden_dim, mask_dim, text_conditioned_score)
         self.alignment = PhraseObjectAlignment()
 
     def _predict(
@@ -153,7 +157,10 @@ class PhraseObjectTransformer(nn.Module):
         text_mask: torch.Tensor | None,
         mask_features: torch.Tensor | None,
     ) -> PhraseObjectPrediction:
-        _, score_logits, mask_logits = self.heads(queries, mask_features)
+        sentence = None
+        if self.heads.score_query_proj is not None:
+            sentence = sentence_feature(text_features, text_mask)
+        _, score_logits, mask_logits = self.heads(queries, mask_features, sentence)
         relevance, _, phrase_cost = self.alignment(queries, text_features, text_mask)
         return PhraseObjectPrediction(
             queries, text_features, score_logits, mask_logits, relevance, phrase_cost
