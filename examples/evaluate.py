@@ -148,8 +148,14 @@ def evaluate(args) -> dict:
             (h, w), target = originals[k], targets[k]
             instances, no_target = batch["instances"][k], bool(batch["no_target"][k])
             gt = gt_at(merge_instances(instances, h, w), target)
+            # ReLA (GRES) keeps the predicted area of a target sample wrongly judged no-target in the union,
+            # so GRES is counted on the mask before the no-target decision; the other benchmarks' evaluators
+            # score the model's final (zeroed) output.
+            scored = pred
+            if benchmark == "gres" and "semantic_mask" in pred:
+                scored = {"mask": pred["semantic_mask"], "no_target": pred["no_target"]}
             mask_records.append(
-                metrics.segmentation_record(pred, gt, gt_no_target=no_target, ref_id=int(batch["ref_id"][k]))
+                metrics.segmentation_record(scored, gt, gt_no_target=no_target, ref_id=int(batch["ref_id"][k]))
             )
             boxes = gt_boxes_xyxy(instances, (target[0] / h, target[1] / w))
             if benchmark == "gres":

@@ -101,6 +101,9 @@ def test_post_process_hand_made_outputs(processor):
     assert second["no_target"] is True and second["instances"] == []
     assert second["mask"].shape == (5, 7) and not second["mask"].any()
     assert second["target_score"] == pytest.approx(1 - 1 / (1 + np.exp(-2.0)))
+    # the merged mask before the no-target decision is kept for ReLA's GRES union (originals.md 2.1)
+    assert torch.equal(first["semantic_mask"], first["mask"])
+    assert second["semantic_mask"].shape == (5, 7) and second["semantic_mask"].all()
 
 
 def test_post_process_thresholds_and_default_size(processor):

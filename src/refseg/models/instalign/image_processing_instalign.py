@@ -341,6 +341,9 @@ class InstAlignImageProcessor(BaseImageProcessor):
             Logits are upsampled bilinearly to the model input size, then to the target size. The
             union mask is all False and ``instances`` is empty when the sample is judged no-target;
             instances are sorted by decreasing score and empty instance masks are dropped.
+            ``"semantic_mask"`` is the thresholded merged mask *before* the no-target decision: ReLA's
+            evaluator counts it in the union of a target sample wrongly judged no-target
+            (notes/originals.md 2.1), so metrics should be computed from it.
         """
         pred_masks = _output_field(outputs, "pred_masks").detach().float().cpu()
         pred_scores = _output_field(outputs, "pred_scores").detach().float().cpu()
@@ -362,7 +365,8 @@ class InstAlignImageProcessor(BaseImageProcessor):
             size = (int(target_sizes[b][0]), int(target_sizes[b][1]))
             no_target_prob = float(torch.sigmoid(no_target_logits[b]))
             no_target = no_target_prob > no_target_threshold
-            union = self._upsample(semantic[b][None], input_size, size)[0].sigmoid() > mask_threshold
+            semantic_mask = self._upsample(semantic[b][None], input_size, size)[0].sigmoid() > mask_threshold
+            union = semantic_mask
             instances: list[dict[str, Any]] = []
             if no_target:
                 union = torch.zeros(size, dtype=torch.bool)
@@ -382,6 +386,7 @@ class InstAlignImageProcessor(BaseImageProcessor):
                     "no_target": bool(no_target),
                     "target_score": 1.0 - no_target_prob,
                     "instances": instances,
+                    "semantic_mask": semantic_mask,
                 }
             )
         return results
