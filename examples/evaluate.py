@@ -155,7 +155,9 @@ def evaluate(args) -> dict:
             if benchmark == "gres" and "semantic_mask" in pred:
                 scored = {"mask": pred["semantic_mask"], "no_target": pred["no_target"]}
             mask_records.append(
-                metrics.segmentation_record(scored, gt, gt_no_target=no_target, ref_id=int(batch["ref_id"][k]))
+                metrics.segmentation_record(
+                    scored, gt, gt_no_target=no_target, ref_id=int(batch["ref_id"][k])
+                )
             )
             boxes = gt_boxes_xyxy(instances, (target[0] / h, target[1] / w))
             if benchmark == "gres":
