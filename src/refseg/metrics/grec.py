@@ -127,15 +127,20 @@ def grec_record(
     )
 
 
-def grec_record_from_prediction(prediction: Mapping[str, Any], gt_boxes: Any, **kwargs: Any) -> GRECRecord:
-    """``grec_record`` of a post-processed prediction dict (its ``instances``' ``box`` and ``score``)."""
+def prediction_boxes_and_scores(prediction: Mapping[str, Any]) -> tuple[torch.Tensor, list[float]]:
+    """``(boxes (K, 4) float64 xyxy, scores)`` of the ``instances`` of a post-processed prediction dict."""
     if "instances" not in prediction:
         raise ValueError(f"prediction dict has no 'instances' key (keys: {sorted(prediction)})")
     instances = prediction["instances"]
     boxes = [torch.as_tensor(inst["box"], dtype=torch.float64).reshape(4) for inst in instances]
     scores = [float(inst["score"]) for inst in instances]
-    boxes_t = torch.stack(boxes) if boxes else torch.zeros(0, 4, dtype=torch.float64)
-    return grec_record(boxes_t, scores, gt_boxes, **kwargs)
+    return (torch.stack(boxes) if boxes else torch.zeros(0, 4, dtype=torch.float64)), scores
+
+
+def grec_record_from_prediction(prediction: Mapping[str, Any], gt_boxes: Any, **kwargs: Any) -> GRECRecord:
+    """``grec_record`` of a post-processed prediction dict (its ``instances``' ``box`` and ``score``)."""
+    boxes, scores = prediction_boxes_and_scores(prediction)
+    return grec_record(boxes, scores, gt_boxes, **kwargs)
 
 
 def grec_metrics(records: Any, *, resolution: str | int | Sequence[int]) -> dict[str, float | int | str]:

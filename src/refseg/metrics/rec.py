@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..modeling.box_ops import box_iou, generalized_box_iou
-from .grec import as_boxes
+from .grec import as_boxes, prediction_boxes_and_scores
 from .records import as_columns, format_resolution, ratio
 
 REC_DEFINITIONS = {
@@ -64,13 +64,8 @@ def rec_record(
 
 def rec_record_from_prediction(prediction: Mapping[str, Any], gt_box: Any, **kwargs: Any) -> RECRecord:
     """``rec_record`` of a post-processed prediction dict (its ``instances``' ``box`` and ``score``)."""
-    if "instances" not in prediction:
-        raise ValueError(f"prediction dict has no 'instances' key (keys: {sorted(prediction)})")
-    instances = prediction["instances"]
-    boxes = [torch.as_tensor(inst["box"], dtype=torch.float64).reshape(4) for inst in instances]
-    scores = [float(inst["score"]) for inst in instances]
-    boxes_t = torch.stack(boxes) if boxes else torch.zeros(0, 4, dtype=torch.float64)
-    return rec_record(boxes_t, scores, gt_box, **kwargs)
+    boxes, scores = prediction_boxes_and_scores(prediction)
+    return rec_record(boxes, scores, gt_box, **kwargs)
 
 
 def rec_metrics(
