@@ -24,7 +24,7 @@ from pathlib import Path
 import datasets
 from PIL import Image
 
-from .coco import CocoIndex, _require, segmentation_to_rle, valid_polygons, validate_segmentation
+from .coco import CocoIndex, _require, load_refs, segmentation_to_rle, valid_polygons, validate_segmentation
 from .features import referring_features
 
 logger = logging.getLogger(__name__)
@@ -255,3 +255,17 @@ def build_dataset_dict(
             fingerprint=uuid.uuid4().hex,  # never reuse a stale cache; hashing all jobs would be slow
         )
     return datasets.DatasetDict(out)
+
+
+def build_from_refs(
+    fmt: RefFormat,
+    refs_file: Path,
+    instances_file: Path,
+    image_dir: Path,
+    num_proc: int | None = None,
+    cache_dir: str | None = None,
+) -> tuple[datasets.DatasetDict, dict]:
+    """Validate every ref against ``instances_file`` and ``image_dir`` (``plan_refs``), then generate the
+    rows lazily (``build_dataset_dict``); returns ``(dataset, stats)``. Shared by every benchmark builder."""
+    jobs, stats = plan_refs(load_refs(refs_file), CocoIndex(instances_file), image_dir, fmt, refs_file)
+    return build_dataset_dict(jobs, fmt, num_proc, cache_dir), stats

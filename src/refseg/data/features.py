@@ -10,7 +10,10 @@ def instance_feature() -> dict:
         "ann_id": datasets.Value("int64"),
         "category_id": datasets.Value("int64"),
         "bbox": datasets.Sequence(datasets.Value("float32"), length=4),
-        "segmentation": {"size": datasets.Sequence(datasets.Value("int64"), length=2), "counts": datasets.Value("string")},
+        "segmentation": {
+            "size": datasets.Sequence(datasets.Value("int64"), length=2),
+            "counts": datasets.Value("string"),
+        },
     }
 
 

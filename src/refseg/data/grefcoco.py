@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import datasets
 
-from .builder import RefFormat, ann_id_list, build_dataset_dict, plan_refs
-from .coco import CocoIndex, load_refs
+from .builder import RefFormat, ann_id_list, build_from_refs
 from .layout import annotation_files, image_folder
 
 
@@ -38,11 +37,6 @@ def build_grefcoco(
     refs_file, instances = annotation_files(
         root, ["grefcoco"], [f"grefs({split_by}).json", f"grefs({split_by}).p"]
     )
-    jobs, stats = plan_refs(
-        load_refs(refs_file),
-        CocoIndex(instances),
-        image_folder(root, image_dir, "train2014"),
-        GREFCOCO,
-        refs_file,
+    return build_from_refs(
+        GREFCOCO, refs_file, instances, image_folder(root, image_dir, "train2014"), num_proc, cache_dir
     )
-    return build_dataset_dict(jobs, GREFCOCO, num_proc, cache_dir), stats

@@ -34,7 +34,9 @@ def _to_coco_rle(rle: dict) -> dict:
 def decode_rle(rle: dict) -> np.ndarray:
     """Decode COCO RLE (compressed string/bytes or uncompressed list counts) to a bool (H, W) array."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise ValueError(f"expected a COCO RLE dict with 'size' and 'counts', got {type(rle).__name__}: {rle!r:.80}")
+        raise ValueError(
+            f"expected a COCO RLE dict with 'size' and 'counts', got {type(rle).__name__}: {rle!r:.80}"
+        )
     return mask_utils.decode(_to_coco_rle(rle)).astype(bool)
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import datasets
 
-from .builder import RefFormat, ann_id_list, build_dataset_dict, plan_refs
-from .coco import CocoIndex, load_refs
+from .builder import RefFormat, ann_id_list, build_from_refs
 from .layout import annotation_files, image_folder
 
 REFCOCO_SPLIT_BYS = {"refcoco": ("unc", "google"), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
@@ -40,7 +39,6 @@ def build_refcoco(
         )
     fmt = RefFormat(name=f"{variant}-{split_by}", targets=refcoco_targets)
     refs_file, instances = annotation_files(root, [variant], [f"refs({split_by}).p"])
-    jobs, stats = plan_refs(
-        load_refs(refs_file), CocoIndex(instances), image_folder(root, image_dir, "train2014"), fmt, refs_file
+    return build_from_refs(
+        fmt, refs_file, instances, image_folder(root, image_dir, "train2014"), num_proc, cache_dir
     )
-    return build_dataset_dict(jobs, fmt, num_proc, cache_dir), stats

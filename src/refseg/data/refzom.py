@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import datasets
 
-from .builder import RefFormat, ann_id_list, build_dataset_dict, plan_refs
-from .coco import CocoIndex, load_refs
+from .builder import RefFormat, ann_id_list, build_from_refs
 from .layout import annotation_files, image_folder
 
 
@@ -39,11 +38,6 @@ def build_refzom(
 ) -> tuple[datasets.DatasetDict, dict]:
     """Convert Ref-ZOM to a ``DatasetDict`` (train/test); returns ``(dataset, stats)``."""
     refs_file, instances = annotation_files(root, ["ref-zom", "refzom"], [f"refs({split_by}).p"])
-    jobs, stats = plan_refs(
-        load_refs(refs_file),
-        CocoIndex(instances),
-        image_folder(root, image_dir, "trainval2014"),
-        REFZOM,
-        refs_file,
+    return build_from_refs(
+        REFZOM, refs_file, instances, image_folder(root, image_dir, "trainval2014"), num_proc, cache_dir
     )
-    return build_dataset_dict(jobs, REFZOM, num_proc, cache_dir), stats
