@@ -98,11 +98,12 @@ inline void axpy1(T* __restrict acc, int64_t channels, T w, const T* __restrict 
   for (int64_t c = 0; c < d; ++c) acc[c] += w * r[c];
 }
 
-// Work item = a block of queries of one image; within it heads are the outer loop, so the value rows
-// touched (one head's 128-byte slices, neighbouring queries sample overlapping pixels) stay in L1/L2.
+// Generic forward, one sample at a time: used when a problem does not fit the fixed-size buffers of the
+// vectorised forward below (more than kMaxQuerySamples samples per query, or more than kZeroRow channels).
+// Work item = a block of queries of one image; within it heads are the outer loop.
 template <typename T, int DC>
-void forward_impl(const Problem& pb, const T* value, const T* loc, const T* attn, T* out, int64_t begin,
-                  int64_t end) {
+void forward_scalar(const Problem& pb, const T* value, const T* loc, const T* attn, T* out, int64_t begin,
+                    int64_t end) {
   const int64_t D = DC > 0 ? DC : pb.channels;
   const int64_t M = pb.heads, L = pb.levels, P = pb.points, Lq = pb.queries;
   const int64_t row = M * D;  // elements between neighbouring pixels of one head
@@ -144,6 +145,273 @@ void forward_impl(const Problem& pb, const T* value, const T* loc, const T* attn
         }
         if (DC > 0)
           for (int64_t c = 0; c < D; ++c) out_q[m * D + c] = acc[c];
+      }
+    }
+    block = block_end;
+  }
+}
+
+// One (query, head) output row with per-corner bounds checks (exact zero padding).
+template <typename T>
+void forward_head_exact(const Problem& pb, const T* value, const T* loc, const T* attn, T* out, int64_t idx,
+                        int64_t m) {
+  const int64_t D = pb.channels, M = pb.heads, L = pb.levels, P = pb.points;
+  const int64_t row = M * D;
+  const int64_t n = idx / pb.queries;
+  const T* loc_q = loc + idx * M * L * P * 2;
+  const T* attn_q = attn + idx * M * L * P;
+  T* acc = out + (idx * M + m) * D;
+  for (int64_t c = 0; c < D; ++c) acc[c] = T(0);
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t H = pb.shapes[2 * l], W = pb.shapes[2 * l + 1];
+    const T* value_l = value + (n * pb.num_values + pb.starts[l]) * row + m * D;
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t k = (m * L + l) * P + p;
+      const Bilinear<T> b = locate<T>(loc_q[2 * k], loc_q[2 * k + 1], H, W);
+      if (!b.inside) continue;
+      const T a = attn_q[k];
+      const T gx = T(1) - b.fx, gy = T(1) - b.fy;
+      const T w[4] = {a * gy * gx, a * gy * b.fx, a * b.fy * gx, a * b.fy * b.fx};
+      for (int corner = 0; corner < 4; ++corner) {
+        const int64_t y = b.y0 + corner / 2, x = b.x0 + corner % 2;
+        if (y < 0 || y >= H || x < 0 || x >= W) continue;
+        const T* r = value_l + (y * W + x) * row;
+        for (int64_t c = 0; c < D; ++c) acc[c] += w[corner] * r[c];
+      }
+    }
+  }
+}
+
+// ---- Vectorised forward ------------------------------------------------------------------------------
+// Two passes per block of queries:
+//  1. locate: all M*L*P samples of a query, one native vector register of lanes per step, branch-free:
+//     pixel coordinates, floor, fractions, the four corner weights (attention weight folded in; zero for
+//     corners outside the map and for samples outside it) and the four corner byte offsets into the image
+//     (int32; corners outside the map are clamped onto it, so every read is in bounds).
+//  2. gather: per (query, head) the channel accumulators stay in registers across all L*P samples; the
+//     four corners feed independent accumulator sets (short FMA dependency chains).
+// A clamped corner adds 0 * value, which is 0 unless that value is inf/NaN; an output row of a head that
+// comes out NaN is therefore recomputed with the exact per-corner code (same result as forward_scalar).
+#if defined(__AVX512F__)
+constexpr int kRegBytes = 64;
+constexpr int kAccRegs = 16;  // vector registers the gather loop may use for accumulators
+#elif defined(__AVX__)
+constexpr int kRegBytes = 32;
+constexpr int kAccRegs = 8;
+#else
+constexpr int kRegBytes = 16;
+constexpr int kAccRegs = 8;
+#endif
+constexpr int64_t kMaxQuerySamples = 512;  // M*L*P (rounded up to the lane count) handled by the fast path
+constexpr int64_t kBlockSamples = 512;     // samples located per block (several queries when M*L*P is small)
+
+template <typename T>
+struct Lanes {
+  static constexpr int n = kRegBytes / int(sizeof(T));  // one native register of T
+  typedef T fv __attribute__((vector_size(kRegBytes)));
+  typedef decltype(fv{} < fv{}) fm;  // lane masks (and shuffle indices) with T-sized integers
+  typedef int32_t iv __attribute__((vector_size(n * 4)));
+  template <typename V>
+  static inline V load(const void* p) {
+    V v;
+    __builtin_memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  template <typename V>
+  static inline void store(void* p, V v) {
+    __builtin_memcpy(p, &v, sizeof(V));
+  }
+};
+
+// Per-sample constants of one query's M*L*P samples (the pattern repeats for every query).
+template <typename T>
+struct alignas(64) SampleTable {
+  T wf[kMaxQuerySamples], hf[kMaxQuerySamples];  // W_l, H_l
+  int32_t wi[kMaxQuerySamples], hi[kMaxQuerySamples];
+  int32_t base[kMaxQuerySamples];  // (level start * row + m * D) * sizeof(T)
+  int32_t down[kMaxQuerySamples];  // W_l * row * sizeof(T)
+};
+
+// Locates `count` consecutive samples (one query); writes kq entries per corner into off / wt.
+template <typename T>
+inline void locate_query(const T* __restrict loc, const T* __restrict attn, int64_t count, const SampleTable<T>& tb,
+                         int32_t row_bytes, int32_t* __restrict off, T* __restrict wt, int64_t kq) {
+  using LN = Lanes<T>;
+  typedef typename LN::fv fv;
+  typedef typename LN::fm fm;
+  typedef typename LN::iv iv;
+  constexpr int n = LN::n;
+  fm even, odd;
+  for (int i = 0; i < n; ++i) {
+    even[i] = 2 * i;
+    odd[i] = 2 * i + 1;
+  }
+  alignas(64) T pad_loc[2 * n], pad_attn[n];
+  for (int64_t k0 = 0; k0 < count; k0 += n) {
+    const T* lq = loc + 2 * k0;
+    const T* aq = attn + k0;
+    if (k0 + n > count) {  // partial step: never read past this query's samples
+      for (int i = 0; i < 2 * n; ++i) pad_loc[i] = i < 2 * (count - k0) ? lq[i] : T(0);
+      for (int i = 0; i < n; ++i) pad_attn[i] = i < count - k0 ? aq[i] : T(0);
+      lq = pad_loc;
+      aq = pad_attn;
+    }
+    const fv l0 = LN::template load<fv>(lq), l1 = LN::template load<fv>(lq + n);
+    const fv lx = __builtin_shuffle(l0, l1, even), ly = __builtin_shuffle(l0, l1, odd);
+    const fv wf = LN::template load<fv>(tb.wf + k0), hf = LN::template load<fv>(tb.hf + k0);
+    const iv wi = LN::template load<iv>(tb.wi + k0), hi = LN::template load<iv>(tb.hi + k0);
+    fv x = lx * wf - T(0.5);
+    fv y = ly * hf - T(0.5);
+    const fm inside = (x > T(-1)) & (y > T(-1)) & (x < wf) & (y < hf);  // false for NaN
+    const fv zf = fv{};
+    x = inside ? x : zf;
+    y = inside ? y : zf;
+    iv x0 = __builtin_convertvector(x, iv), y0 = __builtin_convertvector(y, iv);  // truncation
+    x0 += __builtin_convertvector(__builtin_convertvector(x0, fv) > x, iv);       // floor (-1 where trunc > x)
+    y0 += __builtin_convertvector(__builtin_convertvector(y0, fv) > y, iv);
+    const fv fx = x - __builtin_convertvector(x0, fv), fy = y - __builtin_convertvector(y0, fv);
+    const iv in = __builtin_convertvector(inside, iv);
+    const iv x1 = x0 + 1, y1 = y0 + 1;
+    const iv x0ok = x0 >= 0, x1ok = x1 < wi, y0ok = (y0 >= 0) & in, y1ok = (y1 < hi) & in;
+    const fv a = LN::template load<fv>(aq);
+    const fv gx = T(1) - fx, gy = T(1) - fy;
+    LN::store(wt + 0 * kq + k0, __builtin_convertvector(y0ok & x0ok, fm) ? a * gy * gx : zf);
+    LN::store(wt + 1 * kq + k0, __builtin_convertvector(y0ok & x1ok, fm) ? a * gy * fx : zf);
+    LN::store(wt + 2 * kq + k0, __builtin_convertvector(y1ok & x0ok, fm) ? a * fy * gx : zf);
+    LN::store(wt + 3 * kq + k0, __builtin_convertvector(y1ok & x1ok, fm) ? a * fy * fx : zf);
+    // clamp onto the map (x0 >= -1, x1 <= W, likewise y), then byte offsets
+    const iv zi = iv{};
+    const iv cx0 = x0ok ? x0 : zi, cx1 = x1ok ? x1 : wi - 1, cy0 = y0ok ? y0 : zi, cy1 = y1ok ? y1 : hi - 1;
+    const iv down = LN::template load<iv>(tb.down + k0), base = LN::template load<iv>(tb.base + k0);
+    const iv r0 = base + cy0 * down, r1 = base + cy1 * down, c0 = cx0 * row_bytes, c1 = cx1 * row_bytes;
+    LN::store(off + 0 * kq + k0, r0 + c0);
+    LN::store(off + 1 * kq + k0, r0 + c1);
+    LN::store(off + 2 * kq + k0, r1 + c0);
+    LN::store(off + 3 * kq + k0, r1 + c1);
+  }
+}
+
+// out = sum over `samples` samples x 4 corners of w * row, for DC channels (DC * sizeof(T) a multiple of
+// the register size). Returns false when the result holds a NaN (then the caller recomputes exactly).
+template <typename T, int DC>
+inline bool gather_fixed(const char* __restrict image, const int32_t* __restrict off, const T* __restrict wt,
+                         int64_t kq, int64_t samples, T* __restrict out) {
+  typedef T vt __attribute__((vector_size(kRegBytes)));
+  constexpr int W = kRegBytes / int(sizeof(T));
+  constexpr int NV = DC / W;
+  constexpr int fit = kAccRegs / NV;
+  constexpr int sets = fit >= 4 ? 4 : (fit >= 2 ? 2 : 1);
+  vt acc[sets][NV];
+  for (int s = 0; s < sets; ++s)
+    for (int v = 0; v < NV; ++v) acc[s][v] = vt{};
+  for (int64_t j = 0; j < samples; ++j) {
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const char* r = image + off[c * kq + j];
+      const vt w = vt{} + wt[c * kq + j];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        vt x;
+        __builtin_memcpy(&x, r + v * kRegBytes, kRegBytes);
+        acc[c % sets][v] += w * x;
+      }
+    }
+  }
+  vt nan = vt{};
+  for (int v = 0; v < NV; ++v) {
+    for (int s = 1; s < sets; ++s) acc[0][v] += acc[s][v];
+    __builtin_memcpy(out + v * W, &acc[0][v], kRegBytes);
+    nan += acc[0][v];
+  }
+  T any = T(0);
+  for (int i = 0; i < W; ++i) any += nan[i];
+  return any == any;
+}
+
+// Same for a run-time channel count: register-sized channel chunks, then a scalar tail.
+template <typename T>
+inline bool gather_any(const char* __restrict image, const int32_t* __restrict off, const T* __restrict wt,
+                       int64_t kq, int64_t samples, int64_t D, T* __restrict out) {
+  typedef T vt __attribute__((vector_size(kRegBytes)));
+  constexpr int W = kRegBytes / int(sizeof(T));
+  T any = T(0);
+  int64_t c0 = 0;
+  for (; c0 + W <= D; c0 += W) {
+    vt acc0{}, acc1{}, x;
+    for (int64_t j = 0; j < samples; ++j) {
+      __builtin_memcpy(&x, image + off[j] + c0 * int64_t(sizeof(T)), kRegBytes);
+      acc0 += wt[j] * x;
+      __builtin_memcpy(&x, image + off[kq + j] + c0 * int64_t(sizeof(T)), kRegBytes);
+      acc1 += wt[kq + j] * x;
+      __builtin_memcpy(&x, image + off[2 * kq + j] + c0 * int64_t(sizeof(T)), kRegBytes);
+      acc0 += wt[2 * kq + j] * x;
+      __builtin_memcpy(&x, image + off[3 * kq + j] + c0 * int64_t(sizeof(T)), kRegBytes);
+      acc1 += wt[3 * kq + j] * x;
+    }
+    acc0 += acc1;
+    __builtin_memcpy(out + c0, &acc0, kRegBytes);
+    for (int i = 0; i < W; ++i) any += acc0[i];
+  }
+  for (; c0 < D; ++c0) {
+    T acc = T(0);
+    for (int64_t j = 0; j < samples; ++j)
+      for (int c = 0; c < 4; ++c) acc += wt[c * kq + j] * reinterpret_cast<const T*>(image + off[c * kq + j])[c0];
+    out[c0] = acc;
+    any += acc;
+  }
+  return any == any;
+}
+
+template <typename T, int DC>
+void forward_impl(const Problem& pb, const T* value, const T* loc, const T* attn, T* out, int64_t begin,
+                  int64_t end) {
+  const int64_t D = DC > 0 ? DC : pb.channels;
+  const int64_t M = pb.heads, L = pb.levels, P = pb.points, Lq = pb.queries;
+  constexpr int n = Lanes<T>::n;
+  const int64_t LP = L * P, MLP = M * LP;
+  const int64_t kq = (MLP + n - 1) / n * n;  // per-query stride of the located-sample buffers
+  const int64_t row = M * D, row_bytes = row * int64_t(sizeof(T));
+  // int32 byte offsets within one image: (S + 1) * row * sizeof(T) must stay below 2^31
+  if (kq > kMaxQuerySamples || (pb.num_values + 1) * row_bytes >= (int64_t(1) << 31))
+    return forward_scalar<T, DC>(pb, value, loc, attn, out, begin, end);
+
+  SampleTable<T> tb;
+  for (int64_t k = 0; k < kq; ++k) {
+    const int64_t l = k < MLP ? (k / P) % L : 0, m = k < MLP ? k / LP : 0;
+    tb.hi[k] = int32_t(pb.shapes[2 * l]);
+    tb.wi[k] = int32_t(pb.shapes[2 * l + 1]);
+    tb.hf[k] = static_cast<T>(pb.shapes[2 * l]);
+    tb.wf[k] = static_cast<T>(pb.shapes[2 * l + 1]);
+    tb.base[k] = int32_t(pb.starts[l] * row_bytes + m * D * int64_t(sizeof(T)));
+    tb.down[k] = int32_t(pb.shapes[2 * l + 1] * row_bytes);
+  }
+  const int64_t block_queries = kBlockSamples / kq > 0 ? kBlockSamples / kq : 1;
+  constexpr int64_t kBuf = 4 * (kBlockSamples > kMaxQuerySamples ? kBlockSamples : kMaxQuerySamples);
+  alignas(64) int32_t off[kBuf];
+  alignas(64) T wt[kBuf];
+  for (int64_t block = begin; block < end;) {
+    const int64_t img = block / Lq;
+    int64_t block_end = block + block_queries;
+    if (block_end > end) block_end = end;
+    if (block_end > (img + 1) * Lq) block_end = (img + 1) * Lq;
+    const char* image = reinterpret_cast<const char*>(value + img * pb.num_values * row);
+    for (int64_t idx = block; idx < block_end; ++idx) {
+      const int64_t b = idx - block;
+      locate_query<T>(loc + idx * MLP * 2, attn + idx * MLP, MLP, tb, int32_t(row_bytes), off + b * 4 * kq,
+                      wt + b * 4 * kq, kq);
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t idx = block; idx < block_end; ++idx) {
+        const int64_t b = idx - block;
+        const int32_t* o = off + b * 4 * kq + m * LP;
+        const T* w = wt + b * 4 * kq + m * LP;
+        T* dst = out + (idx * M + m) * D;
+        const bool finite = DC > 0 && (DC * int(sizeof(T))) % kRegBytes == 0
+                                ? gather_fixed<T, (DC > 0 ? DC : 16)>(image, o, w, kq, LP, dst)
+                                : gather_any<T>(image, o, w, kq, LP, D, dst);
+        if (!finite) {  // exact recompute of this (query, head): skips the clamped corners
+          forward_head_exact<T>(pb, value, loc, attn, out, idx, m);
+        }
       }
     }
     block = block_end;
