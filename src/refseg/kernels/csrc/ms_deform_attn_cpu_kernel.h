@@ -203,7 +203,8 @@ constexpr int kRegBytes = 16;
 constexpr int kAccRegs = 8;
 #endif
 constexpr int64_t kMaxQuerySamples = 512;  // M*L*P (rounded up to the lane count) handled by the fast path
-constexpr int64_t kBlockSamples = 512;     // samples located per block (several queries when M*L*P is small)
+constexpr int64_t kBlockSamples = 1536;    // samples located per block (several queries when M*L*P is small)
+constexpr int64_t kPrefetchAhead = 4;      // (query, head) items whose corner rows are prefetched ahead
 
 template <typename T>
 struct Lanes {
@@ -232,10 +233,12 @@ struct alignas(64) SampleTable {
   int32_t down[kMaxQuerySamples];  // W_l * row * sizeof(T)
 };
 
-// Locates `count` consecutive samples (one query); writes kq entries per corner into off / wt.
+// Locates `count` consecutive samples using table entries [0, count); writes kq entries per corner into
+// off / wt (lanes past `count` hold garbage). `readable` samples may be read from loc / attn (>= count).
 template <typename T>
-inline void locate_query(const T* __restrict loc, const T* __restrict attn, int64_t count, const SampleTable<T>& tb,
-                         int32_t row_bytes, int32_t* __restrict off, T* __restrict wt, int64_t kq) {
+inline void locate_query(const T* __restrict loc, const T* __restrict attn, int64_t count, int64_t readable,
+                         const SampleTable<T>& tb, int32_t row_bytes, int32_t head_bytes, int32_t* __restrict off,
+                         T* __restrict wt, int64_t kq) {
   using LN = Lanes<T>;
   typedef typename LN::fv fv;
   typedef typename LN::fm fm;
@@ -250,7 +253,7 @@ inline void locate_query(const T* __restrict loc, const T* __restrict attn, int6
   for (int64_t k0 = 0; k0 < count; k0 += n) {
     const T* lq = loc + 2 * k0;
     const T* aq = attn + k0;
-    if (k0 + n > count) {  // partial step: never read past this query's samples
+    if (k0 + n > readable) {  // partial step at the end of the tensor: never read past it
       for (int i = 0; i < 2 * n; ++i) pad_loc[i] = i < 2 * (count - k0) ? lq[i] : T(0);
       for (int i = 0; i < n; ++i) pad_attn[i] = i < count - k0 ? aq[i] : T(0);
       lq = pad_loc;
@@ -282,7 +285,7 @@ inline void locate_query(const T* __restrict loc, const T* __restrict attn, int6
     // clamp onto the map (x0 >= -1, x1 <= W, likewise y), then byte offsets
     const iv zi = iv{};
     const iv cx0 = x0ok ? x0 : zi, cx1 = x1ok ? x1 : wi - 1, cy0 = y0ok ? y0 : zi, cy1 = y1ok ? y1 : hi - 1;
-    const iv down = LN::template load<iv>(tb.down + k0), base = LN::template load<iv>(tb.base + k0);
+    const iv down = LN::template load<iv>(tb.down + k0), base = LN::template load<iv>(tb.base + k0) + head_bytes;
     const iv r0 = base + cy0 * down, r1 = base + cy1 * down, c0 = cx0 * row_bytes, c1 = cx1 * row_bytes;
     LN::store(off + 0 * kq + k0, r0 + c0);
     LN::store(off + 1 * kq + k0, r0 + c1);
@@ -326,6 +329,21 @@ inline bool gather_fixed(const char* __restrict image, const int32_t* __restrict
   T any = T(0);
   for (int i = 0; i < W; ++i) any += nan[i];
   return any == any;
+}
+
+// Software prefetch (into L2) of the corner rows of one (query, head): the addresses are known one block
+// ahead of their use, which the hardware prefetchers cannot guess (neighbouring pixels are M*D apart).
+template <typename T, int DC>
+inline void prefetch_rows(const char* image, const int32_t* off, int64_t kq, int64_t samples, int64_t D) {
+  int64_t bytes = (DC > 0 ? DC : D) * int64_t(sizeof(T));
+  if (bytes > 512) bytes = 512;
+  for (int64_t j = 0; j < samples; ++j)
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const char* r = image + off[c * kq + j];
+      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(r + b, 0, 2);
+      if (bytes % 64) __builtin_prefetch(r + bytes - 1, 0, 2);
+    }
 }
 
 // Same for a run-time channel count: register-sized channel chunks, then a scalar tail.
@@ -397,12 +415,18 @@ void forward_impl(const Problem& pb, const T* value, const T* loc, const T* attn
     const char* image = reinterpret_cast<const char*>(value + img * pb.num_values * row);
     for (int64_t idx = block; idx < block_end; ++idx) {
       const int64_t b = idx - block;
-      locate_query<T>(loc + idx * MLP * 2, attn + idx * MLP, MLP, tb, int32_t(row_bytes), off + b * 4 * kq,
-                      wt + b * 4 * kq, kq);
+      locate_query<T>(loc + idx * MLP * 2, attn + idx * MLP, MLP, MLP, tb, int32_t(row_bytes), 0,
+                      off + b * 4 * kq, wt + b * 4 * kq, kq);
     }
+    const int64_t nb = block_end - block;
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t idx = block; idx < block_end; ++idx) {
         const int64_t b = idx - block;
+        {  // prefetch the corner rows of the item kPrefetchAhead positions ahead (same block)
+          int64_t ab = b + kPrefetchAhead, am = m;
+          if (ab >= nb) ab -= nb, ++am;
+          if (am < M && ab < nb) prefetch_rows<T, DC>(image, off + ab * 4 * kq + am * LP, kq, LP, D);
+        }
         const int32_t* o = off + b * 4 * kq + m * LP;
         const T* w = wt + b * 4 * kq + m * LP;
         T* dst = out + (idx * M + m) * D;
