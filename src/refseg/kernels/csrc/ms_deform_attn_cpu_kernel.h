@@ -98,9 +98,9 @@ inline void axpy1(T* __restrict acc, int64_t channels, T w, const T* __restrict 
   for (int64_t c = 0; c < d; ++c) acc[c] += w * r[c];
 }
 
-// Generic forward, one sample at a time: used when a problem does not fit the fixed-size buffers of the
-// vectorised forward below (more than kMaxQuerySamples samples per query, or more than kZeroRow channels).
-// Work item = a block of queries of one image; within it heads are the outer loop.
+// Generic forward, one sample at a time (the previous kernel): used when a problem does not fit the
+// vectorised forward below (more than kMaxQuerySamples samples per query, or an image too large for int32
+// byte offsets). Work item = a block of queries of one image; within it heads are the outer loop.
 template <typename T, int DC>
 void forward_scalar(const Problem& pb, const T* value, const T* loc, const T* attn, T* out, int64_t begin,
                     int64_t end) {
@@ -191,7 +191,7 @@ void forward_head_exact(const Problem& pb, const T* value, const T* loc, const T
 //  2. gather: per (query, head) the channel accumulators stay in registers across all L*P samples; the
 //     four corners feed independent accumulator sets (short FMA dependency chains).
 // A clamped corner adds 0 * value, which is 0 unless that value is inf/NaN; an output row of a head that
-// comes out NaN is therefore recomputed with the exact per-corner code (same result as forward_scalar).
+// comes out NaN is therefore recomputed with the per-corner bounds-checked code (forward_head_exact).
 #if defined(__AVX512F__)
 constexpr int kRegBytes = 64;
 constexpr int kAccRegs = 16;  // vector registers the gather loop may use for accumulators
@@ -203,7 +203,7 @@ constexpr int kRegBytes = 16;
 constexpr int kAccRegs = 8;
 #endif
 constexpr int64_t kMaxQuerySamples = 512;  // M*L*P (rounded up to the lane count) handled by the fast path
-constexpr int64_t kBlockSamples = 1536;    // samples located per block (several queries when M*L*P is small)
+constexpr int64_t kBlockBytes = 6144;      // located samples per block x sizeof(T): 1536 float / 768 double
 constexpr int64_t kPrefetchAhead = 4;      // (query, head) items whose corner rows are prefetched ahead
 
 template <typename T>
@@ -390,7 +390,7 @@ void forward_impl(const Problem& pb, const T* value, const T* loc, const T* attn
   const int64_t kq = (MLP + n - 1) / n * n;  // per-query stride of the located-sample buffers
   const int64_t row = M * D, row_bytes = row * int64_t(sizeof(T));
   // int32 byte offsets within one image: (S + 1) * row * sizeof(T) must stay below 2^31
-  if (kq > kMaxQuerySamples || (pb.num_values + 1) * row_bytes >= (int64_t(1) << 31))
+  if (kq == 0 || kq > kMaxQuerySamples || (pb.num_values + 1) * row_bytes >= (int64_t(1) << 31))
     return forward_scalar<T, DC>(pb, value, loc, attn, out, begin, end);
 
   SampleTable<T> tb;
@@ -403,6 +403,7 @@ void forward_impl(const Problem& pb, const T* value, const T* loc, const T* attn
     tb.base[k] = int32_t(pb.starts[l] * row_bytes + m * D * int64_t(sizeof(T)));
     tb.down[k] = int32_t(pb.shapes[2 * l + 1] * row_bytes);
   }
+  constexpr int64_t kBlockSamples = kBlockBytes / int64_t(sizeof(T));  // several queries when M*L*P is small
   const int64_t block_queries = kBlockSamples / kq > 0 ? kBlockSamples / kq : 1;
   constexpr int64_t kBuf = 4 * (kBlockSamples > kMaxQuerySamples ? kBlockSamples : kMaxQuerySamples);
   alignas(64) int32_t off[kBuf];
@@ -433,9 +434,7 @@ void forward_impl(const Problem& pb, const T* value, const T* loc, const T* attn
         const bool finite = DC > 0 && (DC * int(sizeof(T))) % kRegBytes == 0
                                 ? gather_fixed<T, (DC > 0 ? DC : 16)>(image, o, w, kq, LP, dst)
                                 : gather_any<T>(image, o, w, kq, LP, D, dst);
-        if (!finite) {  // exact recompute of this (query, head): skips the clamped corners
-          forward_head_exact<T>(pb, value, loc, attn, out, idx, m);
-        }
+        if (!finite) forward_head_exact<T>(pb, value, loc, attn, out, idx, m);  // skips clamped corners
       }
     }
     block = block_end;
