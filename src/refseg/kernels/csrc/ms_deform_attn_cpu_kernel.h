@@ -224,6 +224,42 @@ struct Lanes {
   }
 };
 
+// (x0 y0 x1 y1 ...) in two registers -> (x0 x1 ...), (y0 y1 ...). __builtin_shufflevector (clang, GCC >= 12)
+// needs the indices spelled out per lane count; older GCC gets __builtin_shuffle with index vectors.
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+template <typename V>
+inline void deinterleave(V a, V b, V& x, V& y) {
+  constexpr int n = sizeof(V) / sizeof(a[0]);
+  static_assert(n == 2 || n == 4 || n == 8 || n == 16, "lane count");
+  if constexpr (n == 2) {
+    x = __builtin_shufflevector(a, b, 0, 2);
+    y = __builtin_shufflevector(a, b, 1, 3);
+  } else if constexpr (n == 4) {
+    x = __builtin_shufflevector(a, b, 0, 2, 4, 6);
+    y = __builtin_shufflevector(a, b, 1, 3, 5, 7);
+  } else if constexpr (n == 8) {
+    x = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+    y = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+  } else {
+    x = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    y = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  }
+}
+#else
+template <typename V>
+inline void deinterleave(V a, V b, V& x, V& y) {
+  typedef decltype(a < a) M;
+  constexpr int n = sizeof(V) / sizeof(a[0]);
+  M even, odd;
+  for (int i = 0; i < n; ++i) {
+    even[i] = 2 * i;
+    odd[i] = 2 * i + 1;
+  }
+  x = __builtin_shuffle(a, b, even);
+  y = __builtin_shuffle(a, b, odd);
+}
+#endif
+
 // Per-sample constants of one query's M*L*P samples (the pattern repeats for every query).
 template <typename T>
 struct alignas(64) SampleTable {
@@ -244,11 +280,6 @@ inline void locate_query(const T* __restrict loc, const T* __restrict attn, int6
   typedef typename LN::fm fm;
   typedef typename LN::iv iv;
   constexpr int n = LN::n;
-  fm even, odd;
-  for (int i = 0; i < n; ++i) {
-    even[i] = 2 * i;
-    odd[i] = 2 * i + 1;
-  }
   alignas(64) T pad_loc[2 * n], pad_attn[n];
   for (int64_t k0 = 0; k0 < count; k0 += n) {
     const T* lq = loc + 2 * k0;
@@ -260,7 +291,8 @@ inline void locate_query(const T* __restrict loc, const T* __restrict attn, int6
       aq = pad_attn;
     }
     const fv l0 = LN::template load<fv>(lq), l1 = LN::template load<fv>(lq + n);
-    const fv lx = __builtin_shuffle(l0, l1, even), ly = __builtin_shuffle(l0, l1, odd);
+    fv lx, ly;
+    deinterleave(l0, l1, lx, ly);
     const fv wf = LN::template load<fv>(tb.wf + k0), hf = LN::template load<fv>(tb.hf + k0);
     const iv wi = LN::template load<iv>(tb.wi + k0), hi = LN::template load<iv>(tb.hi + k0);
     fv x = lx * wf - T(0.5);
