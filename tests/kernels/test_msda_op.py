@@ -112,6 +112,21 @@ def test_zero_queries_and_points_outside():
     assert torch.count_nonzero(value.grad) == 0
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_values_propagate_like_the_reference(bad):
+    """A NaN/inf value token poisons exactly the outputs that sample it (zero padding never reads it)."""
+    value, ss, lsi, loc, attn = make_inputs(SHAPES, batch=2, queries=40, heads=2, channels=8, outside=0.3)
+    value[0, 3, 1, :] = bad  # level 0, pixel (0, 3), head 1
+    value[1, 24, 0, 2] = bad  # level 1, pixel (0, 0), head 0, one channel
+    out = multi_scale_deformable_attention(value, ss, lsi, loc, attn)
+    ref = reference_multi_scale_deformable_attention(value, ss, lsi, loc, attn)
+    assert torch.isfinite(ref).logical_not().any() and torch.isfinite(ref).any()
+    assert torch.equal(torch.isnan(out), torch.isnan(ref))
+    assert torch.equal(torch.isinf(out), torch.isinf(ref))
+    finite = torch.isfinite(ref)
+    torch.testing.assert_close(out[finite], ref[finite], atol=1e-5, rtol=1e-5)
+
+
 def test_non_contiguous_inputs_match_contiguous():
     value, ss, lsi, loc, attn = make_inputs(SHAPES, batch=2, queries=6, heads=2, channels=8)
     value_nc = value.transpose(2, 3).contiguous().transpose(2, 3)  # same values, channels not innermost
