@@ -50,6 +50,7 @@ from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer
 import refseg
 from refseg.hub import push_to_hub, write_model_card
 from refseg.metrics import gres_metrics
+from refseg.modeling.pretrained import load_pretrained_encoders
 
 logger = get_logger(__name__)
 
@@ -63,6 +64,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config_overrides", default=None, help="JSON dict of config fields, e.g. '{\"num_queries\": 10}'"
     )
     p.add_argument("--model_name_or_path", default=None, help="start from a saved model (folder or Hub id)")
+    p.add_argument(
+        "--vision_model_name_or_path",
+        default=None,
+        help="pretrained vision encoder (Hub id or folder of a Swin checkpoint, e.g. "
+        "microsoft/swin-base-patch4-window12-384-in22k as in the paper): its config replaces the preset's "
+        "backbone config and its weights are loaded (training from scratch only)",
+    )
+    p.add_argument(
+        "--text_model_name_or_path",
+        default=None,
+        help="pretrained text encoder (Hub id or folder of a RoBERTa/BERT checkpoint, e.g. roberta-base as "
+        "in the paper): config, weights and, unless --tokenizer_name_or_path is given, tokenizer",
+    )
     p.add_argument(
         "--tokenizer_name_or_path",
         default=None,
@@ -113,10 +127,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.dataset_dir and args.dataset_name:
         p.error("pass at most one of --dataset_dir and --dataset_name")
+    if args.model_name_or_path and (args.vision_model_name_or_path or args.text_model_name_or_path):
+        p.error(
+            "--vision_model_name_or_path/--text_model_name_or_path build a new model; "
+            "they cannot be combined with --model_name_or_path"
+        )
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be an integer or 'epoch'")
+    if args.learning_rate < 0 or args.min_learning_rate < 0:
+        p.error("--learning_rate and --min_learning_rate must be >= 0")
     if args.per_device_train_batch_size < 1 or args.gradient_accumulation_steps < 1:
         p.error("batch sizes and --gradient_accumulation_steps must be >= 1")
     return args
@@ -197,15 +218,30 @@ def build_model_and_processor(args: argparse.Namespace):
     overrides = json.loads(args.config_overrides) if args.config_overrides else {}
     if args.image_size:
         overrides["image_size"] = args.image_size
-    if args.tokenizer_name_or_path:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path)
+    tokenizer_source = args.tokenizer_name_or_path or args.text_model_name_or_path
+    if tokenizer_source:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     else:
         tokenizer = refseg.data.synthetic_tokenizer()
     text = dict(overrides.pop("text_config", {}))
+    if args.text_model_name_or_path:  # the checkpoint's architecture; explicit overrides still win
+        text = {**AutoConfig.from_pretrained(args.text_model_name_or_path).to_dict(), **text}
     text.setdefault("vocab_size", len(tokenizer))
     text.setdefault("pad_token_id", tokenizer.pad_token_id)
+    if args.vision_model_name_or_path:
+        vision = AutoConfig.from_pretrained(args.vision_model_name_or_path).to_dict()
+        overrides["backbone_config"] = {**vision, **overrides.get("backbone_config", {})}
     config = config_cls.preset(args.config_preset, text_config=text, **overrides)
     model = AutoModel.from_config(config)
+    if args.vision_model_name_or_path or args.text_model_name_or_path:
+        reports = load_pretrained_encoders(
+            model, vision=args.vision_model_name_or_path, text=args.text_model_name_or_path
+        )
+        for name, report in reports.items():
+            logger.info(
+                f"pretrained {name} encoder: {len(report.loaded_keys)} tensors from {report.source}",
+                main_process_only=True,
+            )
     image_processor_cls, processor_cls = refseg.models.processor_classes(args.model_type)
     processor = processor_cls(image_processor_cls(size=config.image_size), tokenizer)
     return model, processor
@@ -331,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
     total, warmup, floor = (
         args.max_train_steps,
         args.num_warmup_steps,
-        args.min_learning_rate / args.learning_rate,
+        args.min_learning_rate / args.learning_rate if args.learning_rate > 0 else 1.0,
     )
     num_processes = accelerator.num_processes
 

@@ -150,3 +150,74 @@ def test_two_cpu_processes_equal_one_process_with_the_same_global_batch(tmp_path
     same, other = _relative_diff(ddp, one), _relative_diff(ddp, small)
     assert same < 1e-5, same
     assert other > 100 * same, (same, other)  # a different global batch moves the weights far more
+
+
+def test_pretrained_encoders_from_local_folders_are_loaded(tmp_path):
+    """--vision/--text_model_name_or_path: configs, weights (and tokenizer) come from the checkpoints."""
+    from transformers import RobertaConfig, RobertaModel, SwinConfig, SwinModel
+
+    import refseg
+
+    torch.manual_seed(0)
+    swin = SwinModel(
+        SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=4, image_size=64)
+    )
+    swin.save_pretrained(tmp_path / "swin")
+    tokenizer = refseg.data.synthetic_tokenizer()
+    roberta = RobertaModel(
+        RobertaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=24,  # differs from the tiny preset's 32: the checkpoint's architecture must win
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=40,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        add_pooling_layer=False,
+    )
+    roberta.save_pretrained(tmp_path / "roberta")
+    tokenizer.save_pretrained(tmp_path / "roberta")
+    out = tmp_path / "run"
+    log = _train(
+        *TINY,
+        "--vision_model_name_or_path",
+        str(tmp_path / "swin"),
+        "--text_model_name_or_path",
+        str(tmp_path / "roberta"),
+        "--train_images",
+        "1",
+        "--val_images",
+        "1",
+        "--max_train_steps",
+        "1",
+        "--learning_rate",
+        "0",
+        "--output_dir",
+        str(out),
+    )
+    assert "pretrained vision encoder" in log and "pretrained text encoder" in log
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(out)
+    for target, source in ((model.model.backbone.model, swin), (model.model.text_encoder.model, roberta)):
+        state = source.state_dict()
+        loaded = {k.removeprefix("swin."): v for k, v in target.state_dict().items()}  # SwinBackbone nests
+        common = [k for k in state if k in loaded]
+        assert len(common) == len(state), sorted(set(state) - set(loaded))[:5]
+        for key in common:
+            assert torch.equal(loaded[key], state[key]), key
+    config = json.loads((out / "config.json").read_text())
+    assert config["text_config"]["hidden_size"] == 24 and config["backbone_config"]["embed_dim"] == 16
+
+
+def test_pretrained_encoders_cannot_be_combined_with_a_saved_model(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--model_name_or_path", "x", "--text_model_name_or_path", "y"]
+        + ["--output_dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "cannot be combined with --model_name_or_path" in proc.stderr
