@@ -94,6 +94,7 @@ def test_save_and_load_round_trip(tmp_path):
         ({"instance_supervision": "phrase"}, "instance_supervision must be one of"),
         ({"aggregation": "mean"}, "aggregation must be one of"),
         ({"no_target_input": "queries"}, "no_target_input must be one of"),
+        ({"transformer_decoder": "rela"}, "transformer_decoder must be one of"),
         ({"num_queries": 0}, "num_queries must be a positive integer"),
         ({"num_heads": 5}, "divisible by num_heads"),
         ({"image_size": 100}, "multiple of 32"),

@@ -126,6 +126,7 @@ def test_loss_is_finite_and_reaches_every_parameter(tiny_config):
         {"no_target_input": "mean_queries"},
         {"num_queries": 3},
         {"masked_attention": False, "deep_supervision": False},
+        {"transformer_decoder": "mask2former"},
     ],
 )
 def test_table3_switches_build_and_run(overrides):
@@ -143,6 +144,30 @@ def test_table3_switches_build_and_run(overrides):
         assert out.loss_dict["loss_aux"].item() == 0.0
     expected_in = {"global_and_sentence": 64, "global": 32, "sentence": 32, "mean_queries": 32}
     assert model.no_target_predictor.mlp.layers[0].in_features == expected_in[config.no_target_input]
+
+
+@pytest.mark.parametrize("decoder", ["phrase_object", "mask2former"])
+def test_table3e_mask2former_decoder_has_no_text_guidance(decoder):
+    """Table 3e: without Object-Text Cross Attention the queries, masks and scores ignore the sentence."""
+    torch.manual_seed(0)
+    model = InstAlignForReferringSegmentation(
+        InstAlignConfig.preset("tiny", transformer_decoder=decoder)
+    ).eval()
+    pixel_values, input_ids, attention_mask = make_inputs()
+    other_ids = input_ids.clone()
+    other_ids[:, 1:] = torch.flip(input_ids[:, 1:], dims=[1]) % 97 + 3
+    with torch.no_grad():
+        a = model(pixel_values, input_ids, attention_mask)
+        b = model(pixel_values, other_ids, attention_mask)
+    blocks = model.model.phrase_object_transformer.blocks
+    if decoder == "mask2former":
+        assert all(block.object_text_attention is None for block in blocks)
+        torch.testing.assert_close(a.pred_scores, b.pred_scores, rtol=0, atol=0)
+        torch.testing.assert_close(a.pred_masks, b.pred_masks, rtol=0, atol=0)
+    else:
+        assert all(block.object_text_attention is not None for block in blocks)
+        assert not torch.allclose(a.pred_scores, b.pred_scores)
+    assert not torch.allclose(a.no_target_logits, b.no_target_logits)  # T_sen reaches eq. 11 either way
 
 
 def test_invalid_inputs_raise_value_error(tiny_config):

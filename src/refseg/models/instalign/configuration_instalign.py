@@ -16,6 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 INSTANCE_SUPERVISION = ("none", "standard", "phrase_aligned")
 AGGREGATION = ("threshold", "aia", "aia_prelu")
 NO_TARGET_INPUT = ("global_and_sentence", "global", "sentence", "mean_queries")
+DECODER = ("phrase_object", "mask2former")
 PRESETS = ("tiny", "demo", "paper")
 
 SWIN_BASE = {
@@ -61,6 +62,11 @@ class InstAlignConfig(PreTrainedConfig):
         pixel_decoder_layers (`int`, defaults to 6): deformable encoder layers of the pixel decoder (Sec. 8).
         pixel_decoder_ffn_dim (`int`, defaults to 1024): FFN width of the pixel decoder (Mask2Former's value).
         pixel_decoder_num_points (`int`, defaults to 4): sampling points per head and level.
+        transformer_decoder (`str`, defaults to `"phrase_object"`): Table 3e. `"phrase_object"` is the Phrase-Object
+            Transformer (Sec. 3.3); `"mask2former"` removes the Object-Text Cross Attention from every block, which
+            leaves Mask2Former's decoder (masked cross-attention, self-attention, FFN) with no text guidance:
+            queries and scores do not see the sentence (text still reaches the Phrase-Object Alignment and the
+            no-target predictor through ``T_0``). The table's third decoder, ReLA's, is not implemented.
         masked_attention (`bool`, defaults to `True`): restrict the visual cross-attention of each block to the
             foreground of the previous block's mask prediction, as Mask2Former does (the paper builds on its
             decoder and does not say otherwise). With `False` the cross-attention is dense.
@@ -112,6 +118,7 @@ class InstAlignConfig(PreTrainedConfig):
     pixel_decoder_layers: int = 6
     pixel_decoder_ffn_dim: int = 1024
     pixel_decoder_num_points: int = 4
+    transformer_decoder: str = "phrase_object"
     masked_attention: bool = True
     text_conditioned_score: bool = False
     deep_supervision: bool = True
@@ -137,6 +144,7 @@ class InstAlignConfig(PreTrainedConfig):
             "instance_supervision": INSTANCE_SUPERVISION,
             "aggregation": AGGREGATION,
             "no_target_input": NO_TARGET_INPUT,
+            "transformer_decoder": DECODER,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -202,6 +202,7 @@ class InstAlignModel(InstAlignPreTrainedModel):
             dropout=config.dropout,
             masked_attention=config.masked_attention,
             text_conditioned_score=config.text_conditioned_score,
+            object_text_attention=config.transformer_decoder == "phrase_object",
         )
         self.post_init()
 

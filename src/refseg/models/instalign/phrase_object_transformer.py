@@ -30,16 +30,29 @@ NUM_SCALES = 3
 
 
 class PhraseObjectTransformerBlock(GradientCheckpointingLayer):
-    """One Phrase-Object Transformer block: visual cross-attn, object-text cross-attn, self-attn, FFN."""
+    """One Phrase-Object Transformer block: visual cross-attn, object-text cross-attn, self-attn, FFN.
 
-    def __init__(self, hidden_dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.0) -> None:
+    With ``object_text_attention=False`` the object-text step is dropped and the block is a Mask2Former
+    decoder layer (Table 3e): the text features pass through unchanged.
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.0,
+        object_text_attention: bool = True,
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.visual_attention = nn.MultiheadAttention(
             hidden_dim, num_heads, dropout=dropout, batch_first=True
         )
         self.visual_norm = nn.LayerNorm(hidden_dim)
-        self.object_text_attention = ObjectTextCrossAttention(hidden_dim, num_heads, dropout)
+        self.object_text_attention = (
+            ObjectTextCrossAttention(hidden_dim, num_heads, dropout) if object_text_attention else None
+        )
         self.self_attention = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
         self.self_norm = nn.LayerNorm(hidden_dim)
         self.ffn = nn.Sequential(
@@ -70,7 +83,8 @@ class PhraseObjectTransformerBlock(GradientCheckpointingLayer):
             need_weights=False,
         )[0]
         queries = self.visual_norm(queries + self.dropout(attended))
-        queries, text_features = self.object_text_attention(queries, text_features, text_mask, query_pos)
+        if self.object_text_attention is not None:
+            queries, text_features = self.object_text_attention(queries, text_features, text_mask, query_pos)
         anchor = queries + query_pos
         attended = self.self_attention(anchor, anchor, queries, need_weights=False)[0]
         queries = self.self_norm(queries + self.dropout(attended))
@@ -123,6 +137,8 @@ class PhraseObjectTransformer(nn.Module):
         masked_attention: use Mask2Former's masked visual cross-attention.
         text_conditioned_score: give the score head the query-sentence matching term (see
             :class:`InstancePredictionHeads`).
+        object_text_attention: keep the Object-Text Cross Attention in every block (``False``: Mask2Former's
+            decoder, Table 3e).
     """
 
     def __init__(
@@ -136,6 +152,7 @@ class PhraseObjectTransformer(nn.Module):
         dropout: float = 0.0,
         masked_attention: bool = True,
         text_conditioned_score: bool = False,
+        object_text_attention: bool = True,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -145,7 +162,8 @@ class PhraseObjectTransformer(nn.Module):
         self.level_embed = nn.Embedding(NUM_SCALES, hidden_dim)
         self.position_embedding = SinePositionEmbedding(hidden_dim // 2, normalize=True)
         self.blocks = nn.ModuleList(
-            PhraseObjectTransformerBlock(hidden_dim, num_heads, ffn_dim, dropout) for _ in range(num_blocks)
+            PhraseObjectTransformerBlock(hidden_dim, num_heads, ffn_dim, dropout, object_text_attention)
+            for _ in range(num_blocks)
         )
         self.heads = InstancePredictionHeads(hidden_dim, mask_dim, text_conditioned_score)
         self.alignment = PhraseObjectAlignment()
