@@ -185,7 +185,28 @@ def load_splits(args: argparse.Namespace, image_size: int) -> tuple[datasets.Dat
         train, val = split["train"], split["test"]
     if args.max_eval_samples:
         val = val.select(range(min(args.max_eval_samples, len(val))))
-    return train, val
+    return drop_targeted_rows_without_instances(train), val
+
+
+def drop_targeted_rows_without_instances(train: datasets.Dataset) -> datasets.Dataset:
+    """Remove training rows with ``no_target=False`` but no instances (docs/data.md: builders keep them).
+
+    The losses read an empty instance list as "no target", so such a row would teach the opposite of its
+    label. The validation split is left as it is.
+    """
+    if "no_target" not in train.column_names:
+        return train
+    kept = train.filter(
+        lambda no_target, instances: bool(no_target) or len(instances) > 0,
+        input_columns=["no_target", "instances"],
+    )
+    if len(kept) < len(train):
+        logger.warning(
+            f"dropped {len(train) - len(kept)} training rows that are targeted (no_target=False) but have "
+            "no instances (their annotations were all dropped by the dataset builder)",
+            main_process_only=True,
+        )
+    return kept
 
 
 def make_collate_fn(processor, max_text_length: int):

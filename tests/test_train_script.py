@@ -221,3 +221,30 @@ def test_pretrained_encoders_cannot_be_combined_with_a_saved_model(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2 and "cannot be combined with --model_name_or_path" in proc.stderr
+
+
+def test_targeted_rows_without_instances_are_dropped_from_training(tmp_path):
+    """A row with no_target=False and no instances would be trained as no-target: the script drops it."""
+    import datasets
+
+    import refseg
+
+    rows = refseg.data.synthetic_scenes(num_images=2, seed=0, image_size=64)
+    bad = next(i for i, r in enumerate(rows.select_columns(["no_target"])) if not r["no_target"])
+
+    def empty_one(row, index):
+        return {"instances": [] if index == bad else row["instances"]}
+
+    train = rows.map(empty_one, with_indices=True)
+    datasets.DatasetDict({"train": train, "validation": rows}).save_to_disk(str(tmp_path / "data"))
+    log = _train(
+        *TINY,
+        "--dataset_dir",
+        str(tmp_path / "data"),
+        "--max_train_steps",
+        "1",
+        "--skip_eval",
+        "--output_dir",
+        str(tmp_path / "run"),
+    )
+    assert "dropped 1 training rows that are targeted (no_target=False) but have no instances" in log
