@@ -127,6 +127,14 @@ def test_non_finite_values_propagate_like_the_reference(bad):
     torch.testing.assert_close(out[finite], ref[finite], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [32, 7])
+def test_generic_path_for_many_samples_per_query_matches_reference(channels):
+    """More than 512 samples per query (8 heads x 3 levels x 24 points) take the generic one-sample forward."""
+    value, ss, lsi, loc, attn = make_inputs(SHAPES, batch=2, queries=5, heads=8, channels=channels, points=24)
+    expected = reference_multi_scale_deformable_attention(value, ss, lsi, loc, attn)
+    torch.testing.assert_close(multi_scale_deformable_attention(value, ss, lsi, loc, attn), expected)
+
+
 def test_non_contiguous_inputs_match_contiguous():
     value, ss, lsi, loc, attn = make_inputs(SHAPES, batch=2, queries=6, heads=2, channels=8)
     value_nc = value.transpose(2, 3).contiguous().transpose(2, 3)  # same values, channels not innermost

@@ -98,6 +98,26 @@ inline void axpy1(T* __restrict acc, int64_t channels, T w, const T* __restrict 
   for (int64_t c = 0; c < d; ++c) acc[c] += w * r[c];
 }
 
+// acc += a * (bilinear sample of one head's H x W map at b): the four corners, each weighted, skipping the
+// corners outside the map (grid_sample's zero padding; an outside corner is never read). `row` is the
+// element stride between neighbouring pixels. Shared by the generic forward and the exact recompute.
+template <typename T, int DC>
+inline void accumulate_sample(T* acc, int64_t channels, const Bilinear<T>& b, T a, const T* value_l, int64_t H,
+                              int64_t W, int64_t row) {
+  const T gx = T(1) - b.fx, gy = T(1) - b.fy;
+  const T w00 = a * gy * gx, w01 = a * gy * b.fx, w10 = a * b.fy * gx, w11 = a * b.fy * b.fx;
+  const T* r00 = value_l + (b.y0 * W + b.x0) * row;
+  if (b.interior) {
+    axpy4<T, DC>(acc, channels, w00, r00, w01, r00 + row, w10, r00 + W * row, w11, r00 + (W + 1) * row);
+    return;
+  }
+  const bool x0ok = b.x0 >= 0, x1ok = b.x0 + 1 < W, y0ok = b.y0 >= 0, y1ok = b.y0 + 1 < H;
+  if (y0ok && x0ok) axpy1<T, DC>(acc, channels, w00, r00);
+  if (y0ok && x1ok) axpy1<T, DC>(acc, channels, w01, r00 + row);
+  if (y1ok && x0ok) axpy1<T, DC>(acc, channels, w10, r00 + W * row);
+  if (y1ok && x1ok) axpy1<T, DC>(acc, channels, w11, r00 + (W + 1) * row);
+}
+
 // Generic forward, one sample at a time (the previous kernel): used when a problem does not fit the
 // vectorised forward below (more than kMaxQuerySamples samples per query, or an image too large for int32
 // byte offsets). Work item = a block of queries of one image; within it heads are the outer loop.
@@ -127,20 +147,7 @@ void forward_scalar(const Problem& pb, const T* value, const T* loc, const T* at
           for (int64_t p = 0; p < P; ++p) {
             const int64_t k = (m * L + l) * P + p;
             const Bilinear<T> b = locate<T>(loc_q[2 * k], loc_q[2 * k + 1], H, W);
-            if (!b.inside) continue;
-            const T a = attn_q[k];
-            const T gx = T(1) - b.fx, gy = T(1) - b.fy;
-            const T w00 = a * gy * gx, w01 = a * gy * b.fx, w10 = a * b.fy * gx, w11 = a * b.fy * b.fx;
-            const T* r00 = value_l + (b.y0 * W + b.x0) * row;
-            if (b.interior) {
-              axpy4<T, DC>(acc, D, w00, r00, w01, r00 + row, w10, r00 + W * row, w11, r00 + (W + 1) * row);
-              continue;
-            }
-            const bool x0ok = b.x0 >= 0, x1ok = b.x0 + 1 < W, y0ok = b.y0 >= 0, y1ok = b.y0 + 1 < H;
-            if (y0ok && x0ok) axpy1<T, DC>(acc, D, w00, r00);
-            if (y0ok && x1ok) axpy1<T, DC>(acc, D, w01, r00 + row);
-            if (y1ok && x0ok) axpy1<T, DC>(acc, D, w10, r00 + W * row);
-            if (y1ok && x1ok) axpy1<T, DC>(acc, D, w11, r00 + (W + 1) * row);
+            if (b.inside) accumulate_sample<T, DC>(acc, D, b, attn_q[k], value_l, H, W, row);
           }
         }
         if (DC > 0)
@@ -168,16 +175,7 @@ void forward_head_exact(const Problem& pb, const T* value, const T* loc, const T
     for (int64_t p = 0; p < P; ++p) {
       const int64_t k = (m * L + l) * P + p;
       const Bilinear<T> b = locate<T>(loc_q[2 * k], loc_q[2 * k + 1], H, W);
-      if (!b.inside) continue;
-      const T a = attn_q[k];
-      const T gx = T(1) - b.fx, gy = T(1) - b.fy;
-      const T w[4] = {a * gy * gx, a * gy * b.fx, a * b.fy * gx, a * b.fy * b.fx};
-      for (int corner = 0; corner < 4; ++corner) {
-        const int64_t y = b.y0 + corner / 2, x = b.x0 + corner % 2;
-        if (y < 0 || y >= H || x < 0 || x >= W) continue;
-        const T* r = value_l + (y * W + x) * row;
-        for (int64_t c = 0; c < D; ++c) acc[c] += w[corner] * r[c];
-      }
+      if (b.inside) accumulate_sample<T, 0>(acc, D, b, attn_q[k], value_l, H, W, row);
     }
   }
 }
