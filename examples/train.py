@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer
 
 import refseg
+from refseg.data.sampler import ImageGroupedSampler, image_indices_of
 from refseg.hub import push_to_hub, write_model_card
 from refseg.metrics import gres_metrics
 from refseg.modeling.pretrained import load_pretrained_encoders
@@ -93,6 +94,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data_seed", type=int, default=0, help="seed of the synthetic scenes")
     p.add_argument("--image_size", type=int, default=None, help="model input size (default: the config's)")
     p.add_argument("--max_eval_samples", type=int, default=None)
+    p.add_argument(
+        "--group_by_image",
+        action="store_true",
+        help="shuffle whole images so that the expressions of one image are consecutive, and encode each "
+        "image once per batch (image_indices): same data, fewer backbone passes; needs a model whose forward "
+        "takes image_indices (InstAlign)",
+    )
     # optimisation
     p.add_argument("--per_device_train_batch_size", type=int, default=8)
     p.add_argument("--per_device_eval_batch_size", type=int, default=16)
@@ -209,18 +217,31 @@ def drop_targeted_rows_without_instances(train: datasets.Dataset) -> datasets.Da
     return kept
 
 
-def make_collate_fn(processor, max_text_length: int):
-    """Rows -> model inputs: fixed-size images, sentences padded to ``max_text_length``, ``mask_labels``."""
+def make_collate_fn(processor, max_text_length: int, share_images: bool = False):
+    """Rows -> model inputs: fixed-size images, sentences padded to ``max_text_length``, ``mask_labels``.
+
+    With ``share_images`` rows whose processed images are identical (same ``image_id`` and same pixels, so a
+    per-row augmentation never merges two different pictures) share one entry of ``pixel_values``, and
+    ``image_indices`` says which image every expression goes with.
+    """
 
     def collate(rows: list[dict]) -> dict:
-        batch = processor(
-            images=[row["image"] for row in rows],
-            text=[row["sentence"] for row in rows],
-            instances=[row["instances"] for row in rows],
-            padding="max_length",
-            max_length=max_text_length,
+        batch = dict(
+            processor(
+                images=[row["image"] for row in rows],
+                text=[row["sentence"] for row in rows],
+                instances=[row["instances"] for row in rows],
+                padding="max_length",
+                max_length=max_text_length,
+            )
         )
-        return dict(batch)
+        if share_images:
+            pixels = batch["pixel_values"]
+            keys = [(row.get("image_id"), hash(pixels[i].numpy().tobytes())) for i, row in enumerate(rows)]
+            first, indices = image_indices_of(keys)
+            batch["pixel_values"] = pixels[first]
+            batch["image_indices"] = torch.tensor(indices, dtype=torch.long)
+        return batch
 
     return collate
 
@@ -352,16 +373,21 @@ def main(argv: list[str] | None = None) -> dict:
     with accelerator.main_process_first():
         train_ds, val_ds = load_splits(args, image_size)
     collate = make_collate_fn(processor, args.max_text_length)
+    # a private generator / seeded sampler: starting an epoch's iterator must not draw from the global RNG,
+    # whose state (dropout, matching) is checkpointed, or a resumed run would diverge from an uninterrupted one
+    order = (
+        {"sampler": ImageGroupedSampler(list(train_ds["image_id"]), seed=args.seed)}
+        if args.group_by_image
+        else {"shuffle": True}
+    )
     train_dl = DataLoader(
         train_ds,
-        shuffle=True,
-        collate_fn=collate,
+        collate_fn=make_collate_fn(processor, args.max_text_length, share_images=args.group_by_image),
         batch_size=args.per_device_train_batch_size,
         num_workers=args.dataloader_num_workers,
         drop_last=True,
-        # a private generator: starting an epoch's iterator must not draw from the global RNG, whose
-        # state (dropout, matching) is checkpointed, or a resumed run would diverge from an uninterrupted one
-        generator=torch.Generator().manual_seed(args.seed),
+        generator=torch.Generator().manual_seed(args.seed),  # the loader's base seed is drawn from it too
+        **order,
     )
     eval_dl = DataLoader(
         val_ds,

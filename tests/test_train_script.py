@@ -248,3 +248,15 @@ def test_targeted_rows_without_instances_are_dropped_from_training(tmp_path):
         str(tmp_path / "run"),
     )
     assert "dropped 1 training rows that are targeted (no_target=False) but have no instances" in log
+
+
+def test_group_by_image_trains_and_resumes_exactly(tmp_path):
+    """--group_by_image: a batch encodes each image once; its seeded per-epoch order survives a resume."""
+    args = [*TINY, "--train_images", "2", "--val_images", "2", "--max_train_steps", "5", "--skip_eval"]
+    args += ["--checkpointing_steps", "2", "--group_by_image"]
+    _train(*args, "--output_dir", str(tmp_path / "full"))
+    _train(*args, "--output_dir", str(tmp_path / "resumed"), "--stop_after_steps", "4")
+    _train(*args, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", "latest")
+    assert _max_diff(_weights(tmp_path / "full"), _weights(tmp_path / "resumed")) == 0.0
+    _train(*args[:-1], "--output_dir", str(tmp_path / "ungrouped"))
+    assert _max_diff(_weights(tmp_path / "full"), _weights(tmp_path / "ungrouped")) > 0.0  # another order

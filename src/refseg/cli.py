@@ -8,7 +8,10 @@ import sys
 
 # sub-command -> module that provides ``add_arguments(parser)`` and ``run(args) -> int``
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("refseg.commands.demo", "run the pipeline on fresh synthetic scenes and write an overlay picture"),
+    "demo": (
+        "refseg.commands.demo",
+        "run the pipeline on fresh synthetic scenes and write an overlay picture",
+    ),
     "predict": ("refseg.commands.predict", "segment what a sentence refers to in your own image"),
     "kernels": ("refseg.kernels.command", "build or inspect the compiled multi-scale deformable attention"),
     "data": ("refseg.data.command", "prepare benchmark datasets in the refseg schema"),

@@ -231,3 +231,59 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
     model(*inputs, mask_labels=labels).loss.backward()
     for name, grad in reference.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-5)
+
+
+def test_image_indices_share_one_encoded_image_between_expressions():
+    """Encoding an image once for several expressions gives the outputs, loss and gradients of repeating it.
+
+    Dense attention: the masked attention thresholds mask logits at 0, where float summation-order noise
+    (backbone batches of 2 vs 3 images) could flip a pixel and make the comparison flaky."""
+    torch.manual_seed(0)
+    model = InstAlignForReferringSegmentation(InstAlignConfig.preset("tiny", masked_attention=False))
+    pixel_values, input_ids, attention_mask = make_inputs(batch=3)
+    images = pixel_values[:2]
+    image_indices = torch.tensor([1, 0, 1])
+    labels = make_labels(batch=3)
+
+    torch.manual_seed(1)  # same text-encoder dropout masks in both passes
+    shared = model(images, input_ids, attention_mask, mask_labels=labels, image_indices=image_indices)
+    shared.loss.backward()
+    shared_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    torch.manual_seed(1)
+    repeated = model(images[image_indices], input_ids, attention_mask, mask_labels=labels)
+    repeated.loss.backward()
+    repeated_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    # equal up to float summation order (the backbone runs on batches of 2 vs 3 images)
+    torch.testing.assert_close(shared.pred_masks, repeated.pred_masks, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(shared.no_target_logits, repeated.no_target_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(shared.loss, repeated.loss, rtol=1e-5, atol=1e-5)
+    assert len(shared_grads) == len(repeated_grads)
+    for a, b in zip(shared_grads, repeated_grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_image_indices_errors_name_the_problem(tiny_config):
+    model = InstAlignForReferringSegmentation(tiny_config)
+    pixel_values, input_ids, attention_mask = make_inputs(batch=3)
+    with pytest.raises(
+        ValueError, match="input_ids has batch size 3 but pixel_values has 2; pass image_indices"
+    ):
+        model(pixel_values[:2], input_ids, attention_mask)
+    with pytest.raises(ValueError, match="image_indices has 2 entries but input_ids has 3 expressions"):
+        model(pixel_values[:2], input_ids, attention_mask, image_indices=torch.tensor([0, 1]))
+    with pytest.raises(
+        ValueError, match=r"image_indices must lie in \[0, 2\) for 2 image\(s\), got values in \[0, 2\]"
+    ):
+        model(pixel_values[:2], input_ids, attention_mask, image_indices=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="image_indices must be a 1-D integer tensor"):
+        model(pixel_values[:2], input_ids, attention_mask, image_indices=torch.tensor([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="mask_labels must be a list of 3 tensors"):
+        model(
+            pixel_values[:2],
+            input_ids,
+            attention_mask,
+            mask_labels=make_labels(batch=2),
+            image_indices=torch.tensor([0, 1, 1]),
+        )

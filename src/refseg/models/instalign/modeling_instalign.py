@@ -138,6 +138,7 @@ def _check_inputs(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None,
     mask_labels: list[torch.Tensor] | None = None,
+    image_indices: torch.Tensor | None = None,
 ) -> None:
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
         shape = (
@@ -152,8 +153,35 @@ def _check_inputs(
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a (B, L) tensor, got {shape}")
-    if input_ids.shape[0] != batch:
-        raise ValueError(f"input_ids has batch size {input_ids.shape[0]} but pixel_values has {batch}")
+    if image_indices is not None:
+        if (
+            not isinstance(image_indices, torch.Tensor)
+            or image_indices.dim() != 1
+            or image_indices.is_floating_point()
+        ):
+            shape = (
+                tuple(image_indices.shape)
+                if isinstance(image_indices, torch.Tensor)
+                else type(image_indices).__name__
+            )
+            raise ValueError(
+                f"image_indices must be a 1-D integer tensor (one image index per expression), got {shape}"
+            )
+        if image_indices.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"image_indices has {image_indices.shape[0]} entries but input_ids has {input_ids.shape[0]} expressions"
+            )
+        if image_indices.numel() and (int(image_indices.min()) < 0 or int(image_indices.max()) >= batch):
+            raise ValueError(
+                f"image_indices must lie in [0, {batch}) for {batch} image(s), got values in "
+                f"[{int(image_indices.min())}, {int(image_indices.max())}]"
+            )
+        batch = input_ids.shape[0]
+    elif input_ids.shape[0] != batch:
+        raise ValueError(
+            f"input_ids has batch size {input_ids.shape[0]} but pixel_values has {batch}; pass image_indices to "
+            "pair several expressions with one image"
+        )
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise ValueError(
             f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
@@ -161,7 +189,7 @@ def _check_inputs(
     if mask_labels is not None:
         if not isinstance(mask_labels, (list, tuple)) or len(mask_labels) != batch:
             got = len(mask_labels) if isinstance(mask_labels, (list, tuple)) else type(mask_labels).__name__
-            raise ValueError(f"mask_labels must be a list of {batch} tensors (one per image), got {got}")
+            raise ValueError(f"mask_labels must be a list of {batch} tensors (one per expression), got {got}")
         for b, masks in enumerate(mask_labels):
             if (
                 not isinstance(masks, torch.Tensor)
@@ -212,6 +240,7 @@ class InstAlignModel(InstAlignPreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         output_intermediate_masks: bool = True,
+        image_indices: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> InstAlignModelOutput | tuple:
@@ -220,20 +249,29 @@ class InstAlignModel(InstAlignPreTrainedModel):
         Args:
             pixel_values: ``(B, 3, H, W)``, H and W multiples of 32.
             input_ids: ``(B, L)`` token ids; attention_mask: ``(B, L)`` 1 for tokens, 0 for padding.
+            image_indices: optional ``(B_text,)`` integer tensor pairing expression ``j`` with image
+                ``image_indices[j]``; then ``input_ids`` is ``(B_text, L)`` and every image is encoded (backbone and
+                pixel decoder) once however many expressions refer to it. ``None``: expression ``j`` goes with
+                image ``j``.
             output_intermediate_masks: give every intermediate prediction full-resolution masks (deep
                 supervision); ``False`` leaves them ``None``, which is faster and does not change the output.
         """
-        _check_inputs(pixel_values, input_ids, attention_mask)
+        _check_inputs(pixel_values, input_ids, attention_mask, image_indices=image_indices)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         features = self.backbone(pixel_values)
         decoded = self.pixel_decoder(features)
+        multi_scale_features, mask_features = decoded.multi_scale_features, decoded.mask_features
+        if image_indices is not None:  # one encoded image for each of its expressions
+            index = image_indices.to(mask_features.device)
+            multi_scale_features = [f.index_select(0, index) for f in multi_scale_features]
+            mask_features = mask_features.index_select(0, index)
         text_features = self.text_projection(self.text_encoder(input_ids, attention_mask))
         refined = self.phrase_object_transformer(
-            decoded.multi_scale_features,
-            decoded.mask_features,
+            multi_scale_features,
+            mask_features,
             text_features,
             attention_mask,
             output_intermediate_masks=output_intermediate_masks,
@@ -246,7 +284,7 @@ class InstAlignModel(InstAlignPreTrainedModel):
             text_features=last.text_features,
             phrase_relevance=last.relevance,
             phrase_cost=last.phrase_cost,
-            mask_features=decoded.mask_features,
+            mask_features=mask_features,
             intermediate_predictions=refined.predictions,
         )
         return output if return_dict else output.to_tuple()
@@ -278,6 +316,7 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         mask_labels: list[torch.Tensor] | None = None,
         output_aux_outputs: bool | None = None,
+        image_indices: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> InstAlignOutput | tuple:
@@ -289,11 +328,14 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
             mask_labels: optional list of ``B`` float ``{0, 1}`` tensors ``(n_b, H, W)``, one mask per referred
                 instance at the ``pixel_values`` resolution; ``n_b = 0`` marks a no-target expression. When
                 given, ``loss`` and ``loss_dict`` are filled.
+            image_indices: optional ``(B_text,)`` image index of every expression (see :class:`InstAlignModel`):
+                several expressions share one encoded image; ``input_ids`` and ``mask_labels`` then have
+                ``B_text`` entries.
             output_aux_outputs: return the predictions of the learned queries and of blocks 1..K-1 in
                 ``aux_outputs``; defaults to ``True`` when the deep-supervision losses need them (``mask_labels``
                 given and ``config.deep_supervision``), else ``False`` (inference skips their full-size masks).
         """
-        _check_inputs(pixel_values, input_ids, attention_mask, mask_labels)
+        _check_inputs(pixel_values, input_ids, attention_mask, mask_labels, image_indices)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -304,6 +346,7 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
             input_ids,
             attention_mask,
             output_intermediate_masks=deep or output_aux_outputs,
+            image_indices=image_indices,
             return_dict=True,
         )
         predictions = outputs.intermediate_predictions
