@@ -220,28 +220,25 @@ def drop_targeted_rows_without_instances(train: datasets.Dataset) -> datasets.Da
 def make_collate_fn(processor, max_text_length: int, share_images: bool = False):
     """Rows -> model inputs: fixed-size images, sentences padded to ``max_text_length``, ``mask_labels``.
 
-    With ``share_images`` rows whose processed images are identical (same ``image_id`` and same pixels, so a
-    per-row augmentation never merges two different pictures) share one entry of ``pixel_values``, and
-    ``image_indices`` says which image every expression goes with.
+    With ``share_images`` the rows of one ``image_id`` (one picture in the dataset schema) share one entry of
+    ``pixel_values``: each distinct image is processed once and ``image_indices`` pairs every expression
+    with its image.
     """
 
     def collate(rows: list[dict]) -> dict:
-        batch = dict(
-            processor(
-                images=[row["image"] for row in rows],
-                text=[row["sentence"] for row in rows],
-                instances=[row["instances"] for row in rows],
-                padding="max_length",
-                max_length=max_text_length,
-            )
-        )
+        images, image_indices = rows, None
         if share_images:
-            pixels = batch["pixel_values"]
-            keys = [(row.get("image_id"), hash(pixels[i].numpy().tobytes())) for i, row in enumerate(rows)]
-            first, indices = image_indices_of(keys)
-            batch["pixel_values"] = pixels[first]
-            batch["image_indices"] = torch.tensor(indices, dtype=torch.long)
-        return batch
+            first, image_indices = image_indices_of([row["image_id"] for row in rows])
+            images = [rows[i] for i in first]
+        batch = processor(
+            images=[row["image"] for row in images],
+            text=[row["sentence"] for row in rows],
+            instances=[row["instances"] for row in rows],
+            image_indices=image_indices,
+            padding="max_length",
+            max_length=max_text_length,
+        )
+        return dict(batch)
 
     return collate
 

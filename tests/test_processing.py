@@ -142,3 +142,33 @@ def test_image_processor_post_processes_the_same(processor):
     b = processor.image_processor.post_process_referring_segmentation(outputs, target_sizes=[(16, 8), (5, 7)])
     assert [torch.equal(x["mask"], y["mask"]) for x, y in zip(a, b)] == [True, True]
     assert [len(x["instances"]) for x in a] == [len(y["instances"]) for y in b]
+
+
+def test_image_indices_process_each_image_once_and_label_every_sentence(processor):
+    top, left = np.zeros((4, 4), bool), np.zeros((6, 6), bool)
+    top[:2], left[:, :3] = True, True
+    images = [np.zeros((4, 4, 3), np.uint8), np.full((6, 6, 3), 255, np.uint8)]
+    out = processor(
+        images=images,
+        text=["the top", "the left", "nothing", "the top again"],
+        instances=[[encode_mask(top)], [encode_mask(left)], [], [encode_mask(top)]],
+        image_indices=[0, 1, 1, 0],
+    )
+    assert out["pixel_values"].shape == (2, 3, 8, 8)
+    assert out["image_indices"].tolist() == [0, 1, 1, 0] and out["image_indices"].dtype == torch.long
+    assert out["input_ids"].shape[0] == 4 and len(out["mask_labels"]) == 4
+    assert [tuple(m.shape) for m in out["mask_labels"]] == [(1, 8, 8), (1, 8, 8), (0, 8, 8), (1, 8, 8)]
+    assert out["mask_labels"][0][0, :4].sum() == 32 and out["mask_labels"][0][0, 4:].sum() == 0
+    assert out["mask_labels"][1][0, :, :4].sum() == 32 and out["mask_labels"][1][0, :, 4:].sum() == 0
+    single = processor(images=images[1], text="the left", instances=[[encode_mask(left)]])
+    torch.testing.assert_close(out["pixel_values"][1], single["pixel_values"][0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "indices, message",
+    [([0], "got 1 image_indices for 2 sentence"), ([0, 2], r"must lie in \[0, 2\) for 2 image")],
+)
+def test_image_indices_errors(processor, indices, message):
+    images = [np.zeros((4, 4, 3), np.uint8)] * 2
+    with pytest.raises(ValueError, match=message):
+        processor(images=images, text=["a", "b"], image_indices=indices)

@@ -41,17 +41,22 @@ class InstAlignProcessor(ProcessorMixin):
         images: Any = None,
         text: str | Sequence[str] | None = None,
         instances: Sequence[Sequence[Any]] | None = None,
+        image_indices: Sequence[int] | torch.Tensor | None = None,
         return_tensors: str | None = "pt",
         padding: bool | str = True,
         truncation: bool = True,
         max_length: int | None = None,
         **kwargs,
     ) -> BatchFeature:
-        """Encode images and their sentences (one sentence per image).
+        """Encode images and their sentences (one sentence per image, or several with ``image_indices``).
 
         Returns ``pixel_values`` (B, 3, H, W), ``input_ids`` and ``attention_mask`` (B, L) padded to
         the longest sentence and truncated to the tokenizer's ``model_max_length``, and
         ``mask_labels`` (list of (n_b, H, W)) when ``instances`` are given.
+
+        ``image_indices`` (one per sentence) pairs sentence ``j`` with image ``image_indices[j]``: each image
+        is processed once, ``instances`` has one list per sentence, and the output gains ``image_indices``
+        (a long tensor) so that the model encodes each image once.
         """
         if images is None or text is None:
             raise ValueError("InstAlignProcessor needs both images and text (one sentence per image)")
@@ -61,11 +66,31 @@ class InstAlignProcessor(ProcessorMixin):
         texts = [text] if isinstance(text, str) else list(text)
         if not all(isinstance(t, str) for t in texts):
             raise ValueError("text must be a string or a list of strings (one sentence per image)")
-        if len(texts) != len(image_list):
-            raise ValueError(
-                f"got {len(image_list)} image(s) and {len(texts)} sentence(s); pass exactly one sentence per image"
-            )
-        image_inputs = self.image_processor(image_list, instances=instances, **kwargs)
+        if image_indices is None:
+            if len(texts) != len(image_list):
+                raise ValueError(
+                    f"got {len(image_list)} image(s) and {len(texts)} sentence(s); pass exactly one sentence per "
+                    "image, or image_indices"
+                )
+            image_inputs = dict(self.image_processor(image_list, instances=instances, **kwargs))
+        else:
+            indices = torch.as_tensor(image_indices, dtype=torch.long).flatten()
+            if len(indices) != len(texts):
+                raise ValueError(
+                    f"got {len(indices)} image_indices for {len(texts)} sentence(s); pass one per sentence"
+                )
+            if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= len(image_list)):
+                raise ValueError(
+                    f"image_indices must lie in [0, {len(image_list)}) for {len(image_list)} image(s)"
+                )
+            image_inputs = dict(self.image_processor(image_list, **kwargs))
+            if instances is not None:  # one instance list per sentence, at the size of its image
+                image_inputs["mask_labels"] = self.image_processor.prepare_mask_labels(
+                    instances,
+                    [self.image_processor.image_size(image_list[i]) for i in indices.tolist()],
+                    tuple(image_inputs["pixel_values"].shape[-2:]),
+                )
+            image_inputs["image_indices"] = indices
         text_inputs = self.tokenizer(
             texts,
             padding=padding,
@@ -74,7 +99,7 @@ class InstAlignProcessor(ProcessorMixin):
             return_tensors="pt",
             return_token_type_ids=False,
         )
-        data = dict(image_inputs)
+        data = image_inputs
         data["input_ids"] = text_inputs["input_ids"]
         data["attention_mask"] = text_inputs["attention_mask"]
         return BatchFeature(data=data)
