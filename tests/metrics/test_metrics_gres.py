@@ -120,7 +120,7 @@ def test_precision_thresholds_are_inclusive_and_over_targets_only():
 
 
 def _loop_oracle(records):
-    """Straight transcription of the table in notes/originals.md 2.1, one sample at a time."""
+    """Straight transcription of the table in refseg.metrics.gres's docstring, one sample at a time."""
     iou_sum = i_sum = u_sum = 0.0
     tp = fn = fp = tn = 0
     for r in records:

@@ -1,7 +1,7 @@
 """GREC metrics (gRefCOCO boxes): Pr@(F1=1, IoU>=0.5), N-acc and T-acc, as the official evaluator.
 
-Source: ``henghuiding/gRefCOCO: mdetr/datasets/refexp.py: RefExpEvaluator.summarize`` (notes/originals.md
-section 2.2). Per expression:
+Source: ``henghuiding/gRefCOCO: mdetr/datasets/refexp.py: RefExpEvaluator.summarize`` (definitions in
+``docs/metrics.md``). Per expression:
 
 1. keep the predicted boxes with ``score >= 0.7`` (sorted by score, descending);
 2. no-target GT: ``TP`` (N-acc) and ``F1 = 1`` if no box is kept, else ``FN`` and ``F1 = 0``;

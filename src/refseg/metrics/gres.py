@@ -1,7 +1,7 @@
 """GRES metrics (gRefCOCO): gIoU, cIoU, N-acc, T-acc, Pr@{0.7,0.8,0.9}, exactly as ReLA's evaluator.
 
 Source: ``henghuiding/ReLA: gres_model/evaluation/refer_evaluation.py`` (``ReferEvaluator.evaluate``,
-after commit ``884ef17`` "fix eval metrics"); notes/originals.md section 2.1. Per sample, with
+after commit ``884ef17`` "fix eval metrics"; see ``docs/metrics.md``). Per sample, with
 ``I = |P n G|`` and ``U = |P u G|``:
 
 =================================  =======  ==============  ======  ====================================

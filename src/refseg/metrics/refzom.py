@@ -1,6 +1,6 @@
 """Ref-ZOM metrics: oIoU, mIoU, P@{0.5,...,0.9} over targeted sentences and Acc over zero-target ones.
 
-Source: ``toggle1995/RIS-DMMI: test.py: evaluate`` (notes/originals.md section 2.3). Per sentence:
+Source: ``toggle1995/RIS-DMMI: test.py: evaluate`` (see ``docs/metrics.md``). Per sentence:
 
 * zero-target (``source == "zero"``, i.e. ``gt_no_target``): ``acc = 1`` iff the predicted mask has **no**
   foreground pixel; ``Acc = 100 * mean acc``. These sentences never enter mIoU / oIoU / P@t.

@@ -1,7 +1,7 @@
 """R-RefCOCO / R-RefCOCO+ / R-RefCOCOg metrics: mIoU, oIoU, mRR and rIoU, grouped by ref.
 
 Source: ``jianzongwu/robust-ref-seg: utils/validation.py: validate`` (RefSegformer, batch size 1;
-notes/originals.md section 2.4). The unit is one ref (object) with its positive sentences
+see ``docs/metrics.md``). The unit is one ref (object) with its positive sentences
 (``exist = 1``, ``gt_no_target = False``) and negative sentences (``exist = 0``, ``gt_no_target = True``):
 
 * with ``gate_with_no_target`` (the official ``--use_exist``), a sentence whose predicted no-target flag is

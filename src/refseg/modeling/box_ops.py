@@ -1,7 +1,7 @@
 """Box conversions, IoU and generalized IoU (Rezatofighi et al., CVPR 2019), shared by models and metrics.
 
 Boxes are ``(N, 4)`` tensors. ``xyxy`` = ``[x0, y0, x1, y1]``, ``cxcywh`` = ``[cx, cy, w, h]`` (the
-normalized layout of ``pred_boxes`` in DESIGN.md), ``xywh`` = COCO ``[x, y, w, h]``. Coordinates are
+normalized layout of the models' ``pred_boxes`` output), ``xywh`` = COCO ``[x, y, w, h]``. Coordinates are
 continuous (no "+1" pixel convention), as in DETR / MDETR ``util/box_ops.py``, which the official GREC
 evaluator uses.
 """

@@ -1,7 +1,7 @@
 """Start training from pretrained encoders: load Swin and RoBERTa/BERT weights into a freshly built model.
 
-``load_backbone`` in transformers always builds a randomly initialised backbone (notes/hf_conventions.md
-Sec. 2.5), so a model is built from its config and the encoder weights are copied in afterwards. The
+``load_backbone`` in transformers always builds a randomly initialised backbone (transformers
+``utils/backbone_utils.py``), so a model is built from its config and the encoder weights are copied in afterwards. The
 checkpoints are read with the target class's own ``from_pretrained`` (``SwinBackbone``, ``RobertaModel``,
 ...), which handles head prefixes (``swin.``, ``roberta.``, ``bert.``), legacy key names and Hub downloads;
 the weights are then copied key by key into the model's submodules with a check of every shape.

@@ -1,4 +1,4 @@
-"""``datasets`` builders for synthetic referring scenes in the common row schema (DESIGN.md, "Dataset rows").
+"""``datasets`` builders for synthetic referring scenes in the common row schema (``docs/data.md``, "Row schema").
 
 Image ``k`` of a stream is drawn from its own seed sequence ``(seed, crc32(split), k)``, so a dataset is
 deterministic for a seed, a shorter dataset is a prefix of a longer one, and the splits of
@@ -119,7 +119,7 @@ def synthetic_scenes(
     cache_dir: str | None = None,
     keep_in_memory: bool = False,
 ) -> datasets.Dataset:
-    """Synthetic referring scenes as a ``datasets.Dataset`` in the DESIGN.md row schema.
+    """Synthetic referring scenes as a ``datasets.Dataset`` in the refseg row schema (``docs/data.md``).
 
     ``num_images`` scenes of 3-6 shapes, ``sentences_per_image`` distinct expressions each (kinds drawn
     from ``kind_weights``, default single 0.5 / multi 0.3 / no_target 0.2); ``image_id`` runs from
