@@ -1,4 +1,4 @@
-"""Finding the official files under a user-given root (layouts of notes/originals.md section 1)."""
+"""Finding the official files under a user-given root (the layouts in ``docs/data.md``, "Benchmark builders")."""
 
 from __future__ import annotations
 
