@@ -32,3 +32,6 @@ __all__ += [
 __all__ += ["prepare_dataset", "write_parquet"]
 __all__ += ["PresencePluralityAugmentation", "plurality_labels"]
 __all__ += ["synthetic_scene_splits", "synthetic_scenes", "synthetic_tokenizer"]  # synthetic referring scenes
+from .validate import RefsegDataError  # noqa: E402  (the error raised for bad benchmark files)
+
+__all__ += ["RefsegDataError"]

@@ -19,6 +19,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,8 +113,9 @@ def _positive(value, name: str, where: str) -> int:
 
 
 class _ImageChecker:
-    """Checks each image once: its ``file_name`` stays inside the image folder, the file decodes fully
-    (a truncated or corrupt file fails here, naming it) and its size matches ``instances.json``."""
+    """Checks each image once: its ``file_name`` stays inside the image folder and its header size matches
+    ``instances.json`` (at once); ``decode_all`` then decodes every pixel of every image in threads, so a
+    truncated or corrupt file fails at prepare time, naming it."""
 
     def __init__(self, image_dir: Path, instances_file: Path):
         self.image_dir = image_dir
@@ -129,7 +131,7 @@ class _ImageChecker:
         path = image_path(self.image_dir, image["file_name"], record)
         if not path.is_file():
             raise FileNotFoundError(f"{where}: image file not found: {path} (image_id={image_id})")
-        size = read_image_size(path)
+        size = read_image_size(path, decode=False)
         if size != (height, width):
             raise RefsegDataError(
                 f"{where}: image {path} is {size[0]}x{size[1]} but instances.json says "
@@ -138,21 +140,32 @@ class _ImageChecker:
         self.seen[image_id] = (str(path), height, width)
         return self.seen[image_id]
 
+    def decode_all(self, num_threads: int | None = None) -> None:
+        """Decode every checked image fully (``read_image_size``); the first failure in ref order is raised."""
+        paths = [Path(p) for p, _, _ in self.seen.values()]
+        num_threads = num_threads or min(16, os.cpu_count() or 1)
+        truncated_ok = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, whatever another library set
+        try:
+            with ThreadPoolExecutor(num_threads) as pool:
+                for _ in pool.map(read_image_size, paths):
+                    pass
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
 
-def read_image_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` after decoding every pixel of ``path``; ``RefsegDataError`` naming the file if it
-    is not a JPEG/PNG/BMP/GIF/TIFF/WebP image, is truncated or cannot be decoded."""
-    truncated_ok = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, whatever another library set
+
+def read_image_size(path: Path, decode: bool = True) -> tuple[int, int]:
+    """``(height, width)`` of ``path``, after decoding every pixel when ``decode``; ``RefsegDataError`` naming
+    the file if it is not a JPEG/PNG/BMP/GIF/TIFF/WebP image, is truncated or cannot be decoded (set
+    ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = False`` to have truncation detected, as ``decode_all`` does)."""
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as im:
             width, height = im.size
-            im.load()
+            if decode:
+                im.load()
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         reason = str(err).split("\n")[0][:160] or type(err).__name__
         raise RefsegDataError(f"{path}: cannot decode the image ({reason})") from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
     return height, width
 
 
@@ -276,6 +289,7 @@ def plan_refs(
                 "sentences": sentences,
             }
         )
+    check_image.decode_all()
     order = {name: i for i, name in enumerate(SPLIT_ORDER)}
     jobs = dict(sorted(jobs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     stats = {"dataset": fmt.name, "splits": {s: {k: split_stats[s][k] for k in STAT_KEYS} for s in jobs}}

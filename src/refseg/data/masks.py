@@ -29,7 +29,7 @@ def encode_mask(mask: np.ndarray) -> dict:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
-def rle_size(rle, where: str = "RLE") -> tuple[int, int]:
+def rle_size(rle, where: str = "mask") -> tuple[int, int]:
     """``(h, w)`` of a COCO RLE dict, checked to be two non-negative integers."""
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
         raise RefsegDataError(f"{where}: expected a COCO RLE dict with 'size' and 'counts', got {short(rle)}")
@@ -67,7 +67,7 @@ def _string_runs(counts: bytes, where: str) -> np.ndarray:
     return runs
 
 
-def rle_runs(rle, where: str = "RLE") -> tuple[int, int, np.ndarray]:
+def rle_runs(rle, where: str = "mask") -> tuple[int, int, np.ndarray]:
     """``(h, w, runs)`` of a COCO RLE (compressed ``str``/``bytes`` or uncompressed list counts), with the
     run lengths checked: non-negative and summing to ``h * w``; ``RefsegDataError`` naming ``where`` otherwise."""
     h, w = rle_size(rle, where)
@@ -100,7 +100,7 @@ def rle_runs(rle, where: str = "RLE") -> tuple[int, int, np.ndarray]:
     return h, w, runs
 
 
-def canonical_rle(rle, where: str = "RLE") -> dict:
+def canonical_rle(rle, where: str = "mask") -> dict:
     """A checked RLE (``rle_runs``) re-encoded as compressed RLE with ``str`` counts."""
     h, w, runs = rle_runs(rle, where)
     out = mask_utils.frPyObjects({"size": [h, w], "counts": runs.tolist()}, h, w)
