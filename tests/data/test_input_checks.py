@@ -366,3 +366,21 @@ def test_cli_raises_one_clear_line(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"refs file not found; tried: ") as err:
         data_command.run(args)
     one_line_error(err)
+
+
+def test_text_that_cannot_be_stored_and_empty_refs(tmp_path):
+    refs = grefcoco_refs()
+    refs[0]["sentences"][0]["raw"] = "bad \ud800 text"  # a lone surrogate (valid in JSON, not in UTF-8)
+    make_grefcoco(tmp_path, refs)
+    with pytest.raises(RefsegDataError, match=r"sentence #0: field 'raw' is not valid Unicode text"):
+        build(tmp_path)
+    make_grefcoco(tmp_path / "b", [])
+    with pytest.raises(RefsegDataError, match=r"grefs\(unc\)\.json: no rows to write \(0 refs read\)"):
+        build(tmp_path / "b")
+
+
+def test_box_beyond_float32(tmp_path):
+    root = make_grefcoco(tmp_path)
+    edit_instances(root, lambda d: d["annotations"][1].update(bbox=[0, 0, 1e39, 1]))
+    with pytest.raises(RefsegDataError, match=r"annotation 2: field 'bbox' does not fit in float32"):
+        build(root)

@@ -66,7 +66,9 @@ def test_malicious_payload_never_runs(tmp_path, protocol, payload_class):
 
 @pytest.mark.parametrize("protocol", [0, 1, 2, 4])
 def test_classes_are_refused(protocol):
-    with pytest.raises(RefsegDataError, match=r"refused to load the global '(copy_reg\._reconstructor|.*Plain)'"):
+    with pytest.raises(
+        RefsegDataError, match=r"refused to load the global '(copy_reg\._reconstructor|.*Plain)'"
+    ):
         safe_loads(pickle.dumps([Plain()], protocol=protocol), "f.p")
 
 

@@ -289,6 +289,8 @@ def plan_refs(
                 "sentences": sentences,
             }
         )
+    if not any(stats["rows"] for stats in split_stats.values()):
+        raise RefsegDataError(f"{refs_file}: no rows to write ({len(refs)} refs read)")
     check_image.decode_all()
     order = {name: i for i, name in enumerate(SPLIT_ORDER)}
     jobs = dict(sorted(jobs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))

@@ -28,6 +28,7 @@ def rrefcoco_sentence_fields(ref: dict, sent: dict, where: str) -> tuple[bool, d
 
 
 def rrefcoco_format(name: str) -> RefFormat:
+    """The ``RefFormat`` of one R-RefCOCO variant: targets from ``ann_id``, negatives from ``exist``."""
     return RefFormat(
         name=name,
         targets=lambda ref, where: (ann_id_list(ref, where), False),

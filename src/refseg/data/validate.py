@@ -24,6 +24,7 @@ _REPR.maxlevel = 3
 TRUE_STRINGS = frozenset({"1", "true", "t", "yes", "y"})
 FALSE_STRINGS = frozenset({"0", "false", "f", "no", "n"})
 INT64_RANGE = (-(2**63), 2**63)
+FLOAT32_MAX = 3.4028234663852886e38
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
@@ -82,7 +83,7 @@ def as_number(value, field: str, where: str) -> float:
 
 
 def as_text(value, field: str, where: str) -> str:
-    """A string field (``bytes`` are decoded as UTF-8)."""
+    """A string field that can be written as UTF-8 (``bytes`` are decoded as UTF-8; lone surrogates refused)."""
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -90,6 +91,10 @@ def as_text(value, field: str, where: str) -> str:
             raise RefsegDataError(f"{where}: field '{field}' is not UTF-8 text: {short(value)}") from None
     if not isinstance(value, str):
         raise RefsegDataError(f"{where}: field '{field}' must be a string, got {short(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RefsegDataError(f"{where}: field '{field}' is not valid Unicode text: {short(value)}") from None
     return value
 
 
@@ -108,6 +113,8 @@ def as_bbox(value, where: str) -> list[float]:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         raise RefsegDataError(f"{where}: field 'bbox' must be [x, y, w, h], got {short(value)}")
     box = [as_number(v, "bbox", where) for v in value]
+    if any(abs(v) > FLOAT32_MAX for v in box):  # stored as float32
+        raise RefsegDataError(f"{where}: field 'bbox' does not fit in float32: {short(value)}")
     if box[2] < 0 or box[3] < 0:
         raise RefsegDataError(f"{where}: field 'bbox' has a negative width or height: {short(value)}")
     return box
