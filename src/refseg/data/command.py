@@ -6,7 +6,8 @@ import argparse
 import json
 import logging
 
-from .prepare import BUILDERS, prepare_dataset
+# the names of ``prepare.BUILDERS``, kept here so that ``refseg --help`` imports no builder
+DATASETS = ("grefcoco", "refcoco", "refcoco+", "refcocog", "refzom", "rrefcoco", "rrefcoco+", "rrefcocog")
 
 
 def positive_int(text: str) -> int:
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``refseg data prepare`` sub-command and its options to ``parser``."""
     sub = parser.add_subparsers(dest="data_command", required=True)
     prep = sub.add_parser("prepare", help="convert official annotation files to parquet shards")
-    prep.add_argument("dataset", choices=sorted(BUILDERS))
+    prep.add_argument("dataset", choices=DATASETS)
     prep.add_argument(
         "--root", required=True, help="folder holding the refs file and instances.json (or <dataset>/)"
     )
@@ -47,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``refseg data prepare``; bad input raises ``RefsegDataError`` (a ``ValueError``) or
     ``FileNotFoundError`` with a one-line message naming the file and field."""
+    from .prepare import prepare_dataset
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     stats = prepare_dataset(
         args.dataset,

@@ -5,7 +5,8 @@ sample is transformed (``docs/data.md``, "Row schema"). Every RLE is checked bef
 lengths (from a ``counts`` list, or decoded here from the compressed string) must be non-negative and sum
 to ``h * w``. pycocotools does not check this and fills the rest of the mask with uninitialised memory.
 Polygon coordinates must be finite; polygons reaching far outside the image are clipped exactly before
-rasterisation (pycocotools overflows on huge coordinates).
+rasterisation (pycocotools overflows on huge coordinates). pycocotools is imported only by the encoders, so
+decoding a mask does not load it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from .validate import RefsegDataError, as_int, short
 
 
 def encode_mask(mask: np.ndarray) -> dict:
     """Encode a boolean (H, W) mask as COCO RLE with a ``str`` counts field."""
+    from pycocotools import mask as mask_utils
+
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"encode_mask expects a 2-D (H, W) mask, got shape {mask.shape}")
@@ -102,6 +104,8 @@ def rle_runs(rle, where: str = "mask") -> tuple[int, int, np.ndarray]:
 
 def canonical_rle(rle, where: str = "mask") -> dict:
     """A checked RLE (``rle_runs``) re-encoded as compressed RLE with ``str`` counts."""
+    from pycocotools import mask as mask_utils
+
     h, w, runs = rle_runs(rle, where)
     out = mask_utils.frPyObjects({"size": [h, w], "counts": runs.tolist()}, h, w)
     return {"size": [h, w], "counts": out["counts"].decode("ascii")}
@@ -187,6 +191,8 @@ def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int
         kept.append(poly)
     if not kept:
         return encode_mask(np.zeros((height, width), dtype=bool))
+    from pycocotools import mask as mask_utils
+
     rle = mask_utils.merge(mask_utils.frPyObjects(kept, height, width))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
