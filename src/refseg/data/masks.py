@@ -4,7 +4,7 @@ Masks are stored in datasets as COCO RLE ``{"size": [h, w], "counts": str}`` and
 sample is transformed (``docs/data.md``, "Row schema"). Every RLE is checked before it is decoded: the run
 lengths (from a ``counts`` list, or decoded here from the compressed string) must be non-negative and sum
 to ``h * w``. pycocotools does not check this and fills the rest of the mask with uninitialised memory.
-Polygon coordinates must be finite; polygons reaching far outside the image are clipped exactly before
+Polygon coordinates must be finite; polygons reaching far outside the image are clipped before
 rasterisation (pycocotools overflows on huge coordinates). pycocotools is imported only by the encoders, so
 decoding a mask does not load it.
 """
@@ -171,8 +171,8 @@ def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int
     """Rasterise COCO polygons (merged into one mask) to compressed RLE with ``str`` counts.
 
     Each polygon needs at least 3 points and finite coordinates (``RefsegDataError`` otherwise). Parts far
-    outside the image are clipped away first (to a box three times the image size, so the pixels inside the
-    image are unchanged); a polygon lying wholly outside contributes nothing.
+    outside the image are clipped away first (to a box three times the image size around it, which keeps
+    the part inside the image); a polygon lying wholly outside contributes nothing.
     """
     polygons = check_polygons(polygons, "polygons")
     box = (-float(width), -float(height), 2.0 * width, 2.0 * height)
