@@ -1,4 +1,4 @@
-"""Tiny fixtures in exactly the official on-disk formats (notes/originals.md section 1).
+"""Tiny fixtures in exactly the official on-disk formats (the layouts in docs/data.md, "Benchmark builders").
 
 Two images: 101 (20x30 JPEG, train2014 name) and 102 (16x16 PNG, val2014 name, used by Ref-ZOM's
 merged folder). Annotations in ``instances.json``:

@@ -101,3 +101,9 @@ def test_cli_rejects_unknown_dataset_and_bad_split_by():
 def test_prepare_unknown_name(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'coco'"):
         prepare_dataset("coco", tmp_path, tmp_path / "o", progress=False)
+
+
+def test_cli_dataset_names_match_the_builders():
+    from refseg.data import BUILDERS
+
+    assert sorted(data_command.DATASETS) == sorted(BUILDERS)

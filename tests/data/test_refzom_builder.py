@@ -37,7 +37,7 @@ def test_refzom_zero_ref_with_unknown_annotation_is_an_error(tmp_path):
 def test_refzom_unreadable_pickle(tmp_path):
     make_refzom(tmp_path)
     (tmp_path / "ref-zom" / "refs(final).p").write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match=r"refs\(final\)\.p: cannot be read as a refs file"):
+    with pytest.raises(ValueError, match=r"refs\(final\)\.p: cannot be read as a pickle"):
         build_refzom(tmp_path)
     with open(tmp_path / "ref-zom" / "refs(final).p", "wb") as f:
         pickle.dump({"refs": []}, f)

@@ -1,4 +1,4 @@
-"""Presence and plurality augmentation (Kim, Lee, Kwak; papers/presence-plurality.md section 3.3).
+"""Presence and plurality augmentation (Kim, Lee and Kwak, section 3.3).
 
 A batch transform over decoded samples (dicts with ``image`` (PIL or uint8 array), ``sentence``,
 ``instances`` (COCO RLE per instance, as in the dataset rows) and ``no_target``). From the batch's
@@ -59,7 +59,7 @@ def _as_array(image) -> np.ndarray:
 
 
 class PresencePluralityAugmentation:
-    """Synthetic no-target and 2x2 multi-target samples from a batch (presence-plurality.md 3.3).
+    """Synthetic no-target and 2x2 multi-target samples from a batch (Kim, Lee and Kwak, section 3.3).
 
     Args:
         tau_no: probability that a single-target sample becomes a no-target sample (paper: 0.05).

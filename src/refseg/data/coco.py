@@ -1,20 +1,46 @@
 """Reading the official annotation files: COCO ``instances.json`` and RefCOCO-style refs files.
 
-Field names and quirks follow notes/originals.md section 1: refs are a list of dicts (JSON for
-gRefCOCO, pickle ``refs(<split_by>).p`` elsewhere); annotations are COCO dicts whose
-``segmentation`` is a polygon list, an uncompressed RLE (``counts`` list, used by crowd
-annotations) or a compressed RLE (``counts`` string).
+Refs are a list of dicts (JSON for gRefCOCO, a pickle ``refs(<split_by>).p`` elsewhere, read with
+``safe_pickle`` so that no code from the file runs); annotations are COCO dicts whose ``segmentation`` is a
+polygon list, an uncompressed RLE (``counts`` list, used by crowd annotations) or a compressed RLE
+(``counts`` string). Every value is checked where it is read (``validate``, ``masks.rle_runs``); see
+``docs/data.md``, "What is checked".
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-from pycocotools import mask as mask_utils
+from .masks import canonical_rle, check_polygons, polygon_is_valid, polygons_to_rle, rle_size
+from .safe_pickle import safe_load
+from .validate import RefsegDataError, as_int, short
+
+
+def read_json(path: Path):
+    """``json.load`` of a UTF-8 file; ``RefsegDataError`` naming the file if it is not valid JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise RefsegDataError(f"{path}: not valid JSON ({str(err)[:120]})") from None
+
+
+def _index(records, keys, where: str, kind: str) -> dict[int, dict]:
+    """``{id: record}`` after checking each record's keys; identical repeats are merged, conflicting ones refused."""
+    if not isinstance(records, list):
+        raise RefsegDataError(f"{where}: '{kind}' must be a list, got {type(records).__name__}")
+    out: dict[int, dict] = {}
+    for i, record in enumerate(records):
+        rec_where = f"{where}: {kind}[{i}]"
+        _require(record, keys, rec_where)
+        record_id = as_int(record["id"], "id", rec_where)
+        if record_id in out and out[record_id] != record:
+            raise RefsegDataError(f"{rec_where}: {kind} id {record_id} appears twice with different contents")
+        out[record_id] = record
+    return out
 
 
 class CocoIndex:
@@ -24,103 +50,74 @@ class CocoIndex:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"COCO annotation file not found: {self.path}")
-        try:
-            with open(self.path) as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{self.path}: not valid JSON ({err})") from err
+        data = read_json(self.path)
         if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-            raise ValueError(f"{self.path}: expected a COCO dict with 'images' and 'annotations' lists")
-        self.images: dict[int, dict] = {}
-        for i, img in enumerate(data["images"]):
-            _require(img, ("id", "file_name", "height", "width"), f"{self.path}: images[{i}]")
-            self.images[int(img["id"])] = img
-        self.annotations: dict[int, dict] = {}
-        for i, ann in enumerate(data["annotations"]):
-            _require(
-                ann,
-                ("id", "image_id", "segmentation", "bbox", "category_id"),
-                f"{self.path}: annotations[{i}]",
-            )
-            self.annotations[int(ann["id"])] = ann
-        self.categories = {int(c["id"]): c.get("name", "") for c in data.get("categories", [])}
+            raise RefsegDataError(f"{self.path}: expected a COCO dict with 'images' and 'annotations' lists")
+        self.images = _index(data["images"], ("id", "file_name", "height", "width"), str(self.path), "images")
+        self.annotations = _index(
+            data["annotations"],
+            ("id", "image_id", "segmentation", "bbox", "category_id"),
+            str(self.path),
+            "annotations",
+        )
+        categories = data.get("categories", [])
+        self.categories = {}
+        for i, c in enumerate(categories if isinstance(categories, list) else []):
+            if isinstance(c, Mapping) and "id" in c:
+                self.categories[as_int(c["id"], "id", f"{self.path}: categories[{i}]")] = str(
+                    c.get("name", "")
+                )
 
 
 def load_refs(path: str | os.PathLike) -> list[dict]:
-    """Load a refs file: JSON list (``grefs(unc).json``) or pickled list (``refs(unc).p``)."""
+    """Load a refs file: JSON list (``grefs(unc).json``) or pickled list (``refs(unc).p``, read with
+    ``safe_pickle.safe_load``: only plain data is accepted, nothing in the file is run)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"refs file not found: {path}")
-    try:
-        if path.suffix == ".json":
-            with open(path) as f:
-                refs = json.load(f)
-        else:
-            with open(path, "rb") as f:
-                refs = pickle.load(f)
-    except (json.JSONDecodeError, pickle.UnpicklingError, EOFError) as err:
-        raise ValueError(f"{path}: cannot be read as a refs file ({err})") from err
+    refs = read_json(path) if path.suffix == ".json" else safe_load(path)
     if not isinstance(refs, list):
-        raise ValueError(f"{path}: expected a list of refs, got {type(refs).__name__}")
+        raise RefsegDataError(f"{path}: expected a list of refs, got {type(refs).__name__}")
     return refs
 
 
 def _require(record, keys, where: str) -> None:
     if not isinstance(record, Mapping):
-        raise ValueError(f"{where}: malformed record, expected a dict, got {type(record).__name__}")
+        raise RefsegDataError(f"{where}: malformed record, expected a dict, got {type(record).__name__}")
     missing = [k for k in keys if k not in record]
     if missing:
-        raise ValueError(f"{where}: malformed record, missing key(s) {missing}")
+        raise RefsegDataError(f"{where}: malformed record, missing key(s) {missing}")
 
 
 def valid_polygons(segmentation: list) -> list[list[float]]:
-    """Polygons kept by the official loaders: even length and at least 3 points (ReLA grefcoco.py)."""
-    return [p for p in segmentation if len(p) % 2 == 0 and len(p) >= 6]
+    """Polygons kept: even length, at least 3 points (ReLA ``grefcoco.py``) and finite coordinates."""
+    return [p for p in segmentation if polygon_is_valid(p)]
+
+
+def segmentation_to_rle(segmentation, height: int, width: int, where: str) -> tuple[dict | None, int]:
+    """``(rle, polygons_dropped)``: polygons (invalid ones dropped) or a checked RLE of the image size as
+    compressed RLE with ``str`` counts; ``rle`` is None when no valid polygon is left.
+
+    ``RefsegDataError`` naming ``where`` for malformed polygons, an RLE of another size or run lengths that
+    are negative or do not sum to ``height * width`` (garbage or empty compressed strings included).
+    """
+    if isinstance(segmentation, list):
+        polygons = check_polygons(segmentation, where)
+        kept = valid_polygons(polygons)
+        dropped = len(polygons) - len(kept)
+        return (polygons_to_rle(kept, height, width) if kept else None), dropped
+    if not isinstance(segmentation, Mapping):
+        raise RefsegDataError(f"{where}: malformed segmentation of type {type(segmentation).__name__}")
+    size = list(rle_size(segmentation, where))
+    if size != [height, width]:
+        raise RefsegDataError(f"{where}: RLE size {size} does not match the image size {[height, width]}")
+    return canonical_rle(segmentation, where), 0
 
 
 def validate_segmentation(segmentation, height: int, width: int, where: str) -> None:
-    """Raise ``ValueError`` naming ``where`` unless ``segmentation`` is numeric polygons or an RLE of the image size."""
-    if isinstance(segmentation, list):
-        for poly in segmentation:
-            if not isinstance(poly, (list, tuple)) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly
-            ):
-                raise ValueError(f"{where}: malformed polygon segmentation {str(poly)[:60]}")
-        return
-    if not (isinstance(segmentation, Mapping) and "counts" in segmentation and "size" in segmentation):
-        raise ValueError(f"{where}: malformed segmentation of type {type(segmentation).__name__}")
-    size = [int(v) for v in segmentation["size"]]
-    if size != [height, width]:
-        raise ValueError(f"{where}: RLE size {size} does not match the image size {[height, width]}")
-    if not isinstance(segmentation["counts"], (list, str, bytes)):
-        raise ValueError(
-            f"{where}: RLE counts must be a list, str or bytes, got {type(segmentation['counts']).__name__}"
-        )
+    """Raise ``RefsegDataError`` naming ``where`` unless ``segmentation`` is numeric polygons or a valid RLE of
+    the image size (see ``segmentation_to_rle``)."""
+    segmentation_to_rle(segmentation, height, width, where)
 
 
-def segmentation_to_rle(segmentation, height: int, width: int, where: str) -> dict:
-    """Polygons (already filtered) or RLE (compressed/uncompressed) to compressed RLE with ``str`` counts."""
-    if isinstance(segmentation, list):
-        try:
-            rles = mask_utils.frPyObjects([[float(v) for v in p] for p in segmentation], height, width)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: malformed polygon segmentation ({err})") from err
-        rle = mask_utils.merge(rles)
-    elif isinstance(segmentation, Mapping) and "counts" in segmentation and "size" in segmentation:
-        size = [int(v) for v in segmentation["size"]]
-        if size != [height, width]:
-            raise ValueError(f"{where}: RLE size {size} does not match the image size {[height, width]}")
-        counts = segmentation["counts"]
-        if isinstance(counts, list):
-            rle = mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
-        elif isinstance(counts, (str, bytes)):
-            rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        else:
-            raise ValueError(f"{where}: RLE counts must be a list, str or bytes, got {type(counts).__name__}")
-    else:
-        raise ValueError(f"{where}: malformed segmentation of type {type(segmentation).__name__}")
-    counts = rle["counts"]
-    return {
-        "size": [height, width],
-        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-    }
+__all__ = ["CocoIndex", "load_refs", "read_json", "segmentation_to_rle", "short", "valid_polygons"]

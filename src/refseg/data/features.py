@@ -1,4 +1,4 @@
-"""The common dataset schema (DESIGN.md, "Dataset rows") as ``datasets.Features``."""
+"""The common dataset schema (``docs/data.md``, "Row schema") as ``datasets.Features``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """gRefCOCO (GRES and GREC): ``grefs(unc).json`` + ``instances.json`` + COCO train2014 images.
 
 No-target refs have ``ann_id == [-1]`` (the flag ``no_target`` in the file is not read by any official
-loader, notes/originals.md 1.1). GREC boxes are the ``bbox`` fields of the same annotations and are
+loader: ReLA ``grefcoco.py`` and ``grefer.py`` test ``ann_id == [-1]``). GREC boxes are the ``bbox`` fields of the same annotations and are
 kept per instance.
 """
 
@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import datasets
 
-from .builder import RefFormat, ann_id_list, build_from_refs
+from .builder import RefFormat, ann_id_list, build_from_refs, malformed_ann_id
 from .layout import annotation_files, image_folder
 
 
-def grefcoco_targets(ref: dict) -> tuple[list[int], bool]:
+def grefcoco_targets(ref: dict, where: str) -> tuple[list[int], bool]:
     """``(ann_ids, no_target)``; ``[-1]`` means no target, ``-1`` mixed with real ids is malformed."""
-    ids = ann_id_list(ref)
+    ids = ann_id_list(ref, where)
     if ids == [-1]:
         return [], True
     if -1 in ids or not ids:
-        raise ValueError("-1 (no target) mixed with annotation ids, or an empty list")
+        raise malformed_ann_id(ref, where, "-1 (no target) mixed with annotation ids, or an empty list")
     return ids, False
 
 

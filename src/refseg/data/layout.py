@@ -1,10 +1,12 @@
-"""Finding the official files under a user-given root (layouts of notes/originals.md section 1)."""
+"""Finding the official files under a user-given root (the layouts in ``docs/data.md``, "Benchmark builders")."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
+from .validate import RefsegDataError
 
 
 def find_path(root: str | os.PathLike, candidates: Sequence[str], what: str, is_dir: bool = False) -> Path:
@@ -14,12 +16,14 @@ def find_path(root: str | os.PathLike, candidates: Sequence[str], what: str, is_
     for path in tried:
         if path.is_dir() if is_dir else path.is_file():
             return path
-    listing = "\n  ".join(str(p) for p in tried)
-    raise FileNotFoundError(f"{what} not found; tried:\n  {listing}")
+    raise FileNotFoundError(f"{what} not found; tried: {', '.join(str(p) for p in tried)}")
 
 
 def annotation_files(root, folders: Sequence[str], refs_names: Sequence[str]) -> tuple[Path, Path]:
     """``(refs_file, instances.json)`` in ``root`` or ``root/<folder>`` (e.g. ``root/grefcoco``)."""
+    for name in refs_names:  # built from split_by, which must not reach outside root
+        if "/" in name or "\\" in name or ".." in name or "\x00" in name:
+            raise RefsegDataError(f"invalid refs file name {name!r} (check split_by)")
     dirs = ["."] + list(folders)
     refs = find_path(root, [f"{d}/{n}" for d in dirs for n in refs_names], "refs file")
     instances = find_path(refs.parent, ["instances.json"], "instances.json (next to the refs file)")

@@ -23,6 +23,7 @@ from .grefcoco import build_grefcoco
 from .refcoco import build_refcoco
 from .refzom import build_refzom
 from .rrefcoco import build_rrefcoco
+from .validate import RefsegDataError, as_split_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ BUILDERS = {
 def build_benchmark(name: str, root, image_dir=None, split_by=None, num_proc=None, cache_dir=None):
     """``(DatasetDict, stats)`` for one of ``BUILDERS`` (e.g. ``"grefcoco"``, ``"refcocog"``)."""
     if name not in BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(BUILDERS)}")
+        raise RefsegDataError(f"unknown dataset {name!r}; choose from {sorted(BUILDERS)}")
     kwargs = {"image_dir": image_dir, "num_proc": num_proc, "cache_dir": cache_dir}
     if split_by is not None:
         kwargs["split_by"] = split_by
@@ -55,7 +56,16 @@ def write_parquet(
     batch_size: int = 100,
     progress: bool = True,
 ) -> dict[str, list[str]]:
-    """Write each split as parquet shards with the image files embedded; returns the written paths."""
+    """Write each split as parquet shards with the image files embedded; returns the written paths.
+
+    Split names must be letters, digits and ``_`` (they become file names); ``rows_per_shard`` and
+    ``batch_size`` must be positive.
+    """
+    for name, value in (("rows_per_shard", rows_per_shard), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise RefsegDataError(f"{name} must be a positive integer, got {value!r}")
+    for split in dataset:
+        as_split_name(split, "write_parquet")
     data_dir = Path(output) / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for split in dataset:  # shards of an earlier run would otherwise be read back too
@@ -103,7 +113,15 @@ def prepare_dataset(
     progress: bool = True,
 ) -> dict:
     """Convert ``name`` from ``root``, write parquet + ``stats.json`` to ``output``, optionally push; returns stats."""
+    if name not in BUILDERS:
+        raise RefsegDataError(f"unknown dataset {name!r}; choose from {sorted(BUILDERS)}")
+    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
+        raise RefsegDataError(f"num_proc must be a positive integer, got {num_proc!r}")
+    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
+        raise RefsegDataError(f"rows_per_shard must be a positive integer, got {rows_per_shard!r}")
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise RefsegDataError(f"output {output} exists and is not a folder")
     output.mkdir(parents=True, exist_ok=True)
     bars_were_enabled = datasets.is_progress_bar_enabled()
     if not progress:

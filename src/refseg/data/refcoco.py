@@ -1,23 +1,23 @@
 """RefCOCO (unc, google), RefCOCO+ (unc), RefCOCOg (umd, google): ``refs(<split_by>).p`` + ``instances.json``.
 
-One referred object per ref (``ann_id`` an int), every row single-target (lichengunc/refer,
-notes/originals.md 1.5).
+One referred object per ref (``ann_id`` an int), every row single-target (lichengunc/refer ``refer.py``).
 """
 
 from __future__ import annotations
 
 import datasets
 
-from .builder import RefFormat, ann_id_list, build_from_refs
+from .builder import RefFormat, ann_id_list, build_from_refs, malformed_ann_id
 from .layout import annotation_files, image_folder
 
 REFCOCO_SPLIT_BYS = {"refcoco": ("unc", "google"), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
 
 
-def refcoco_targets(ref: dict) -> tuple[list[int], bool]:
-    ids = ann_id_list(ref)
+def refcoco_targets(ref: dict, where: str) -> tuple[list[int], bool]:
+    """``([ann_id], False)``: exactly one non-negative annotation id."""
+    ids = ann_id_list(ref, where)
     if len(ids) != 1 or ids[0] < 0:
-        raise ValueError("RefCOCO refs refer to exactly one annotation")
+        raise malformed_ann_id(ref, where, "RefCOCO refs refer to exactly one annotation")
     return ids, False
 
 

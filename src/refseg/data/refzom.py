@@ -2,7 +2,8 @@
 
 Each ref carries ``source``; only ``source == 'zero'`` changes behaviour (absent key = ``'one'``, as in
 DMMI ``refer.py``). One-to-zero refs keep ``ann_id`` pointing at real annotations but have no target
-(notes/originals.md 1.3); those ids are still checked to exist, as the official index build does.
+(DMMI ``refer.py``); those ids are still checked to exist, as the official index build does. ``source``
+must be a string; it is compared after stripping and lower-casing.
 """
 
 from __future__ import annotations
@@ -11,14 +12,22 @@ import datasets
 
 from .builder import RefFormat, ann_id_list, build_from_refs
 from .layout import annotation_files, image_folder
+from .validate import as_text
 
 
-def refzom_targets(ref: dict) -> tuple[list[int], bool]:
-    return ann_id_list(ref), ref.get("source", "one") == "zero"
+def refzom_source(ref: dict, where: str) -> str:
+    """The ref's ``source`` (``"one"`` when absent), a string compared by value."""
+    return as_text(ref.get("source", "one"), "source", where).strip().lower()
 
 
-def refzom_sentence_fields(ref: dict, sent: dict) -> tuple[bool, dict]:
-    return False, {"source": str(ref.get("source", "one"))}
+def refzom_targets(ref: dict, where: str) -> tuple[list[int], bool]:
+    """``(ann_ids, source == "zero")``."""
+    return ann_id_list(ref, where), refzom_source(ref, where) == "zero"
+
+
+def refzom_sentence_fields(ref: dict, sent: dict, where: str) -> tuple[bool, dict]:
+    """Every row keeps the ref's ``source`` as a column."""
+    return False, {"source": refzom_source(ref, where)}
 
 
 REFZOM = RefFormat(

@@ -1,8 +1,9 @@
 """R-RefCOCO / R-RefCOCO+ / R-RefCOCOg (RefSegformer): RefCOCO-style refs whose sentences carry ``exist``.
 
-A sentence with a falsy ``exist`` is a negative: it becomes a no-target row that keeps its ``ref_id``
+A sentence whose ``exist`` flag is false is a negative: it becomes a no-target row that keeps its ``ref_id``
 (the mRR/rIoU metric groups sentences by ref). Sentences without the key are positive, as in
-RefSegformer ``ReferDataset.get_exist`` (notes/originals.md 1.4). ``exist`` is kept as a column.
+RefSegformer ``ReferDataset.get_exist``. ``exist`` is read by value (``0``, ``"0"`` and ``"false"`` are
+false; an unknown string is an error naming the field) and kept as a column.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datasets
 
 from .builder import RefFormat, ann_id_list, build_from_refs
 from .layout import annotation_files, image_folder
+from .validate import as_flag
 
 RREFCOCO_VARIANTS = {
     "rrefcoco": ("rrefcoco", "unc"),
@@ -19,15 +21,17 @@ RREFCOCO_VARIANTS = {
 }
 
 
-def rrefcoco_sentence_fields(ref: dict, sent: dict) -> tuple[bool, dict]:
-    exist = bool(sent.get("exist", True))
+def rrefcoco_sentence_fields(ref: dict, sent: dict, where: str) -> tuple[bool, dict]:
+    """``(not exist, {"exist": exist})``; a sentence without ``exist`` is positive."""
+    exist = as_flag(sent.get("exist", True), "exist", where)
     return not exist, {"exist": exist}
 
 
 def rrefcoco_format(name: str) -> RefFormat:
+    """The ``RefFormat`` of one R-RefCOCO variant: targets from ``ann_id``, negatives from ``exist``."""
     return RefFormat(
         name=name,
-        targets=lambda ref: (ann_id_list(ref), False),
+        targets=lambda ref, where: (ann_id_list(ref, where), False),
         sentence_fields=rrefcoco_sentence_fields,
         extra_features={"exist": datasets.Value("bool")},
     )
