@@ -290,6 +290,22 @@ def build_original_beit3(
 
 
 @torch.no_grad()
+def run_original_heads(
+    model: nn.Module, pixel_values: torch.Tensor, input_ids: torch.Tensor, text_padding_mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The original's inference intermediates for a batch, as ``MIXGrefUniModel.forward_test`` computes them
+    before post-processing: BEiT-3 ``cls`` / ``image_tokens`` / ``text_tokens``, the head's ``pred_mask``,
+    ``pred_global_mask``, ``pred_class``, ``pred_bbox``, ``nt_label`` and its extras (``img_selected_points``,
+    ``attn_map_query``, ``attn_map``). ``text_padding_mask`` is True (1) at padding."""
+    batch, _, height, width = pixel_values.shape
+    patch = model.patch_size
+    image, text, cls = model.vis_enc(pixel_values, input_ids, text_padding_mask)
+    feature_map = image.transpose(-1, -2).reshape(batch, -1, height // patch, width // patch)
+    predictions, extras = model.head.forward_test(feature_map, cls, text, text_padding_mask, pixel_values)
+    return {"cls": cls, "image_tokens": image, "text_tokens": text, **predictions, **extras}
+
+
+@torch.no_grad()
 def randomise_(model: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Module:
     """Make every weight random and distinct, in place: add ``scale * N(0, 1) * (std of the tensor, or 1)`` to
     every (deduplicated) parameter, so that zero-initialised weights and LayerNorm 1/0 affines are perturbed,
