@@ -296,7 +296,9 @@ def run_original_heads(
     """The original's inference intermediates for a batch, as ``MIXGrefUniModel.forward_test`` computes them
     before post-processing: BEiT-3 ``cls`` / ``image_tokens`` / ``text_tokens``, the head's ``pred_mask``,
     ``pred_global_mask``, ``pred_class``, ``pred_bbox``, ``nt_label`` and its extras (``img_selected_points``,
-    ``attn_map_query``, ``attn_map``). ``text_padding_mask`` is True (1) at padding."""
+    ``attn_map_query``, ``attn_map``). ``text_padding_mask`` is True (1) at padding; it is passed on as int64,
+    the dtype of the original's ``text_attention_mask``."""
+    text_padding_mask = text_padding_mask.long()
     batch, _, height, width = pixel_values.shape
     patch = model.patch_size
     image, text, cls = model.vis_enc(pixel_values, input_ids, text_padding_mask)
