@@ -258,7 +258,8 @@ def to_chw_float(image: Any, rescale_factor: float = 1 / 255, do_rescale: bool =
             raise ValueError(f"unsupported numpy image dtype {array.dtype}")
         elif array.dtype.byteorder == ">" or array.dtype in (np.uint32, np.uint64):
             array = array.astype(array.dtype.newbyteorder("=") if array.dtype.kind == "f" else np.int64)
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        array = np.ascontiguousarray(array)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1)
         dtype_name = f"numpy {image.dtype}"
     else:
         tensor = image.detach().cpu()

@@ -1,15 +1,25 @@
-"""The referring-segmentation pipeline with a tiny random InstAlign: input forms, output types, batching."""
+"""The referring-segmentation pipeline with a tiny random InstAlign: input forms, output types, batching,
+input validation, model checks when the pipeline is built, URL timeouts and NaN outputs."""
+
+import math
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from processing_helpers import save_tiny_instalign
 from transformers import AutoModel, AutoProcessor, pipeline
 
 import refseg  # noqa: F401  (registers the task and the Auto classes)
 from refseg.data import synthetic_scenes
 from refseg.models.instalign import InstAlignForReferringSegmentation, InstAlignProcessor
-from refseg.pipelines import ReferringSegmentationPipeline
+from refseg.pipelines import (
+    IncompleteCheckpointError,
+    ModelLoadingError,
+    ReferringSegmentationPipeline,
+    load_referring_segmentation_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +123,155 @@ def test_thresholds_change_the_output(segmenter, scenes):
 def test_bad_inputs(segmenter, args, message):
     with pytest.raises(ValueError, match=message):
         segmenter(*args)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((PIL.Image.new("RGB", (8, 8)), ""), "input 0 text is an empty sentence"),
+        ((PIL.Image.new("RGB", (8, 8)), " \t "), "input 0 text is an empty sentence"),
+        (([PIL.Image.new("RGB", (8, 8))] * 2, ["the red circle", "\n"]), "input 1 text is an empty sentence"),
+        (([], []), "empty list of inputs"),
+        (([PIL.Image.new("RGB", (8, 8))], []), "empty list of sentences"),
+        (
+            (np.zeros((1, 8, 8, 3), np.uint8), "x"),
+            "input 0 image must be a \\(H, W, C\\) or \\(H, W\\) array, got 4",
+        ),
+        ((torch.zeros(1, 1, 3, 8, 8), "x"), "got 5 dimensions"),
+        ((np.full((8, 8, 3), np.nan, np.float32), "x"), "NaN or infinite pixel values"),
+    ],
+)
+def test_refused_inputs_name_the_problem(segmenter, args, message):
+    with pytest.raises(ValueError, match=message):
+        segmenter(*args)
+
+
+@pytest.mark.parametrize("name", ["threshold", "mask_threshold", "no_target_threshold"])
+@pytest.mark.parametrize("value", [math.nan, -math.inf, -0.01, 1.01])
+def test_thresholds_outside_0_1_are_refused(segmenter, name, value):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number in \\[0, 1\\]"):
+        segmenter(PIL.Image.new("RGB", (8, 8)), "the red circle", **{name: value})
+
+
+def test_missing_image_files_say_so(segmenter, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such image file: .*nothere.png$"):
+        segmenter(str(tmp_path / "nothere.png"), "the red circle")
+    with pytest.raises(FileNotFoundError, match="it is a directory"):
+        segmenter(tmp_path, "the red circle")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match="cannot read image file .*broken.png"):
+        segmenter(str(tmp_path / "broken.png"), "the red circle")
+
+
+def test_urls_get_a_default_timeout(segmenter, monkeypatch):
+    import transformers.image_utils
+
+    from refseg.image_utils import DEFAULT_URL_TIMEOUT
+
+    seen = []
+
+    def fake_load_image(url, timeout=None):
+        seen.append(timeout)
+        return PIL.Image.new("RGB", (8, 8))
+
+    monkeypatch.setattr(transformers.image_utils, "load_image", fake_load_image)
+    segmenter("https://example.com/a.png", "the red circle")
+    segmenter("https://example.com/a.png", "the red circle", timeout=2.5)
+    assert seen == [DEFAULT_URL_TIMEOUT, 2.5] and DEFAULT_URL_TIMEOUT > 0
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        segmenter("https://example.com/a.png", "the red circle", timeout=0)
+
+
+def test_16_bit_images_are_not_clipped(segmenter):
+    """A 16-bit scene and its 8-bit version give the same result (the old path clipped I;16 to 255)."""
+    rng = np.random.default_rng(0)
+    eight = rng.integers(0, 256, size=(32, 32), dtype=np.uint8)
+    sixteen = PIL.Image.fromarray(eight.astype(np.uint16) * 257)  # mode I;16, same picture
+    a = segmenter(PIL.Image.fromarray(eight), "the red circle", threshold=0.0)
+    b = segmenter(sixteen, "the red circle", threshold=0.0)
+    assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+    assert np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
+
+
+def test_max_length_is_checked_against_the_text_encoder(segmenter):
+    limit = segmenter.text_position_limit
+    assert limit == 64  # tiny preset: RoBERTa positions 66 minus the padding offset 2
+    with pytest.raises(ValueError, match=f"max_length 65 is beyond the {limit} token positions"):
+        segmenter(PIL.Image.new("RGB", (8, 8)), "the red circle", max_length=65)
+    result = segmenter(PIL.Image.new("RGB", (8, 8)), "the red circle", max_length=3)
+    assert isinstance(result["score"], float)
+
+
+def test_nan_logits_raise_instead_of_a_nan_score(model_dir):
+    segmenter = pipeline("referring-segmentation", model=str(model_dir))
+    with torch.no_grad():
+        next(p for n, p in segmenter.model.named_parameters() if "no_target" in n).fill_(float("nan"))
+    with pytest.raises(ValueError, match="the model produced NaN no-target logits"):
+        segmenter(PIL.Image.new("RGB", (8, 8)), "the red circle")
+
+
+@pytest.fixture(scope="module")
+def not_models(tmp_path_factory, model_dir):
+    from safetensors.torch import load_file, save_file
+    from transformers import BertConfig, BertModel
+
+    root = tmp_path_factory.mktemp("not_models")
+    BertModel(
+        BertConfig(
+            hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8, vocab_size=20
+        )
+    ).save_pretrained(root / "bert")
+    for name in ("missing", "reshaped", "garbage"):
+        (root / name).mkdir()
+        for f in Path(model_dir).iterdir():
+            (root / name / f.name).write_bytes(f.read_bytes())
+    weights = load_file(root / "missing" / "model.safetensors")
+    key = sorted(weights)[0]
+    save_file({k: v for k, v in weights.items() if k != key}, root / "missing" / "model.safetensors")
+    reshaped = dict(weights)
+    first_2d = next(k for k in sorted(reshaped) if reshaped[k].dim() == 2)
+    reshaped[first_2d] = torch.zeros(reshaped[first_2d].shape[0] + 1, reshaped[first_2d].shape[1])
+    save_file(reshaped, root / "reshaped" / "model.safetensors")
+    (root / "garbage" / "model.safetensors").write_bytes(b"\x00" * 4)
+    return root
+
+
+def test_a_folder_that_is_not_a_refseg_model_is_refused_when_built(not_models):
+    with pytest.raises(
+        ModelLoadingError, match="holds a 'bert' model, not a refseg referring-segmentation model"
+    ):
+        pipeline("referring-segmentation", model=str(not_models / "bert"))
+    from transformers import BertConfig, BertModel
+
+    bert = BertModel(
+        BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)
+    )
+    with pytest.raises(ModelLoadingError, match="'bert' model, not a refseg"):
+        ReferringSegmentationPipeline(model=bert)
+
+
+def test_checkpoints_with_missing_or_reshaped_weights_are_refused(not_models):
+    with pytest.raises(
+        IncompleteCheckpointError, match=r"1 missing weight\(s\): aggregation\.activation\.weight\)"
+    ):
+        pipeline("referring-segmentation", model=str(not_models / "missing"))
+    with pytest.raises(IncompleteCheckpointError, match=r"1 weight\(s\) of another shape: "):
+        load_referring_segmentation_model(not_models / "reshaped")
+    with pytest.raises(ModelLoadingError, match="cannot read .*garbage/model.safetensors"):
+        pipeline("referring-segmentation", model=str(not_models / "garbage"))
+
+
+def test_missing_model_folders_say_so(tmp_path):
+    for missing in (tmp_path / "nothere", "./nothere", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match=f"no such model folder: {missing}"):
+            load_referring_segmentation_model(missing)
+    with pytest.raises(ModelLoadingError, match="not a refseg model folder: it has no config.json"):
+        load_referring_segmentation_model(tmp_path)
+
+
+def test_the_bundled_demo_model_loads_with_every_weight():
+    model = load_referring_segmentation_model(refseg.demo_model_path())
+    assert isinstance(model, InstAlignForReferringSegmentation)
 
 
 def test_unknown_parameter(segmenter):

@@ -139,9 +139,13 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
     except SafetensorError as err:
         raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
     except (OSError, RuntimeError) as err:
-        if "safetensors" in str(err).lower() or "header" in str(err).lower():
+        if "ignore_mismatched_sizes" in str(err):  # load again only to name the weights of other shapes
+            kwargs["ignore_mismatched_sizes"] = True
+            model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
+        elif "safetensors" in str(err).lower() or "header" in str(err).lower():
             raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
-        raise
+        else:
+            raise
     missing, mismatched = info.get("missing_keys") or (), info.get("mismatched_keys") or ()
     if missing or mismatched:
         parts = []
