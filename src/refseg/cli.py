@@ -23,6 +23,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (sub-command parsers inherit it)."""
+
+    def error(self, message: str):
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` to stderr and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _version() -> str:
     from refseg import __version__
 
@@ -43,7 +51,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     Adding a sub-command's arguments imports its module, so ``refseg --help`` passes
     ``selected=""`` and imports none.
     """
-    parser = argparse.ArgumentParser(prog="refseg", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="refseg", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"refseg {_version()}")
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)"

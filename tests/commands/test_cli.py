@@ -73,9 +73,23 @@ def test_predict_on_a_user_image(model_dir, tmp_path, capsys):
     assert PIL.Image.open(out).width >= 2 * 70
 
 
-def test_predict_requires_image_and_text():
-    with pytest.raises(SystemExit):
+def test_predict_requires_image_and_text(capsys):
+    with pytest.raises(SystemExit) as exit_info:
         main(["predict", "--text", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "refseg predict: error: the following arguments are required: --image (see refseg predict --help)\n"
+    )
+
+
+def test_bad_option_values_are_one_line_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--image", "a.png", "--text", "x", "--threshold", "high"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --threshold: invalid float value: 'high'" in err
 
 
 def test_demo_without_a_model_explains_what_to_do(monkeypatch, capsys):
