@@ -202,6 +202,13 @@ def test_max_length_is_checked_against_the_text_encoder(segmenter):
     assert isinstance(result["score"], float)
 
 
+def test_parameters_given_when_built_are_checked_too(model_dir):
+    with pytest.raises(ValueError, match="max_length 65 is beyond the 64 token positions"):
+        pipeline("referring-segmentation", model=str(model_dir), max_length=65)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        pipeline("referring-segmentation", model=str(model_dir), threshold=-1)
+
+
 def test_nan_logits_raise_instead_of_a_nan_score(model_dir):
     segmenter = pipeline("referring-segmentation", model=str(model_dir))
     with torch.no_grad():

@@ -69,16 +69,18 @@ class ReferringSegmentationPipeline(Pipeline):
     _load_tokenizer = None
 
     def __init__(self, *args, **kwargs):
+        model = kwargs.get("model", args[0] if args else None)
+        config = getattr(model, "config", None)
+        check_refseg_model_type(getattr(config, "model_type", None), f"the model {type(model).__name__}")
+        text_config = getattr(config, "text_config", None)
+        # set before Pipeline.__init__, which checks the call parameters (e.g. max_length) given here
+        self.text_position_limit = None if text_config is None else text_position_limit(text_config)
         super().__init__(*args, **kwargs)
-        config = getattr(self.model, "config", None)
-        check_refseg_model_type(getattr(config, "model_type", None), f"the model {type(self.model).__name__}")
         if self.processor is None or not hasattr(self.processor, "post_process_referring_segmentation"):
             raise ValueError(
                 "the referring-segmentation pipeline needs a refseg processor with "
                 "post_process_referring_segmentation (e.g. InstAlignProcessor)"
             )
-        text_config = getattr(config, "text_config", None)
-        self.text_position_limit = None if text_config is None else text_position_limit(text_config)
 
     def _sanitize_parameters(
         self,
