@@ -41,23 +41,6 @@ __all__ = [
 DEFAULT_URL_TIMEOUT = 30.0
 """Seconds to wait for an image URL when no timeout is given (pipeline and ``refseg predict``)."""
 
-_EIGHT_BIT_MODES = {
-    "1",
-    "L",
-    "LA",
-    "P",
-    "PA",
-    "RGB",
-    "RGBA",
-    "RGBX",
-    "RGBa",
-    "CMYK",
-    "YCbCr",
-    "LAB",
-    "HSV",
-    "La",
-}
-
 
 class ImageFileError(ValueError):
     """An image file or URL that exists but cannot be read as an image; the message names it."""
@@ -163,14 +146,15 @@ def image_size(image: Any) -> tuple[int, int]:
 
 
 def _pil_to_array(image: PIL.Image.Image) -> np.ndarray:
-    """PIL -> numpy keeping the real pixel type: 8-bit modes as RGB uint8, ``I;16*`` uint16, ``I`` int32, ``F`` float32."""
+    """PIL -> numpy keeping the real pixel type: ``I;16*`` uint16, ``I`` int32, ``F`` float32, other modes RGB uint8."""
     if image.mode.startswith("I;16"):
         return np.asarray(image).astype(np.uint16)  # native byte order for I;16B / I;16L
     if image.mode in ("I", "F"):
         return np.array(image)
-    if image.mode in _EIGHT_BIT_MODES:
+    try:  # 8-bit modes, and whatever else PIL can turn into RGB
         return np.array(image.convert("RGB"))
-    raise ValueError(f"unsupported PIL image mode {image.mode!r}")
+    except ValueError as err:
+        raise ValueError(f"unsupported PIL image mode {image.mode!r}: {err}") from err
 
 
 def _integer_range(tensor: torch.Tensor, dtype_name: str) -> float:
