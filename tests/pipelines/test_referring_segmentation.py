@@ -274,6 +274,10 @@ def test_missing_model_folders_say_so(tmp_path):
             load_referring_segmentation_model(missing)
     with pytest.raises(ModelLoadingError, match="not a refseg model folder: it has no config.json"):
         load_referring_segmentation_model(tmp_path)
+    with pytest.raises(
+        FileNotFoundError, match="no such model folder, and no Hub model owner/none could be loaded"
+    ):
+        load_referring_segmentation_model("owner/none", local_files_only=True)
 
 
 def test_the_bundled_demo_model_loads_with_every_weight():

@@ -121,7 +121,7 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
         **kwargs: forwarded to ``from_pretrained`` (``dtype``, ``revision``, ``device_map``...).
 
     Raises:
-        FileNotFoundError: a local path that does not exist.
+        FileNotFoundError: a local path that does not exist, or a Hub id that cannot be fetched.
         ModelLoadingError: not a model folder, not a refseg model, or an unreadable weight file (named).
         IncompleteCheckpointError: weights missing from the checkpoint or with other shapes (named).
     """
@@ -131,7 +131,14 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
     text = os.fspath(source)
     check_model_source(text)
     hub_kwargs = {k: v for k, v in kwargs.items() if k in _HUB_KWARGS}
-    config = AutoConfig.from_pretrained(text, **hub_kwargs)
+    try:
+        config = AutoConfig.from_pretrained(text, **hub_kwargs)
+    except OSError as err:
+        if Path(text).expanduser().exists():
+            raise
+        raise FileNotFoundError(
+            f"no such model folder, and no Hub model {text} could be loaded: {_one_line(err)}"
+        ) from err
     check_refseg_model_type(getattr(config, "model_type", None), text)
     kwargs = {k: v for k, v in kwargs.items() if k not in ("output_loading_info", "config")}
     try:
