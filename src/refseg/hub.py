@@ -1,4 +1,4 @@
-"""Model cards and Hub uploads for refseg models (hf_conventions.md section 7).
+"""Model cards and Hub uploads for refseg models .
 
 ``model_card`` builds a ``huggingface_hub.ModelCard`` whose front matter has ``library_name: refseg``,
 ``pipeline_tag: image-segmentation`` (the Hub has no referring-segmentation task), GRES tags and the
@@ -26,7 +26,7 @@ BASE_TAGS = [
     "vision-language",
 ]
 
-# what every reported number means (DESIGN.md "Metrics"; notes/originals.md section 2)
+# what every reported number means (docs/metrics.md)
 METRIC_DEFINITIONS = {
     "gIoU": "mean per-sample IoU; a no-target sample scores 1 if predicted empty, else 0 (ReLA)",
     "cIoU": "cumulative intersection / cumulative union over all samples (ReLA)",

@@ -19,23 +19,51 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_help: str) -> N
     )
 
 
+def check_thresholds(args: argparse.Namespace) -> None:
+    """Refuse ``--threshold`` / ``--mask-threshold`` outside [0, 1] before any model is loaded."""
+    from ..validation import check_probability
+
+    check_probability(args.threshold, "--threshold")
+    check_probability(args.mask_threshold, "--mask-threshold")
+
+
 def load_pipeline(model: str | None, device: str | None = None):
-    """``pipeline("referring-segmentation")`` for ``model`` (default: the bundled demo model)."""
+    """``pipeline("referring-segmentation")`` for ``model`` (default: the bundled demo model).
+
+    The model goes through ``refseg.pipelines.load_referring_segmentation_model``: a missing folder,
+    a folder that is not a refseg model, unreadable weights or missing weights are refused with one
+    clear message. Returns ``(pipeline, model path or id)``.
+    """
     import torch
-    from transformers import pipeline
+    from transformers import AutoProcessor, pipeline
+    from transformers.utils import logging as hf_logging
 
     import refseg
+
+    from ..pipelines.loading import load_referring_segmentation_model
 
     if model is None:
         try:
             path = refseg.demo_model_path()
         except FileNotFoundError as err:
-            raise SystemExit(f"{err}\nPass a trained model with --model PATH_OR_HUB_ID.") from err
+            raise FileNotFoundError(f"{err}; pass a trained model with --model PATH_OR_HUB_ID") from err
     else:
         path = model
     if device is None:
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    return pipeline("referring-segmentation", model=path, device=device), path
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # refseg reports problems itself, in one line
+    hf_logging.disable_progress_bar()
+    try:
+        loaded = load_referring_segmentation_model(path)
+        try:
+            processor = AutoProcessor.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot load the processor of {path}: {err}") from err
+        return pipeline("referring-segmentation", model=loaded, processor=processor, device=device), path
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def describe(sentence: str, result: dict[str, Any]) -> str:

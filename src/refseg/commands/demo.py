@@ -11,7 +11,7 @@ import random
 import time
 from pathlib import Path
 
-from ._common import add_model_arguments, describe, load_pipeline
+from ._common import add_model_arguments, check_thresholds, describe, load_pipeline
 
 KINDS = ("single", "multi", "no_target")
 
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num_scenes < 1:
         raise ValueError("--num-scenes must be at least 1")
+    check_thresholds(args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     segmenter, path = load_pipeline(args.model, args.device)
     size = args.image_size or segmenter.processor.image_processor.size["height"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_model_arguments, describe, load_pipeline
+from ._common import add_model_arguments, check_thresholds, describe, load_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,15 +14,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_model_arguments(parser, "default: the demo model bundled with refseg")
     parser.add_argument("--output", default=None, help="write an overlay picture here (e.g. overlay.png)")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds to wait for an image URL (default 30)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers.image_utils import load_image
-
+    from ..image_utils import DEFAULT_URL_TIMEOUT, load_image
+    from ..validation import check_sentences
     from ..visualization import draw_result, make_grid
 
+    check_sentences(args.text, "--text")
+    check_thresholds(args)
+    image = load_image(args.image, timeout=DEFAULT_URL_TIMEOUT if args.timeout is None else args.timeout)
     segmenter, path = load_pipeline(args.model, args.device)
-    image = load_image(args.image)
     results = segmenter(
         [image] * len(args.text),
         list(args.text),

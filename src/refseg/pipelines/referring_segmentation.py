@@ -1,9 +1,10 @@
 """The ``referring-segmentation`` pipeline: an image and a sentence in; the referred objects out.
 
-Built like transformers' vision pipelines (hf_conventions.md section 3.4): ``preprocess`` loads the
-image, records its size and runs the model's processor at its fixed input size (so ``batch_size > 1``
-stacks without padding); ``_forward`` runs the model; ``postprocess`` calls the processor's
-``post_process_referring_segmentation`` and converts masks to PIL images (DESIGN.md, "Pipeline").
+Built like transformers' vision pipelines: ``preprocess`` loads the image, records its size and
+runs the model's processor at its fixed input size (so ``batch_size > 1`` stacks without padding);
+``_forward`` runs the model; ``postprocess`` calls the processor's ``post_process_referring_segmentation``
+and converts masks to PIL images (``docs/pipeline.md``). Every input is checked before any model runs:
+sentences, images, thresholds, ``max_length``; the model itself when the pipeline is built.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import numpy as np
 import PIL.Image
 import torch
 from transformers import Pipeline
-from transformers.image_utils import load_image
+
+from ..image_utils import DEFAULT_URL_TIMEOUT, check_single_image, load_image
+from ..validation import check_max_length, check_probability, check_sentences, text_position_limit
+from .loading import check_refseg_model_type
 
 __all__ = ["ReferringSegmentationPipeline"]
 
@@ -49,7 +53,14 @@ class ReferringSegmentationPipeline(Pipeline):
     image, "box": {"xmin", "ymin", "xmax", "ymax"}, "score": float}]}``.
 
     Parameters: ``threshold`` (instance score threshold, 0.5), ``mask_threshold`` (0.5),
-    ``no_target_threshold`` (0.5), ``timeout`` (seconds for fetching URLs).
+    ``no_target_threshold`` (0.5), all finite numbers in [0, 1]; ``timeout`` (seconds for fetching
+    URLs, default ``refseg.image_utils.DEFAULT_URL_TIMEOUT``); ``max_length`` (tokens per sentence,
+    at most what the text encoder can embed; longer sentences are truncated to it by default).
+
+    Raises:
+        ValueError: on bad inputs (empty or blank sentences, empty lists, images with 4 or more
+            dimensions or non-finite pixels, thresholds outside [0, 1]), naming the problem.
+        FileNotFoundError: ``"no such image file: PATH"`` for a missing image path or a directory.
     """
 
     _load_processor = True
@@ -58,6 +69,12 @@ class ReferringSegmentationPipeline(Pipeline):
     _load_tokenizer = None
 
     def __init__(self, *args, **kwargs):
+        model = kwargs.get("model", args[0] if args else None)
+        config = getattr(model, "config", None)
+        check_refseg_model_type(getattr(config, "model_type", None), f"the model {type(model).__name__}")
+        text_config = getattr(config, "text_config", None)
+        # set before Pipeline.__init__, which checks the call parameters (e.g. max_length) given here
+        self.text_position_limit = None if text_config is None else text_position_limit(text_config)
         super().__init__(*args, **kwargs)
         if self.processor is None or not hasattr(self.processor, "post_process_referring_segmentation"):
             raise ValueError(
@@ -71,11 +88,24 @@ class ReferringSegmentationPipeline(Pipeline):
         mask_threshold: float | None = None,
         no_target_threshold: float | None = None,
         timeout: float | None = None,
+        max_length: int | None = None,
         **kwargs,
     ):
         if kwargs:
             raise ValueError(f"unknown arguments for the referring-segmentation pipeline: {sorted(kwargs)}")
-        preprocess_params = {} if timeout is None else {"timeout": timeout}
+        preprocess_params: dict[str, Any] = {}
+        if timeout is not None:
+            if (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, int | float)
+                or not 0 < timeout < float("inf")
+            ):
+                raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+            preprocess_params["timeout"] = float(timeout)
+        if max_length is not None:
+            preprocess_params["max_length"] = check_max_length(
+                max_length, self.text_position_limit, "the model's text encoder"
+            )
         postprocess_params = {}
         for name, value in (
             ("threshold", threshold),
@@ -83,7 +113,7 @@ class ReferringSegmentationPipeline(Pipeline):
             ("no_target_threshold", no_target_threshold),
         ):
             if value is not None:
-                postprocess_params[name] = float(value)
+                postprocess_params[name] = check_probability(value, name)
         return preprocess_params, {}, postprocess_params
 
     def __call__(self, image: Any, text: str | list[str] | None = None, **kwargs) -> dict | list[dict]:
@@ -94,9 +124,11 @@ class ReferringSegmentationPipeline(Pipeline):
 
     @staticmethod
     def _normalize_inputs(image: Any, text: Any) -> tuple[list[dict], bool]:
+        if isinstance(image, list | tuple) and not image:
+            raise ValueError("got an empty list of inputs; pass at least one (image, text) pair")
         if isinstance(image, dict):
             pairs, single = [image], True
-        elif isinstance(image, list | tuple) and image and all(isinstance(x, dict) for x in image):
+        elif isinstance(image, list | tuple) and all(isinstance(x, dict) for x in image):
             pairs, single = list(image), False
         elif _is_image(image):
             if not isinstance(text, str):
@@ -105,6 +137,8 @@ class ReferringSegmentationPipeline(Pipeline):
                 )
             pairs, single = [{"image": image, "text": text}], True
         elif isinstance(image, list | tuple):
+            if isinstance(text, list | tuple) and not text:
+                raise ValueError("got an empty list of sentences; pass one sentence per image")
             if isinstance(text, str) or text is None or len(text) != len(image):
                 n_text = "no" if text is None else (1 if isinstance(text, str) else len(text))
                 raise ValueError(
@@ -123,14 +157,27 @@ class ReferringSegmentationPipeline(Pipeline):
                 )
             if not isinstance(pair["text"], str):
                 raise ValueError(f"input {k}: text must be a string, got {type(pair['text']).__name__}")
+            check_sentences(pair["text"], f"input {k} text")
+            if not isinstance(pair["image"], str | Path):
+                check_single_image(pair["image"], f"input {k} image")
         return pairs, single
 
-    def preprocess(self, inputs: dict, timeout: float | None = None) -> dict:
+    def preprocess(
+        self, inputs: dict, timeout: float | None = DEFAULT_URL_TIMEOUT, max_length: int | None = None
+    ) -> dict:
         image = inputs["image"]
         if isinstance(image, str | Path):
-            image = load_image(str(image), timeout=timeout)
+            image = load_image(image, timeout=timeout)
         height, width = self.processor.image_processor.image_size(image)
-        model_inputs = self.processor(images=image, text=inputs["text"], return_tensors="pt")
+        if max_length is None:  # never hand the text encoder more tokens than it has positions
+            tokenizer_limit = getattr(self.processor.tokenizer, "model_max_length", None)
+            if self.text_position_limit is not None and not (
+                isinstance(tokenizer_limit, int) and tokenizer_limit <= self.text_position_limit
+            ):
+                max_length = self.text_position_limit
+        model_inputs = self.processor(
+            images=image, text=inputs["text"], return_tensors="pt", truncation=True, max_length=max_length
+        )
         model_inputs = {k: v for k, v in model_inputs.items() if k != "mask_labels"}
         model_inputs["pixel_values"] = model_inputs["pixel_values"].to(self.dtype)
         model_inputs["target_size"] = torch.tensor([[height, width]])

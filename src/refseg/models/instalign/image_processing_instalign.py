@@ -1,28 +1,29 @@
 """Image processor for InstAlign: the paper's square resize, rescale and ImageNet normalisation.
 
-InstAlign (papers/instalign.md, section 4.1 "Implementation details") resizes every image to
-480 x 480 and normalises with the ImageNet statistics of its Swin backbone. This processor
-works on PIL images, numpy arrays and torch tensors with torch only (no torchvision), so every
-image of a batch ends up with the same size and batches stack without padding.
+InstAlign (paper Sec. 4.1, "Implementation details") resizes every image to 480 x 480 and
+normalises with the ImageNet statistics of its Swin backbone. This processor works on PIL images,
+numpy arrays and torch tensors with torch only (no torchvision), so every image of a batch ends up
+with the same size and batches stack without padding. Pixel types (8-bit, 16-bit, float) are
+mapped to [0, 1] by ``refseg.image_utils.to_chw_float``, shared by every refseg image processor.
 
 For training it also turns each sample's list of referred instances (the dataset rows' COCO RLE
 masks) into ``mask_labels``: one float {0, 1} tensor ``(n_b, H, W)`` per sample at the model
 input resolution (nearest-neighbour resize), the layout ``InstAlignForReferringSegmentation``
 expects; ``n_b = 0`` encodes a no-target sample.
 
-``post_process_referring_segmentation`` turns model outputs into the per-sample dicts of DESIGN.md
-("Processor"): the union mask of the referred objects at the original image size (from the Adaptive
+``post_process_referring_segmentation`` turns model outputs into the per-sample dicts described in
+``docs/pipeline.md``: the union mask of the referred objects at the original image size (from the Adaptive
 Instance Aggregation logits, eq. 8), the no-target decision (eq. 10-12) and the selected instances
 with their boxes; ``InstAlignProcessor`` forwards to it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature
@@ -30,6 +31,13 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ...data.masks import decode_rle
+from ...image_utils import image_size, make_list_of_images, to_chw_float
+from ...validation import (
+    check_finite_logits,
+    check_image_statistics,
+    check_positive_size,
+    check_probability,
+)
 
 __all__ = ["InstAlignImageProcessor", "masks_to_boxes"]
 
@@ -63,64 +71,6 @@ def _output_field(outputs: Any, name: str) -> torch.Tensor:
     return value
 
 
-def _is_single_image(image: Any) -> bool:
-    if isinstance(image, PIL.Image.Image):
-        return True
-    if isinstance(image, np.ndarray | torch.Tensor):
-        return image.ndim in (2, 3)
-    return False
-
-
-def _to_chw_float(image: Any, rescale_factor: float, do_rescale: bool) -> torch.Tensor:
-    """One image -> float32 (3, H, W) tensor with values in [0, 1] (when ``do_rescale``).
-
-    PIL images are converted to RGB. Numpy arrays are (H, W, C) or (H, W); torch tensors are
-    (C, H, W) or (H, W). Integer inputs are multiplied by ``rescale_factor``; floating inputs are
-    taken as already in [0, 1]. One channel is repeated to three, an alpha channel is dropped.
-    """
-    if isinstance(image, PIL.Image.Image):
-        tensor = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
-    elif isinstance(image, np.ndarray):
-        if image.ndim == 2:
-            image = image[:, :, None]
-        if image.ndim != 3:
-            raise ValueError(f"a numpy image must be (H, W, C) or (H, W), got shape {image.shape}")
-        if image.shape[-1] not in (1, 3, 4):
-            raise ValueError(
-                f"a numpy image must be channels-last (H, W, C) with C in (1, 3, 4), got shape {image.shape}"
-            )
-        if image.dtype == bool:
-            image = image.astype(np.uint8)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    elif isinstance(image, torch.Tensor):
-        tensor = image.detach().cpu()
-        if tensor.ndim == 2:
-            tensor = tensor[None]
-        if tensor.ndim != 3:
-            raise ValueError(f"a torch image must be (C, H, W) or (H, W), got shape {tuple(image.shape)}")
-        if tensor.shape[0] not in (1, 3, 4):
-            raise ValueError(
-                f"a torch image must be channels-first (C, H, W) with C in (1, 3, 4), got shape {tuple(image.shape)}"
-            )
-        if tensor.dtype == torch.bool:
-            tensor = tensor.to(torch.uint8)
-    else:
-        raise ValueError(
-            f"unsupported image type {type(image).__name__}; pass a PIL image, a numpy array or a torch tensor"
-        )
-    if tensor.shape[0] == 1:
-        tensor = tensor.expand(3, -1, -1)
-    elif tensor.shape[0] == 4:
-        tensor = tensor[:3]
-    if tensor.shape[1] == 0 or tensor.shape[2] == 0:
-        raise ValueError(f"image has an empty spatial size {tuple(tensor.shape[1:])}")
-    is_integer = not torch.is_floating_point(tensor)
-    tensor = tensor.to(torch.float32)
-    if is_integer and do_rescale:
-        tensor = tensor * rescale_factor
-    return tensor
-
-
 def _instance_to_mask(instance: Any) -> torch.Tensor:
     """A dataset instance dict (``segmentation`` RLE), a bare RLE dict or an (H, W) array -> bool mask."""
     if isinstance(instance, dict):
@@ -143,11 +93,16 @@ class InstAlignImageProcessor(BaseImageProcessor):
     Args:
         do_resize: resize every image to ``size``.
         size: ``{"height": h, "width": w}`` (or an int for a square); the paper uses 480 x 480.
-        do_rescale: multiply integer pixel values by ``rescale_factor`` (floating inputs are taken as
-            already in [0, 1]).
-        rescale_factor: scale applied to integer pixels.
+        do_rescale: map pixel values to [0, 1] by their real range (``refseg.image_utils.to_chw_float``:
+            8-bit times ``rescale_factor``, 16-bit over 65535, floats in [0, 1] as they are).
+        rescale_factor: scale applied to 8-bit pixels (positive).
         do_normalize: subtract ``image_mean`` and divide by ``image_std`` per channel.
-        image_mean, image_std: per-channel statistics (ImageNet by default, as for Swin).
+        image_mean, image_std: per-channel statistics (ImageNet by default, as for Swin); three
+            finite values each, no zero std.
+
+    Raises:
+        ValueError: for a size <= 0, a zero or non-finite std, statistics of the wrong length, or a
+            non-positive ``rescale_factor``.
     """
 
     model_input_names = ["pixel_values"]
@@ -167,20 +122,35 @@ class InstAlignImageProcessor(BaseImageProcessor):
         self.do_resize = do_resize
         self.size = self._size_dict(size if size is not None else 480)
         self.do_rescale = do_rescale
-        self.rescale_factor = rescale_factor
+        self.rescale_factor = self._check_rescale_factor(rescale_factor)
         self.do_normalize = do_normalize
-        self.image_mean = list(image_mean if image_mean is not None else IMAGENET_DEFAULT_MEAN)
-        self.image_std = list(image_std if image_std is not None else IMAGENET_DEFAULT_STD)
+        self.image_mean, self.image_std = check_image_statistics(
+            image_mean if image_mean is not None else IMAGENET_DEFAULT_MEAN,
+            image_std if image_std is not None else IMAGENET_DEFAULT_STD,
+        )
 
     @staticmethod
     def _size_dict(size: dict[str, int] | int | Sequence[int]) -> dict[str, int]:
-        if isinstance(size, int):
-            return {"height": size, "width": size}
-        if isinstance(size, dict) and {"height", "width"} <= set(size):
-            return {"height": int(size["height"]), "width": int(size["width"])}
-        if isinstance(size, list | tuple) and len(size) == 2:
-            return {"height": int(size[0]), "width": int(size[1])}
-        raise ValueError(f"size must be an int, (height, width) or {{'height', 'width'}}, got {size!r}")
+        if isinstance(size, int) and not isinstance(size, bool):
+            out = {"height": size, "width": size}
+        elif isinstance(size, dict) and {"height", "width"} <= set(size):
+            out = {"height": size["height"], "width": size["width"]}
+        elif isinstance(size, list | tuple) and len(size) == 2:
+            out = {"height": size[0], "width": size[1]}
+        else:
+            raise ValueError(f"size must be an int, (height, width) or {{'height', 'width'}}, got {size!r}")
+        for key, value in out.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+                raise ValueError(f"size {key} must be a whole number of pixels, got {value!r}")
+        return check_positive_size({k: int(v) for k, v in out.items()})
+
+    @staticmethod
+    def _check_rescale_factor(rescale_factor: Any) -> float:
+        if isinstance(rescale_factor, bool) or not isinstance(rescale_factor, int | float):
+            raise ValueError(f"rescale_factor must be a positive number, got {rescale_factor!r}")
+        if not math.isfinite(rescale_factor) or rescale_factor <= 0:
+            raise ValueError(f"rescale_factor must be a positive finite number, got {rescale_factor}")
+        return float(rescale_factor)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -191,38 +161,12 @@ class InstAlignImageProcessor(BaseImageProcessor):
     @staticmethod
     def make_list_of_images(images: Any) -> list[Any]:
         """One image (PIL, 2/3-D array or tensor) or a batch (list, 4-D array/tensor) -> list of images."""
-        if _is_single_image(images):
-            return [images]
-        if isinstance(images, np.ndarray | torch.Tensor):
-            if images.ndim == 4:
-                return list(images)
-            raise ValueError(
-                f"expected an image or a batch of images, got an array of shape {tuple(images.shape)}"
-            )
-        if isinstance(images, list | tuple):
-            if len(images) == 0:
-                raise ValueError("got an empty list of images")
-            for i, image in enumerate(images):
-                if not _is_single_image(image):
-                    shape = getattr(image, "shape", None)
-                    raise ValueError(
-                        f"image {i} is not a PIL image, an (H, W, C) numpy array or a (C, H, W) tensor "
-                        f"(got {type(image).__name__}{'' if shape is None else f' of shape {tuple(shape)}'})"
-                    )
-            return list(images)
-        raise ValueError(
-            f"unsupported images of type {type(images).__name__}; pass a PIL image, a numpy array, "
-            "a torch tensor or a list of them"
-        )
+        return make_list_of_images(images)
 
     @staticmethod
     def image_size(image: Any) -> tuple[int, int]:
         """(height, width) of one input image in its own layout."""
-        if isinstance(image, PIL.Image.Image):
-            return image.height, image.width
-        if isinstance(image, np.ndarray):
-            return int(image.shape[0]), int(image.shape[1])
-        return int(image.shape[-2]), int(image.shape[-1])
+        return image_size(image)
 
     def preprocess(
         self,
@@ -249,18 +193,24 @@ class InstAlignImageProcessor(BaseImageProcessor):
         if return_tensors not in (None, "pt"):
             raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
         do_resize = self.do_resize if do_resize is None else do_resize
-        size = self.size if size is None else self._size_dict(size)
+        size = self._size_dict(self.size if size is None else size)
         do_rescale = self.do_rescale if do_rescale is None else do_rescale
-        rescale_factor = self.rescale_factor if rescale_factor is None else rescale_factor
+        rescale_factor = self._check_rescale_factor(
+            self.rescale_factor if rescale_factor is None else rescale_factor
+        )
         do_normalize = self.do_normalize if do_normalize is None else do_normalize
-        mean = torch.tensor(self.image_mean if image_mean is None else image_mean, dtype=torch.float32)
-        std = torch.tensor(self.image_std if image_std is None else image_std, dtype=torch.float32)
+        mean, std = check_image_statistics(
+            self.image_mean if image_mean is None else image_mean,
+            self.image_std if image_std is None else image_std,
+        )
+        mean = torch.tensor(mean, dtype=torch.float32)
+        std = torch.tensor(std, dtype=torch.float32)
 
         image_list = self.make_list_of_images(images)
         original_sizes = [self.image_size(image) for image in image_list]
         pixels = []
         for image in image_list:
-            tensor = _to_chw_float(image, rescale_factor, do_rescale)
+            tensor = to_chw_float(image, rescale_factor, do_rescale)
             if do_resize and tuple(tensor.shape[1:]) != (size["height"], size["width"]):
                 tensor = F.interpolate(
                     tensor[None],
@@ -324,7 +274,7 @@ class InstAlignImageProcessor(BaseImageProcessor):
         mask_threshold: float = 0.5,
         no_target_threshold: float = 0.5,
     ) -> list[dict[str, Any]]:
-        """Model outputs -> one dict per sample (DESIGN.md, "Processor").
+        """Model outputs -> one dict per sample (``docs/pipeline.md``).
 
         Args:
             outputs: an ``InstAlignOutput`` (or a dict) with ``pred_masks`` (B, N, h, w),
@@ -334,6 +284,7 @@ class InstAlignImageProcessor(BaseImageProcessor):
             threshold: an instance query is kept when ``sigmoid(pred_scores) > threshold``.
             mask_threshold: a pixel is foreground when the sigmoid of its upsampled logit exceeds it.
             no_target_threshold: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
+                The three thresholds must be finite numbers in [0, 1].
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float,
@@ -343,12 +294,26 @@ class InstAlignImageProcessor(BaseImageProcessor):
             instances are sorted by decreasing score and empty instance masks are dropped.
             ``"semantic_mask"`` is the thresholded merged mask *before* the no-target decision: ReLA's
             evaluator counts it in the union of a target sample wrongly judged no-target
-            (notes/originals.md 2.1), so metrics should be computed from it.
+            (``docs/metrics.md``), so metrics should be computed from it.
+            Instance masks are upsampled one at a time, so memory stays O(image size) at any threshold.
+
+        Raises:
+            ValueError: a threshold outside [0, 1], NaN model outputs, or mismatched batch sizes.
         """
+        threshold = check_probability(threshold, "threshold")
+        mask_threshold = check_probability(mask_threshold, "mask_threshold")
+        no_target_threshold = check_probability(no_target_threshold, "no_target_threshold")
         pred_masks = _output_field(outputs, "pred_masks").detach().float().cpu()
         pred_scores = _output_field(outputs, "pred_scores").detach().float().cpu()
         semantic = _output_field(outputs, "semantic_mask_logits").detach().float().cpu()
         no_target_logits = _output_field(outputs, "no_target_logits").detach().float().cpu().reshape(-1)
+        for name, value in (
+            ("no-target logits", no_target_logits),
+            ("instance scores", pred_scores),
+            ("semantic mask logits", semantic),
+            ("instance mask logits", pred_masks),
+        ):
+            check_finite_logits(value, name)
         batch = pred_masks.shape[0]
         if pred_scores.shape[0] != batch or semantic.shape[0] != batch or no_target_logits.shape[0] != batch:
             raise ValueError("the model outputs disagree on the batch size")
@@ -363,9 +328,11 @@ class InstAlignImageProcessor(BaseImageProcessor):
         results = []
         for b in range(batch):
             size = (int(target_sizes[b][0]), int(target_sizes[b][1]))
+            if size[0] <= 0 or size[1] <= 0:
+                raise ValueError(f"target size {size} of sample {b} must be positive")
             no_target_prob = float(torch.sigmoid(no_target_logits[b]))
             no_target = no_target_prob > no_target_threshold
-            semantic_mask = self._upsample(semantic[b][None], input_size, size)[0].sigmoid() > mask_threshold
+            semantic_mask = self._binary_mask(semantic[b], input_size, size, mask_threshold)
             union = semantic_mask
             instances: list[dict[str, Any]] = []
             if no_target:
@@ -374,12 +341,11 @@ class InstAlignImageProcessor(BaseImageProcessor):
                 scores = pred_scores[b].sigmoid()
                 keep = torch.nonzero(scores > threshold).flatten()
                 keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
-                if len(keep):
-                    masks = self._upsample(pred_masks[b, keep], input_size, size).sigmoid() > mask_threshold
-                    boxes = masks_to_boxes(masks)
-                    for i, q in enumerate(keep.tolist()):
-                        if masks[i].any():
-                            instances.append({"mask": masks[i], "box": boxes[i], "score": float(scores[q])})
+                for q in keep.tolist():  # one full-size float mask at a time: memory O(image size)
+                    mask = self._binary_mask(pred_masks[b, q], input_size, size, mask_threshold)
+                    if mask.any():
+                        box = masks_to_boxes(mask[None])[0]
+                        instances.append({"mask": mask, "box": box, "score": float(scores[q])})
             results.append(
                 {
                     "mask": union,
@@ -392,11 +358,18 @@ class InstAlignImageProcessor(BaseImageProcessor):
         return results
 
     @staticmethod
-    def _upsample(logits: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
-        """(N, h, w) logits -> bilinear to the model input size -> bilinear to ``size``."""
-        x = logits[None]
+    def _binary_mask(
+        logits: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int], mask_threshold: float
+    ) -> torch.Tensor:
+        """(h, w) logits -> bilinear to the model input size -> bilinear to ``size`` -> bool ``sigmoid > t``.
+
+        Works on one mask at a time and in place, so the peak is one float mask of ``size`` plus its bool.
+        """
+        x = logits[None, None]
         if tuple(x.shape[-2:]) != tuple(input_size):
             x = F.interpolate(x, size=input_size, mode="bilinear", align_corners=False)
         if tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return x[0]
+        else:
+            x = x.clone()
+        return x.sigmoid_()[0, 0] > mask_threshold

@@ -17,9 +17,11 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...modeling.arguments import reject_unknown_kwargs
 from ...modeling.backbone import build_vision_backbone
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from ...modeling.text_encoder import build_text_encoder
+from ...validation import check_max_length, text_position_limit
 from .aggregation import AdaptiveInstanceAggregation
 from .configuration_instalign import InstAlignConfig
 from .criterion import InstAlignCriterion
@@ -256,7 +258,10 @@ class InstAlignModel(InstAlignPreTrainedModel):
             output_intermediate_masks: give every intermediate prediction full-resolution masks (deep
                 supervision); ``False`` leaves them ``None``, which is faster and does not change the output.
         """
+        reject_unknown_kwargs(kwargs, self.forward)
         _check_inputs(pixel_values, input_ids, attention_mask, image_indices=image_indices)
+        limit = text_position_limit(self.config.text_config)
+        check_max_length(input_ids.shape[1], limit, "the text encoder", "the length of input_ids")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -334,7 +339,11 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
             output_aux_outputs: return the predictions of the learned queries and of blocks 1..K-1 in
                 ``aux_outputs``; defaults to ``True`` when the deep-supervision losses need them (``mask_labels``
                 given and ``config.deep_supervision``), else ``False`` (inference skips their full-size masks).
+
+        Raises:
+            TypeError: for any other keyword argument (e.g. ``labels=`` instead of ``mask_labels=``).
         """
+        reject_unknown_kwargs(kwargs, self.forward)
         _check_inputs(pixel_values, input_ids, attention_mask, mask_labels, image_indices)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if attention_mask is None:

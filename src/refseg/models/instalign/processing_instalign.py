@@ -2,7 +2,7 @@
 
 ``processor(images=..., text=...)`` takes one sentence per image and returns what
 ``InstAlignForReferringSegmentation.forward`` takes. ``post_process_referring_segmentation``
-turns the model outputs into the per-sample dicts of DESIGN.md ("Processor" contract): the union
+turns the model outputs into the per-sample dicts described in ``docs/pipeline.md``: the union
 mask of the referred objects at the original image size (from the Adaptive Instance Aggregation
 logits, eq. 8), the no-target decision (eq. 10-12) and the selected instances with their boxes.
 """
@@ -16,6 +16,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from ...validation import check_max_length, check_sentences
 from .image_processing_instalign import masks_to_boxes
 
 __all__ = ["InstAlignProcessor", "masks_to_boxes"]
@@ -57,15 +58,18 @@ class InstAlignProcessor(ProcessorMixin):
         ``image_indices`` (one per sentence) pairs sentence ``j`` with image ``image_indices[j]``: each image
         is processed once, ``instances`` has one list per sentence, and the output gains ``image_indices``
         (a long tensor) so that the model encodes each image once.
+
+        Raises:
+            ValueError: no images or text, an empty or blank sentence, an empty list, a count mismatch,
+                or a ``max_length`` beyond the tokenizer's ``model_max_length``.
         """
         if images is None or text is None:
             raise ValueError("InstAlignProcessor needs both images and text (one sentence per image)")
         if return_tensors not in (None, "pt"):
             raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
         image_list = self.image_processor.make_list_of_images(images)
-        texts = [text] if isinstance(text, str) else list(text)
-        if not all(isinstance(t, str) for t in texts):
-            raise ValueError("text must be a string or a list of strings (one sentence per image)")
+        texts = check_sentences(text)
+        check_max_length(max_length, self._tokenizer_limit(), "the tokenizer (model_max_length)")
         if image_indices is None:
             if len(texts) != len(image_list):
                 raise ValueError(
@@ -104,6 +108,10 @@ class InstAlignProcessor(ProcessorMixin):
         data["attention_mask"] = text_inputs["attention_mask"]
         return BatchFeature(data=data)
 
+    def _tokenizer_limit(self) -> int | None:
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        return int(limit) if isinstance(limit, int) and limit < 1_000_000 else None  # huge = unset
+
     def post_process_referring_segmentation(
         self,
         outputs: Any,
@@ -113,7 +121,7 @@ class InstAlignProcessor(ProcessorMixin):
         no_target_threshold: float = 0.5,
     ) -> list[dict[str, Any]]:
         """Model outputs -> one dict per sample; see
-        :meth:`InstAlignImageProcessor.post_process_referring_segmentation` (DESIGN.md, "Processor")."""
+        :meth:`InstAlignImageProcessor.post_process_referring_segmentation` (``docs/pipeline.md``)."""
         return self.image_processor.post_process_referring_segmentation(
             outputs,
             target_sizes=target_sizes,

@@ -1,5 +1,7 @@
 """InstAlignImageProcessor: input types, resize/normalise values, mask labels, errors, save/load."""
 
+import json
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -112,3 +114,86 @@ def test_save_and_load_round_trip(tmp_path):
     assert q.size == {"height": 64, "width": 32} and q.image_mean == [0.5, 0.5, 0.5]
     image = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(10, 10, 3)
     torch.testing.assert_close(p(image)["pixel_values"], q(image)["pixel_values"])
+
+
+def _raw(image):
+    """Pixels in [0, 1] as the processor sees them (no resize, no normalisation), channel 0."""
+    return InstAlignImageProcessor(do_resize=False, do_normalize=False)(image)["pixel_values"][0, 0]
+
+
+def test_16_bit_images_are_scaled_by_65535_not_clipped(recwarn):
+    values = np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)
+    expected = torch.from_numpy(values.astype(np.float32) / 65535)
+    pil16 = PIL.Image.fromarray(values)  # mode I;16
+    assert pil16.mode == "I;16"
+    for image in (values, pil16, torch.from_numpy(values.astype(np.int32)).to(torch.uint16)):
+        torch.testing.assert_close(_raw(image), expected, atol=1e-6, rtol=0)
+    big_endian = PIL.Image.frombytes("I;16B", (2, 2), values.astype(">u2").tobytes())
+    torch.testing.assert_close(_raw(big_endian), expected, atol=1e-6, rtol=0)
+    assert not recwarn.list  # uint16 states its range: no guess, no warning
+
+
+def test_32_bit_integer_images_guess_their_range_with_a_warning():
+    values = np.array([[0, 300], [4000, 50000]], dtype=np.int32)
+    with pytest.warns(UserWarning, match=r"values in \[0, 50000\]: taking its range as \[0, 65535\]"):
+        out = _raw(PIL.Image.fromarray(values, mode="I"))
+    torch.testing.assert_close(out, torch.from_numpy(values / 65535).float(), atol=1e-6, rtol=0)
+    with pytest.warns(UserWarning, match=r"taking its range as \[0, 255\]"):
+        out = _raw(np.array([[0, 51]], dtype=np.int64))
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.2]]), atol=1e-6, rtol=0)
+
+
+def test_float_images_in_0_1_are_kept_others_scaled_with_a_warning(recwarn):
+    unit = np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32)
+    torch.testing.assert_close(_raw(PIL.Image.fromarray(unit, mode="F")), torch.from_numpy(unit))
+    torch.testing.assert_close(_raw(torch.from_numpy(unit)), torch.from_numpy(unit))
+    assert not recwarn.list
+    with pytest.warns(UserWarning, match=r"taking its range as \[0, 255\]"):
+        out = _raw(unit * 200)  # 0..200: an 8-bit image stored as floats
+    torch.testing.assert_close(out, torch.from_numpy(unit * 200 / 255))
+    with pytest.warns(UserWarning, match="scaling its minimum to 0 and its maximum to 1"):
+        out = _raw(PIL.Image.fromarray(unit * 1000 - 100, mode="F"))  # -100..900: min-max, never clipped
+    torch.testing.assert_close(out, torch.from_numpy(unit), atol=1e-6, rtol=0)
+
+
+def test_bool_images_are_black_and_white():
+    image = np.array([[True, False]])
+    torch.testing.assert_close(_raw(image), torch.tensor([[1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_refused(bad):
+    image = np.zeros((4, 4, 3), np.float32)
+    image[1, 2, 0] = bad
+    with pytest.raises(ValueError, match="NaN or infinite pixel values"):
+        InstAlignImageProcessor(size=4)(image)
+    with pytest.raises(ValueError, match="NaN or infinite pixel values"):
+        InstAlignImageProcessor(size=4)(torch.from_numpy(image).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"size": 0}, "size height must be a positive number of pixels, got 0"),
+        ({"size": {"height": 8, "width": -4}}, "size width must be a positive"),
+        ({"size": 2.5}, "size must be an int"),
+        ({"image_std": [0.2, 0.0, 0.2]}, "image_std must not contain 0"),
+        ({"image_std": 0.0}, "image_std must not contain 0"),
+        ({"image_mean": [0.5, 0.5]}, "image_mean must have 3 values"),
+        ({"image_std": [0.2] * 4}, "image_std must have 3 values"),
+        ({"image_mean": [0.5, float("nan"), 0.5]}, "image_mean must be finite"),
+        ({"rescale_factor": 0}, "rescale_factor must be a positive finite number"),
+    ],
+)
+def test_bad_settings_are_refused_when_built_and_per_call(kwargs, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        InstAlignImageProcessor(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        InstAlignImageProcessor(size=4)(np.zeros((4, 4, 3), np.uint8), **kwargs)
+    # a saved configuration with the bad value fails when it is loaded, not at the first call
+    InstAlignImageProcessor(size=4).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    config.update(kwargs)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message):
+        InstAlignImageProcessor.from_pretrained(tmp_path)

@@ -1,5 +1,8 @@
 """InstAlignProcessor: encoding, one sentence per image, post-processing on hand-made outputs, save/load."""
 
+import math
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +48,13 @@ def test_single_image_and_instances_give_mask_labels(processor):
         ([np.zeros((4, 4, 3), np.uint8)] * 2, "the red circle", "2 image\\(s\\) and 1 sentence"),
         (np.zeros((4, 4, 3), np.uint8), ["a", "b"], "1 image\\(s\\) and 2 sentence"),
         (np.zeros((4, 4, 3), np.uint8), None, "both images and text"),
-        (np.zeros((4, 4, 3), np.uint8), [3], "list of strings"),
+        (np.zeros((4, 4, 3), np.uint8), [3], "text\\[0\\] must be a string, got int"),
+        (np.zeros((4, 4, 3), np.uint8), "", "text is an empty sentence"),
+        (np.zeros((4, 4, 3), np.uint8), "  \t\n", "text is an empty sentence"),
+        ([np.zeros((4, 4, 3), np.uint8)] * 2, ["the red circle", " "], "text\\[1\\] is an empty sentence"),
+        (np.zeros((4, 4, 3), np.uint8), [], "text is an empty list"),
+        ([], ["a"], "empty list of images"),
+        (np.zeros((4, 4, 3), np.uint8), 3, "text must be a string or a list of strings"),
     ],
 )
 def test_sentence_count_errors(processor, images, text, message):
@@ -101,7 +110,7 @@ def test_post_process_hand_made_outputs(processor):
     assert second["no_target"] is True and second["instances"] == []
     assert second["mask"].shape == (5, 7) and not second["mask"].any()
     assert second["target_score"] == pytest.approx(1 - 1 / (1 + np.exp(-2.0)))
-    # the merged mask before the no-target decision is kept for ReLA's GRES union (originals.md 2.1)
+    # the merged mask before the no-target decision is kept for ReLA's GRES union (docs/metrics.md)
     assert torch.equal(first["semantic_mask"], first["mask"])
     assert second["semantic_mask"].shape == (5, 7) and second["semantic_mask"].all()
 
@@ -172,3 +181,59 @@ def test_image_indices_errors(processor, indices, message):
     images = [np.zeros((4, 4, 3), np.uint8)] * 2
     with pytest.raises(ValueError, match=message):
         processor(images=images, text=["a", "b"], image_indices=indices)
+
+
+def test_max_length_beyond_the_tokenizer_is_refused(processor):
+    image = np.zeros((4, 4, 3), np.uint8)
+    assert processor(images=image, text="the red circle", max_length=4)["input_ids"].shape == (1, 4)
+    with pytest.raises(ValueError, match="max_length 7 is beyond the 6 token positions of the tokenizer"):
+        processor(images=image, text="the red circle", max_length=7)
+    with pytest.raises(ValueError, match="max_length must be a positive integer"):
+        processor(images=image, text="the red circle", max_length=0)
+
+
+@pytest.mark.parametrize("name", ["threshold", "mask_threshold", "no_target_threshold"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -0.1, 1.5, "0.5"])
+def test_post_process_refuses_thresholds_outside_0_1(processor, name, value):
+    with pytest.raises(ValueError, match=f"{name} must be a"):
+        processor.post_process_referring_segmentation(_hand_made(), **{name: value})
+
+
+@pytest.mark.parametrize("field", ["pred_scores", "no_target_logits", "semantic_mask_logits", "pred_masks"])
+def test_post_process_refuses_nan_logits(processor, field):
+    outputs = _hand_made()
+    outputs[field].view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match="the model produced NaN"):
+        processor.post_process_referring_segmentation(outputs)
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak RSS from /proc (Linux)")
+def test_post_process_memory_stays_o_image_size_at_threshold_0():
+    """16 queries kept at a 2000 x 2000 target: the peak must stay far below 16 float masks (256 MB).
+
+    Upsampling all kept queries at once (the old code) peaks above 512 MB here (float logits plus their
+    sigmoid); one query at a time needs one float mask (16 MB) plus the kept bool masks (16 x 4 MB).
+    """
+    num_queries, side = 16, 2000
+    image_processor = InstAlignImageProcessor(size=32)
+    outputs = fake_outputs(
+        torch.full((1, num_queries, 8, 8), 5.0),
+        torch.full((1, num_queries), 5.0),
+        torch.full((1, 8, 8), 5.0),
+        [-5.0],
+    )
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set size to the current one
+    before = _rss_kib("VmRSS")
+    result = image_processor.post_process_referring_segmentation(
+        outputs, target_sizes=[(side, side)], threshold=0.0, mask_threshold=0.0
+    )[0]
+    peak_mib = (_rss_kib("VmHWM") - before) / 1024
+    assert len(result["instances"]) == num_queries and result["instances"][0]["mask"].dtype == torch.bool
+    float_mask_mib = side * side * 4 / 2**20
+    assert peak_mib < 10 * float_mask_mib, f"post-processing peaked at {peak_mib:.0f} MiB"

@@ -1,0 +1,179 @@
+"""Loading refseg models for the pipeline and the CLI, refusing what would silently run wrong.
+
+``load_referring_segmentation_model`` checks, before and after ``from_pretrained``, that the source
+exists (a missing folder says so instead of an invalid Hub id error), that it holds a refseg model,
+that its weight files can be read (errors name the file) and that no weight is missing or has the
+wrong shape (``from_pretrained`` would otherwise initialise those layers at random). The
+``referring-segmentation`` pipeline loads its model through ``ReferringSegmentationModelLoader``, so
+``pipeline("referring-segmentation", model=PATH)`` gets the same checks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "IncompleteCheckpointError",
+    "ModelLoadingError",
+    "ReferringSegmentationModelLoader",
+    "check_model_source",
+    "check_refseg_model_type",
+    "load_referring_segmentation_model",
+]
+
+_HUB_KWARGS = (
+    "revision",
+    "token",
+    "cache_dir",
+    "local_files_only",
+    "subfolder",
+    "trust_remote_code",
+    "_commit_hash",
+)
+_SHOWN_KEYS = 10
+
+
+class ModelLoadingError(Exception):
+    """A model source that refseg refuses to load (not a refseg model, unreadable weights); says why.
+
+    It does not derive from ``ValueError`` / ``OSError`` on purpose: ``transformers.pipeline`` catches
+    those while trying model classes and would bury the message under tracebacks.
+    """
+
+
+class IncompleteCheckpointError(ModelLoadingError):
+    """A checkpoint that lacks weights of the model (or has them with other shapes); names the keys."""
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_model_source(source: str | os.PathLike) -> None:
+    """Refuse a local model path that does not exist or is not a model folder.
+
+    A string that cannot be a Hub id (absolute or relative paths such as ``./model``, ``a/b/c``) and
+    is not an existing folder gets ``FileNotFoundError("no such model folder: ...")``; an existing
+    folder without ``config.json`` gets :class:`ModelLoadingError`.
+    """
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadingError(
+                f"{text} is a file, not a model folder (expected a folder with config.json)"
+            )
+        if not (path / "config.json").is_file():
+            raise ModelLoadingError(f"{text} is not a refseg model folder: it has no config.json")
+        return
+    if not _looks_like_hub_id(text):
+        raise FileNotFoundError(f"no such model folder: {text}")
+
+
+def _refseg_model_types() -> list[str]:
+    from ..models import _ARCHITECTURES
+
+    return [arch[0].model_type for arch in _ARCHITECTURES]
+
+
+def check_refseg_model_type(model_type: str | None, source: str) -> None:
+    """Raise :class:`ModelLoadingError` unless ``model_type`` is one of refseg's architectures."""
+    known = _refseg_model_types()
+    if model_type not in known:
+        raise ModelLoadingError(
+            f"{source} holds a {model_type!r} model, not a refseg referring-segmentation model "
+            f"(refseg model types: {', '.join(known)})"
+        )
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _weight_files(source: str) -> str:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+        if files:
+            return ", ".join(str(path / f) for f in files)
+    return f"the weights of {source}"
+
+
+def _keys(keys: Any) -> str:
+    keys = sorted(str(k) for k in keys)
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    return shown + (f" ... and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
+
+
+def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
+    """``AutoModel.from_pretrained(source)`` for a refseg model, refusing anything it would load wrongly.
+
+    Args:
+        source: a local model folder or a Hub id.
+        **kwargs: forwarded to ``from_pretrained`` (``dtype``, ``revision``, ``device_map``...).
+
+    Raises:
+        FileNotFoundError: a local path that does not exist, or a Hub id that cannot be fetched.
+        ModelLoadingError: not a model folder, not a refseg model, or an unreadable weight file (named).
+        IncompleteCheckpointError: weights missing from the checkpoint or with other shapes (named).
+    """
+    from safetensors import SafetensorError
+    from transformers import AutoConfig, AutoModel
+
+    text = os.fspath(source)
+    check_model_source(text)
+    hub_kwargs = {k: v for k, v in kwargs.items() if k in _HUB_KWARGS}
+    try:
+        config = AutoConfig.from_pretrained(text, **hub_kwargs)
+    except OSError as err:
+        if Path(text).expanduser().exists():
+            raise
+        raise FileNotFoundError(
+            f"no such model folder, and no Hub model {text} could be loaded: {_one_line(err)}"
+        ) from err
+    check_refseg_model_type(getattr(config, "model_type", None), text)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("output_loading_info", "config")}
+    try:
+        model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
+    except SafetensorError as err:
+        raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
+    except (OSError, RuntimeError) as err:
+        if "ignore_mismatched_sizes" in str(err):  # load again only to name the weights of other shapes
+            kwargs["ignore_mismatched_sizes"] = True
+            model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
+        elif "safetensors" in str(err).lower() or "header" in str(err).lower():
+            raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
+        else:
+            raise
+    missing, mismatched = info.get("missing_keys") or (), info.get("mismatched_keys") or ()
+    if missing or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing weight(s): {_keys(missing)}")
+        if mismatched:
+            parts.append(
+                f"{len(mismatched)} weight(s) of another shape: {_keys(k[0] if isinstance(k, tuple) else k for k in mismatched)}"
+            )
+        raise IncompleteCheckpointError(
+            f"the checkpoint {text} does not hold every weight of {type(model).__name__} ({'; '.join(parts)}); "
+            "loading it would leave those layers random"
+        )
+    return model
+
+
+class ReferringSegmentationModelLoader:
+    """The ``pt_model`` of the ``referring-segmentation`` task: ``from_pretrained`` with refseg's checks."""
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, *args: Any, **kwargs: Any):
+        """Load through :func:`load_referring_segmentation_model` (``*args`` are not used)."""
+        kwargs.pop("_from_pipeline", None)
+        return load_referring_segmentation_model(source, **kwargs)

@@ -1,0 +1,120 @@
+"""Checks of user inputs, shared by every model's processor, the pipeline and the CLI.
+
+Validation happens once, where inputs enter refseg (processor, image processor, pipeline, CLI, the
+task model's ``forward``); each check raises ``ValueError`` with a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Real
+from typing import Any
+
+import torch
+
+__all__ = [
+    "check_finite_logits",
+    "check_image_statistics",
+    "check_max_length",
+    "check_positive_size",
+    "check_probability",
+    "check_sentences",
+    "text_position_limit",
+]
+
+# text encoders whose positions start after the padding index (position ids padding_idx + 1 ...)
+_OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "xlm-roberta-xl"}
+
+
+def check_sentences(text: Any, name: str = "text") -> list[str]:
+    """One sentence or a non-empty list of them -> list of strings; empty or blank sentences are refused."""
+    if isinstance(text, str):
+        sentences = [text]
+    elif isinstance(text, Sequence) and not isinstance(text, bytes):
+        sentences = list(text)
+        if not sentences:
+            raise ValueError(f"{name} is an empty list; pass at least one sentence")
+    else:
+        raise ValueError(f"{name} must be a string or a list of strings, got {type(text).__name__}")
+    for i, sentence in enumerate(sentences):
+        where = name if isinstance(text, str) else f"{name}[{i}]"
+        if not isinstance(sentence, str):
+            raise ValueError(f"{where} must be a string, got {type(sentence).__name__}")
+        if not sentence.strip():
+            raise ValueError(f"{where} is an empty sentence ({sentence!r}); give the expression to segment")
+    return sentences
+
+
+def check_probability(value: Any, name: str) -> float:
+    """A finite number in [0, 1] (thresholds on probabilities) -> float."""
+    if isinstance(value, bool) or not isinstance(value, Real | torch.Tensor):
+        raise ValueError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name} must be a finite number in [0, 1], got {number}")
+    return number
+
+
+def check_positive_size(size: dict[str, int], name: str = "size") -> dict[str, int]:
+    """``{"height", "width"}`` with positive integer values -> the same dict."""
+    for key in ("height", "width"):
+        if size[key] <= 0:
+            raise ValueError(f"{name} {key} must be a positive number of pixels, got {size[key]}")
+    return size
+
+
+def check_image_statistics(
+    image_mean: Sequence[float], image_std: Sequence[float], num_channels: int = 3
+) -> tuple[list[float], list[float]]:
+    """Per-channel normalisation statistics: ``num_channels`` finite means, finite non-zero stds."""
+    out = []
+    for name, values in (("image_mean", image_mean), ("image_std", image_std)):
+        if isinstance(values, Real):
+            values = [values] * num_channels
+        values = [float(v) for v in values]
+        if len(values) != num_channels:
+            raise ValueError(f"{name} must have {num_channels} values (one per channel), got {len(values)}")
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{name} must be finite, got {values}")
+        out.append(values)
+    if any(v == 0 for v in out[1]):
+        raise ValueError(f"image_std must not contain 0 (normalisation divides by it), got {out[1]}")
+    return out[0], out[1]
+
+
+def text_position_limit(text_config: Any) -> int | None:
+    """How many tokens the text encoder of ``text_config`` can embed (``None`` when unknown).
+
+    RoBERTa-style encoders start their position ids after the padding index, so they hold
+    ``max_position_embeddings - pad_token_id - 1`` tokens (512 for RoBERTa-base); BERT holds
+    ``max_position_embeddings``.
+    """
+    positions = getattr(text_config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    if getattr(text_config, "model_type", None) in _OFFSET_POSITION_TYPES:
+        return int(positions) - int(getattr(text_config, "pad_token_id", 1) or 0) - 1
+    return int(positions)
+
+
+def check_max_length(
+    max_length: Any, limit: int | None, what: str = "the text encoder", name: str = "max_length"
+) -> int | None:
+    """``None`` or a positive int not above ``limit`` (the tokens ``what`` can embed)."""
+    if max_length is None:
+        return None
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"{name} must be a positive integer, got {max_length!r}")
+    if limit is not None and max_length > limit:
+        raise ValueError(f"{name} {max_length} is beyond the {limit} token positions of {what}")
+    return max_length
+
+
+def check_finite_logits(tensor: torch.Tensor, name: str) -> None:
+    """Refuse NaN model outputs, which would otherwise turn into ``score: nan`` and a random decision."""
+    if bool(torch.isnan(tensor).any()):
+        raise ValueError(
+            f"the model produced NaN {name}; its weights or inputs are broken (check the checkpoint, "
+            "the dtype and the pixel values)"
+        )
