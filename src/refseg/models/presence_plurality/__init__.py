@@ -1,6 +1,7 @@
 """Presence & plurality (Kim, Lee, Kwak, AAAI 2026): target query with presence and plurality heads for GRES."""
 
 from .configuration_presence_plurality import PresencePluralityConfig
+from .convert_rela import load_rela_checkpoint
 from .image_processing_presence_plurality import PresencePluralityImageProcessor
 from .modeling_presence_plurality import (
     PresencePluralityForReferringSegmentation,
@@ -16,4 +17,5 @@ __all__ = [
     "PresencePluralityModel",
     "PresencePluralityPreTrainedModel",
     "PresencePluralityProcessor",
+    "load_rela_checkpoint",
 ]
