@@ -21,10 +21,17 @@ from .instalign import (
     InstAlignImageProcessor,
     InstAlignProcessor,
 )
+from .metris import (
+    MetrisConfig,
+    MetrisForReferringSegmentation,
+    MetrisImageProcessor,
+    MetrisProcessor,
+)
 
 # (config class, task model class, image processor class, processor class) per architecture
 _ARCHITECTURES = [
     (InstAlignConfig, InstAlignForReferringSegmentation, InstAlignImageProcessor, InstAlignProcessor),
+    (MetrisConfig, MetrisForReferringSegmentation, MetrisImageProcessor, MetrisProcessor),
 ]
 
 
@@ -60,4 +67,8 @@ __all__ = [
     "InstAlignImageProcessor",
     "InstAlignProcessor",
     "processor_classes",
+    "MetrisConfig",
+    "MetrisForReferringSegmentation",
+    "MetrisImageProcessor",
+    "MetrisProcessor",
 ]
