@@ -9,12 +9,10 @@ import refseg  # noqa: F401  (registers the Auto classes)
 from refseg.models.metris.configuration_metris import MetrisConfig
 from refseg.models.metris.modeling_metris import MetrisForReferringSegmentation, MetrisOutput
 
-FUSION = "none"
 SIZE, LENGTH = 64, 7  # 64x64 -> a 2x2 stride-32 grid (N = 4), decoder output 16x16
 
 
 def config(**overrides) -> MetrisConfig:
-    overrides.setdefault("encoder_fusion", FUSION)
     return MetrisConfig.preset("tiny", **overrides)
 
 
@@ -294,3 +292,24 @@ def test_save_pretrained_round_trip_and_auto_classes(tmp_path):
         torch.testing.assert_close(b.no_target_logits, a.no_target_logits)
         torch.testing.assert_close(b.contrastive_logits, a.contrastive_logits)
     assert isinstance(AutoModel.from_config(config()), MetrisForReferringSegmentation)
+
+
+@pytest.mark.parametrize("fusion", ["pwam", "none"])
+def test_encoder_fusion_switch(fusion):
+    """``pwam``: the Swin maps depend on the sentence (language gates closed at init); ``none``: plain Swin."""
+    model = build(encoder_fusion=fusion)
+    backbone = model.model.backbone
+    pixel_values, input_ids, attention_mask = make_inputs(batch=1)
+    with torch.no_grad():
+        text_a = model.model.text_encoder(input_ids, attention_mask)
+        text_b = model.model.text_encoder(input_ids.flip(1).clamp(min=5), attention_mask)
+        maps_a = backbone(pixel_values, text_a, attention_mask)
+        maps_b = backbone(pixel_values, text_b, attention_mask)
+        plain = backbone.model(pixel_values).feature_maps
+    if fusion == "pwam":
+        assert all(torch.all(gate.fc2.weight == 0) for gate in backbone.language_gates.values())
+        assert not torch.allclose(maps_a[3], maps_b[3])
+    else:
+        assert not hasattr(backbone, "pixel_word_attention")
+        for a, b, p in zip(maps_a, maps_b, plain):
+            assert torch.equal(a, b) and torch.equal(a, p)

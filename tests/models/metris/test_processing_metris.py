@@ -29,7 +29,7 @@ def bert_tokenizer() -> BertTokenizer:
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_metris")
     torch.manual_seed(0)
-    config = MetrisConfig.preset("tiny", encoder_fusion="none", text_config={"vocab_size": 32})
+    config = MetrisConfig.preset("tiny", text_config={"vocab_size": 32})
     MetrisForReferringSegmentation(config).save_pretrained(path)
     MetrisProcessor(MetrisImageProcessor(size=64), bert_tokenizer()).save_pretrained(path)
     return path

@@ -17,7 +17,8 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...modeling.backbone import build_vision_backbone
+from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
+from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.text_encoder import build_text_encoder
 from .configuration_metris import MetrisConfig
 from .criterion import no_target_loss, segmentation_loss
@@ -174,19 +175,10 @@ class MetrisModel(MetrisPreTrainedModel):
         super().__init__(config)
         dim = config.hidden_size
         self.text_encoder = build_text_encoder(config.text_config)
-        swin = config.backbone_config
-        if config.encoder_fusion == "none":
-            self.backbone = build_vision_backbone(swin)
-            channels = list(self.backbone.channels)
-        else:
-            try:
-                from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
-            except ImportError as error:  # pragma: no cover - depends on the installed library version
-                raise ImportError(
-                    "encoder_fusion='pwam' needs refseg.modeling.language_aware_swin; use encoder_fusion='none'"
-                ) from error
-            self.backbone = LanguageAwareSwinBackbone(swin, text_hidden_size=dim, fusion="pwam")
-            channels = [int(swin.embed_dim) * 2**i for i in range(4)]
+        self.backbone = LanguageAwareSwinBackbone(
+            config.backbone_config, text_hidden_size=dim, fusion=config.encoder_fusion
+        )
+        channels = list(self.backbone.channels)
         guidance = config.guidance
         self.vision_projection = (
             nn.Sequential(nn.Linear(channels[3], dim), nn.LayerNorm(dim)) if guidance != "pure_le" else None
@@ -219,6 +211,11 @@ class MetrisModel(MetrisPreTrainedModel):
             channels, config.decoder_hidden_dim, dim, config.num_heads, config.ffn_dim, config.dropout
         )
         self.post_init()
+        # transformers skips parameter-free container modules such as LanguageGate in `_init_weights` for models
+        # defined outside the library, so the gates are closed here, after the generic init of their linears
+        for gate in self.modules():
+            if isinstance(gate, LanguageGate):
+                gate.reset_parameters()
 
     def cue_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """Bool (B, L): the extractor's cues, the valid tokens restricted by ``use_global_cue`` (the [CLS]
@@ -251,10 +248,7 @@ class MetrisModel(MetrisPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         text_tokens = self.text_encoder(input_ids, attention_mask)  # Q_L (Sec. 3.1)
-        if config.encoder_fusion == "none":
-            features = list(self.backbone(pixel_values))
-        else:
-            features = list(self.backbone(pixel_values, text_tokens, attention_mask))
+        features = list(self.backbone(pixel_values, text_tokens, attention_mask))  # F_1..F_4
         grid_size = tuple(features[3].shape[-2:])
         padding = ~attention_mask.bool()
 
