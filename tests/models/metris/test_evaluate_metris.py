@@ -29,6 +29,14 @@ def _script():
     return module
 
 
+@pytest.fixture(autouse=True)
+def restore_grad_mode():
+    """evaluate.py turns autograd off for the whole process; later tests need it back."""
+    enabled = torch.is_grad_enabled()
+    yield
+    torch.set_grad_enabled(enabled)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_metris")
