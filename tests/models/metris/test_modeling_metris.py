@@ -313,3 +313,26 @@ def test_encoder_fusion_switch(fusion):
         assert not hasattr(backbone, "pixel_word_attention")
         for a, b, p in zip(maps_a, maps_b, plain):
             assert torch.equal(a, b) and torch.equal(a, p)
+
+
+def test_pretrained_swin_and_bert_load_into_metris(tmp_path):
+    """train.py's --vision/--text_model_name_or_path path: Swin and BERT checkpoints fill METRIS's encoders."""
+    from transformers import BertModel, SwinModel
+
+    from refseg.modeling.pretrained import load_pretrained_encoders
+
+    model = build()
+    swin = SwinModel(model.config.backbone_config)
+    swin.save_pretrained(tmp_path / "swin")
+    bert = BertModel(model.config.text_config, add_pooling_layer=False)
+    bert.save_pretrained(tmp_path / "bert")
+    gates = {k: v.clone() for k, v in model.model.backbone.state_dict().items() if "language_gates" in k}
+    reports = load_pretrained_encoders(model, vision=str(tmp_path / "swin"), text=str(tmp_path / "bert"))
+    assert reports["vision"].module_path == "model.backbone.model" and reports["text"].loaded_keys
+    loaded = model.model.backbone.model.state_dict()
+    for key, value in swin.state_dict().items():
+        assert torch.equal(loaded[f"swin.{key}"] if f"swin.{key}" in loaded else loaded[key], value), key
+    text_state = model.model.text_encoder.model.state_dict()
+    assert all(torch.equal(text_state[k], v) for k, v in bert.state_dict().items())
+    after = model.model.backbone.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in gates.items())  # PWAM and gates are not in the checkpoint
