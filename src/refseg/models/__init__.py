@@ -27,11 +27,23 @@ from .metris import (
     MetrisImageProcessor,
     MetrisProcessor,
 )
+from .presence_plurality import (
+    PresencePluralityConfig,
+    PresencePluralityForReferringSegmentation,
+    PresencePluralityImageProcessor,
+    PresencePluralityProcessor,
+)
 
 # (config class, task model class, image processor class, processor class) per architecture
 _ARCHITECTURES = [
     (InstAlignConfig, InstAlignForReferringSegmentation, InstAlignImageProcessor, InstAlignProcessor),
     (MetrisConfig, MetrisForReferringSegmentation, MetrisImageProcessor, MetrisProcessor),
+    (
+        PresencePluralityConfig,
+        PresencePluralityForReferringSegmentation,
+        PresencePluralityImageProcessor,
+        PresencePluralityProcessor,
+    ),
 ]
 
 
@@ -71,4 +83,8 @@ __all__ = [
     "MetrisForReferringSegmentation",
     "MetrisImageProcessor",
     "MetrisProcessor",
+    "PresencePluralityConfig",
+    "PresencePluralityForReferringSegmentation",
+    "PresencePluralityImageProcessor",
+    "PresencePluralityProcessor",
 ]
