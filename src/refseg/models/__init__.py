@@ -21,6 +21,12 @@ from .instalign import (
     InstAlignImageProcessor,
     InstAlignProcessor,
 )
+from .metris import (
+    MetrisConfig,
+    MetrisForReferringSegmentation,
+    MetrisImageProcessor,
+    MetrisProcessor,
+)
 from .presence_plurality import (
     PresencePluralityConfig,
     PresencePluralityForReferringSegmentation,
@@ -31,6 +37,7 @@ from .presence_plurality import (
 # (config class, task model class, image processor class, processor class) per architecture
 _ARCHITECTURES = [
     (InstAlignConfig, InstAlignForReferringSegmentation, InstAlignImageProcessor, InstAlignProcessor),
+    (MetrisConfig, MetrisForReferringSegmentation, MetrisImageProcessor, MetrisProcessor),
     (
         PresencePluralityConfig,
         PresencePluralityForReferringSegmentation,
@@ -72,6 +79,10 @@ __all__ = [
     "InstAlignImageProcessor",
     "InstAlignProcessor",
     "processor_classes",
+    "MetrisConfig",
+    "MetrisForReferringSegmentation",
+    "MetrisImageProcessor",
+    "MetrisProcessor",
     "PresencePluralityConfig",
     "PresencePluralityForReferringSegmentation",
     "PresencePluralityImageProcessor",
