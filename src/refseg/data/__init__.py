@@ -1,34 +1,54 @@
-"""Datasets in one schema: synthetic referring scenes, benchmark builders, augmentation, collation."""
+"""Datasets in one schema: synthetic referring scenes, benchmark builders, augmentation, collation.
 
-from .features import referring_features
-from .masks import decode_rle, encode_mask, mask_to_bbox, merge_instances, polygons_to_rle
+Every public name is imported on first use (PEP 562 ``__getattr__``), so ``import refseg`` and
+``import refseg.data`` load neither ``datasets`` nor ``pycocotools`` nor any dataset builder. To add a
+public name, add it to ``_LAZY`` with the submodule that defines it.
+"""
 
-__all__ = [
-    "decode_rle",
-    "encode_mask",
-    "mask_to_bbox",
-    "merge_instances",
-    "polygons_to_rle",
-    "referring_features",
-]
+from __future__ import annotations
 
-# benchmark builders (gRefCOCO, Ref-ZOM, R-RefCOCO, RefCOCO/+/g), preparation, presence/plurality augmentation
-from .augmentation import PresencePluralityAugmentation, plurality_labels
-from .grefcoco import build_grefcoco
-from .prepare import BUILDERS, build_benchmark, prepare_dataset, write_parquet
-from .refcoco import build_refcoco
-from .refzom import build_refzom
-from .rrefcoco import build_rrefcoco
-from .synthetic import synthetic_scene_splits, synthetic_scenes, synthetic_tokenizer
+import importlib
+from typing import Any
 
-__all__ += [
-    "BUILDERS",
-    "build_benchmark",
-    "build_grefcoco",
-    "build_refcoco",
-    "build_refzom",
-    "build_rrefcoco",
-]
-__all__ += ["prepare_dataset", "write_parquet"]
-__all__ += ["PresencePluralityAugmentation", "plurality_labels"]
-__all__ += ["synthetic_scene_splits", "synthetic_scenes", "synthetic_tokenizer"]  # synthetic referring scenes
+# public name -> submodule of refseg.data that defines it
+_LAZY: dict[str, str] = {
+    # COCO RLE / polygon / box helpers
+    "decode_rle": "masks",
+    "encode_mask": "masks",
+    "mask_to_bbox": "masks",
+    "merge_instances": "masks",
+    "polygons_to_rle": "masks",
+    "referring_features": "features",
+    # benchmark builders (gRefCOCO, Ref-ZOM, R-RefCOCO, RefCOCO/+/g) and preparation
+    "BUILDERS": "prepare",
+    "build_benchmark": "prepare",
+    "build_grefcoco": "grefcoco",
+    "build_refcoco": "refcoco",
+    "build_refzom": "refzom",
+    "build_rrefcoco": "rrefcoco",
+    "prepare_dataset": "prepare",
+    "write_parquet": "prepare",
+    # presence/plurality augmentation
+    "PresencePluralityAugmentation": "augmentation",
+    "plurality_labels": "augmentation",
+    # synthetic referring scenes
+    "synthetic_scene_splits": "synthetic",
+    "synthetic_scenes": "synthetic",
+    "synthetic_tokenizer": "synthetic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first access (keeps ``import refseg`` light)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+__all__ = sorted(_LAZY)

@@ -29,8 +29,6 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from ...data.masks import decode_rle
-
 __all__ = ["InstAlignImageProcessor", "masks_to_boxes"]
 
 
@@ -124,6 +122,8 @@ def _to_chw_float(image: Any, rescale_factor: float, do_rescale: bool) -> torch.
 def _instance_to_mask(instance: Any) -> torch.Tensor:
     """A dataset instance dict (``segmentation`` RLE), a bare RLE dict or an (H, W) array -> bool mask."""
     if isinstance(instance, dict):
+        from ...data.masks import decode_rle  # pycocotools only when labels are built (training)
+
         rle = instance.get("segmentation", instance)
         return torch.from_numpy(decode_rle(rle))
     if isinstance(instance, np.ndarray | torch.Tensor):
