@@ -118,6 +118,7 @@ def test_an_interrupted_save_is_never_picked_by_latest(setup, tmp_path, monkeypa
     assert resolve_checkpoint("latest", tmp_path).path.name == "step_4"
 
 
+@pytest.mark.slow
 def test_a_process_killed_during_save_state_leaves_latest_on_the_previous_checkpoint(tmp_path):
     """A real SIGKILL while ``save_state`` writes (after the optimizer file): only a hidden folder remains."""
     src = str(Path(refseg.__file__).resolve().parents[1])
@@ -210,3 +211,15 @@ def test_saving_again_under_an_existing_name_replaces_it_atomically(setup, tmp_p
     _save(accelerator, tmp_path, 3, kind="epoch", epoch=0)
     assert read_checkpoint(tmp_path / "epoch_0").completed_steps == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0"]
+
+
+def test_automatic_checkpoint_naming_is_refused(tmp_path):
+    from accelerate.utils import ProjectConfiguration
+
+    accelerator = Accelerator(
+        cpu=True,
+        project_config=ProjectConfiguration(project_dir=str(tmp_path), automatic_checkpoint_naming=True),
+    )
+    with pytest.raises(ValueError, match="automatic_checkpoint_naming"):
+        _save(accelerator, tmp_path, 1)
+    assert list(tmp_path.iterdir()) == []

@@ -80,6 +80,10 @@ def save_checkpoint(
     """
     if not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"checkpoint name {name!r} must be step_<N> or epoch_<N>")
+    if accelerator.project_configuration.automatic_checkpoint_naming:
+        raise ValueError(
+            "save_checkpoint names its folders itself: use an Accelerator without automatic_checkpoint_naming"
+        )
     output_dir = Path(output_dir)
     final, tmp = output_dir / name, output_dir / f"{TMP_PREFIX}{name}"
     if accelerator.is_main_process and tmp.exists():
