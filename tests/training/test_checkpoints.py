@@ -40,8 +40,9 @@ def setup():
 
 
 def _step(model, optimizer):
-    loss = model(torch.randn(4, 3)).square().mean()
-    loss.backward()
+    with torch.enable_grad():  # independent of a grad mode left by other tests in the process
+        loss = model(torch.randn(4, 3)).square().mean()
+        loss.backward()
     optimizer.step()
     optimizer.zero_grad()
 
