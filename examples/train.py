@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import re
 import shlex
 import sys
 import time
@@ -52,6 +51,7 @@ from refseg.data.sampler import ImageGroupedSampler, image_indices_of
 from refseg.hub import push_to_hub, write_model_card
 from refseg.metrics import gres_metrics
 from refseg.modeling.pretrained import load_pretrained_encoders
+from refseg.training import checkpoint_name, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 logger = get_logger(__name__)
 
@@ -135,7 +135,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # checkpoints, evaluation, logging, output
     p.add_argument("--output_dir", required=True)
     p.add_argument("--checkpointing_steps", default=None, help="an integer (every n steps) or 'epoch'")
-    p.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
+    p.add_argument(
+        "--resume_from_checkpoint",
+        default=None,
+        help="a checkpoint folder (step_<N> or epoch_<N>), or 'latest': the complete one with the most steps",
+    )
+    p.add_argument(
+        "--allow_inexact_resume",
+        action="store_true",
+        help="resume even if the checkpoint's RNG states cannot be restored (the run is then not exact)",
+    )
     p.add_argument(
         "--stop_after_steps", type=int, default=None, help="stop early as if interrupted (testing)"
     )
@@ -354,14 +363,6 @@ def evaluate(model, dataloader, accelerator) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def find_latest_checkpoint(output_dir: str) -> str | None:
-    """The most recently written ``step_*`` / ``epoch_*`` folder of ``output_dir`` (None if there is none)."""
-    found = [
-        p for p in Path(output_dir).iterdir() if p.is_dir() and re.fullmatch(r"(step|epoch)_\d+", p.name)
-    ]
-    return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     start_time = time.time()
@@ -476,24 +477,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     completed_steps, starting_epoch, resume_batches = 0, 0, 0
     if args.resume_from_checkpoint:
-        path = args.resume_from_checkpoint
-        if path == "latest":
-            path = find_latest_checkpoint(args.output_dir)
-            if path is None:
-                raise FileNotFoundError(
-                    f"--resume_from_checkpoint latest: no step_*/epoch_* folder in {args.output_dir}"
-                )
-        accelerator.print(f"Resuming from checkpoint {path}")
-        accelerator.load_state(path)
-        name = Path(path).name
-        if name.startswith("epoch_"):
-            starting_epoch = int(name.split("_")[1]) + 1
-            completed_steps = starting_epoch * steps_per_epoch
-        else:
-            completed_steps = int(name.split("_")[1])
-            starting_epoch = completed_steps // steps_per_epoch
-            resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
+        # only a complete checkpoint (written atomically, with its marker) is resumed; its RNG states are required
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        accelerator.print(f"Resuming from checkpoint {checkpoint.path}")
+        load_checkpoint(accelerator, checkpoint, allow_inexact=args.allow_inexact_resume)
+        completed_steps = checkpoint.completed_steps
+        starting_epoch = completed_steps // steps_per_epoch
+        resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
 
+    if completed_steps >= args.max_train_steps:
+        starting_epoch = args.num_train_epochs  # the checkpoint is the end of training: no step is left
     progress = tqdm(
         range(args.max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process
     )
@@ -535,7 +528,13 @@ def main(argv: list[str] | None = None) -> dict:
                 str(args.checkpointing_steps).isdigit()
                 and completed_steps % int(args.checkpointing_steps) == 0
             ):
-                accelerator.save_state(os.path.join(args.output_dir, f"step_{completed_steps}"))
+                save_checkpoint(
+                    accelerator,
+                    args.output_dir,
+                    checkpoint_name("step", completed_steps),
+                    completed_steps=completed_steps,
+                    epoch=epoch,
+                )
             if args.eval_steps and completed_steps % args.eval_steps == 0 and not args.skip_eval:
                 metrics = evaluate(model, eval_dl, accelerator)
                 accelerator.print(f"step {completed_steps}: {format_metrics(metrics)}")
@@ -547,7 +546,13 @@ def main(argv: list[str] | None = None) -> dict:
                 stop = True
                 break
         if args.checkpointing_steps == "epoch":
-            accelerator.save_state(os.path.join(args.output_dir, f"epoch_{epoch}"))
+            save_checkpoint(
+                accelerator,
+                args.output_dir,
+                checkpoint_name("epoch", epoch),
+                completed_steps=completed_steps,
+                epoch=epoch,
+            )
         if stop:
             break
     progress.close()

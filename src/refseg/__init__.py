@@ -1,17 +1,48 @@
 """refseg: referring expression segmentation models, data and metrics in the style of Transformers.
 
 Importing ``refseg`` registers every model with the Auto classes and the
-``"referring-segmentation"`` pipeline task.
+``"referring-segmentation"`` pipeline task, and exposes every model's public classes at the top level
+(``from refseg import InstAlignConfig, InstAlignForReferringSegmentation, InstAlignProcessor``): the
+names listed in ``refseg.models.__all__``. The other subpackages (``refseg.data``, ``refseg.metrics``,
+``refseg.training``, ...) are imported on first access, so ``import refseg`` loads neither ``datasets``
+nor ``pycocotools`` nor any dataset builder.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 __version__ = "0.1.0.dev0"
 
 from . import models as models  # noqa: E402  (registers the Auto classes)
 from . import pipelines as pipelines  # noqa: E402  (registers the pipeline task)
+from .models import *  # noqa: E402, F403  (every model's Config / ForReferringSegmentation / processors)
+
+# subpackages and modules imported on first attribute access (``refseg.data.synthetic_scenes(...)``)
+_LAZY_SUBMODULES = (
+    "cli",
+    "commands",
+    "data",
+    "hub",
+    "kernels",
+    "metrics",
+    "modeling",
+    "training",
+    "visualization",
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a refseg subpackage on first access, e.g. ``refseg.data`` or ``refseg.metrics``."""
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBMODULES})
 
 
 def demo_model_path() -> str:
@@ -22,4 +53,6 @@ def demo_model_path() -> str:
     return str(path)
 
 
-__all__ = ["__version__", "demo_model_path"]
+_MODEL_NAMES = [name for name in models.__all__ if name != "processor_classes"]
+
+__all__ = ["__version__", "demo_model_path", *_MODEL_NAMES]

@@ -45,17 +45,18 @@ from .rec import RECRecord, rec_metrics, rec_record, rec_record_from_prediction
 from .records import MaskRecord, format_resolution
 from .refzom import refzom_metrics
 from .res import res_metrics
-from .rows import (
-    grec_record_for_row,
-    rec_record_for_row,
-    row_gt_boxes,
-    row_gt_mask,
-    segmentation_record_for_row,
-)
 from .rrefcoco import rrefcoco_metrics, rrefcoco_ref_scores
 
 METRIC_NAMES: tuple[str, ...] = ("gres", "res", "refzom", "rrefcoco", "grec", "rec")
 _LAZY = ("GRESMetric", "RESMetric", "RefZOMMetric", "RRefCOCOMetric", "GRECMetric", "RECMetric")
+# row helpers decode COCO RLE (pycocotools): imported on first use so that ``import refseg.metrics`` stays light
+_LAZY_ROWS = (
+    "grec_record_for_row",
+    "rec_record_for_row",
+    "row_gt_boxes",
+    "row_gt_mask",
+    "segmentation_record_for_row",
+)
 
 
 def module_path(name: str) -> str:
@@ -70,7 +71,15 @@ def __getattr__(name: str) -> Any:  # lazy: importing evaluate is slow and optio
         from . import evaluate_modules
 
         return getattr(evaluate_modules, name)
+    if name in _LAZY_ROWS:
+        from . import rows
+
+        return getattr(rows, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_LAZY_ROWS})
 
 
 __all__ = [

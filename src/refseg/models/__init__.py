@@ -73,6 +73,8 @@ def processor_classes(model_type: str) -> tuple[type, type]:
     raise ValueError(f"unknown refseg model_type {model_type!r}; known: {known}")
 
 
+# A new architecture adds its classes to _ARCHITECTURES and its public names here: ``refseg/__init__.py``
+# re-exports every name of this list (but processor_classes) as ``from refseg import XConfig, ...``.
 __all__ = [
     "InstAlignConfig",
     "InstAlignForReferringSegmentation",

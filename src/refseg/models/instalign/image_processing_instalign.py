@@ -30,7 +30,6 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from ...data.masks import decode_rle
 from ...image_utils import image_size, make_list_of_images, to_chw_float
 from ...validation import (
     check_finite_logits,
@@ -74,6 +73,8 @@ def _output_field(outputs: Any, name: str) -> torch.Tensor:
 def _instance_to_mask(instance: Any) -> torch.Tensor:
     """A dataset instance dict (``segmentation`` RLE), a bare RLE dict or an (H, W) array -> bool mask."""
     if isinstance(instance, dict):
+        from ...data.masks import decode_rle  # pycocotools only when labels are built (training)
+
         rle = instance.get("segmentation", instance)
         return torch.from_numpy(decode_rle(rle))
     if isinstance(instance, np.ndarray | torch.Tensor):
