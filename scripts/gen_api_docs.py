@@ -35,9 +35,17 @@ PAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("refseg.pipelines", "refseg.hub", "refseg.visualization"),
     ),
     "data.md": ("Data", "Dataset builders, synthetic scenes, augmentation and samplers.", ("refseg.data",)),
-    "metrics.md": ("Metrics", "The official metric definitions and their `evaluate` modules.", ("refseg.metrics",)),
+    "metrics.md": (
+        "Metrics",
+        "The official metric definitions and their `evaluate` modules.",
+        ("refseg.metrics",),
+    ),
     "kernels.md": ("Kernels", "The compiled multi-scale deformable attention op.", ("refseg.kernels",)),
-    "commands.md": ("Command line", "The `refseg` command and its subcommands.", ("refseg.cli", "refseg.commands")),
+    "commands.md": (
+        "Command line",
+        "The `refseg` command and its subcommands.",
+        ("refseg_cli", "refseg.cli", "refseg.commands"),
+    ),
 }
 TOP_LEVEL = (
     "# Top level\n\nThe names a user imports from `refseg` directly, as in transformers "
@@ -48,7 +56,7 @@ TOP_LEVEL = (
 
 def public_modules() -> list[str]:
     """Importable module names of refseg whose own name and parents' names are not private."""
-    names = ["refseg"]
+    names = ["refseg", "refseg_cli"]
     for info in pkgutil.walk_packages([str(PACKAGE)], "refseg."):
         if any(part.startswith("_") for part in info.name.split(".")[1:]):
             continue

@@ -221,14 +221,38 @@ def test_help_imports_no_command_module_beyond_the_package():
 
 
 def test_help_does_not_import_torch():
+    """The console script's entry point (``refseg_cli:main``) answers ``--help`` without torch."""
     code = (
         "import io, json, sys, contextlib\n"
-        "from refseg.cli import main\n"
+        "from refseg_cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    try:\n"
         "        main(['--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
-        f"print(json.dumps([m for m in {_HEAVY!r} if m in sys.modules]))\n"
+        f"print(json.dumps([m for m in {_HEAVY + ('refseg',)!r} if m in sys.modules]))\n"
     )
     assert _modules_after(code) == []
+
+
+def test_version_does_not_import_torch():
+    code = (
+        "import io, json, sys, contextlib\n"
+        "from refseg_cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n"
+        "        main(['--version'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert out.getvalue().startswith('refseg '), out.getvalue()\n"
+        f"print(json.dumps([m for m in {_HEAVY + ('refseg',)!r} if m in sys.modules]))\n"
+    )
+    assert _modules_after(code) == []
+
+
+def test_console_script_points_to_the_light_dispatcher():
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '\nrefseg = "refseg_cli:main"\n' in pyproject
