@@ -16,6 +16,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "kernels": ("refseg.kernels.command", "build or inspect the compiled multi-scale deformable attention"),
     "data": ("refseg.data.command", "prepare benchmark datasets in the refseg schema"),
 }
+_COMMANDS["app"] = ("refseg.commands.app", "start the web app (Gradio): upload an image, type a sentence")
 
 
 def build_parser() -> argparse.ArgumentParser:
