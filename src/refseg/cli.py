@@ -17,6 +17,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("refseg.data.command", "prepare benchmark datasets in the refseg schema"),
 }
 _COMMANDS["app"] = ("refseg.commands.app", "start the web app (Gradio): upload an image, type a sentence")
+_COMMANDS["export"] = ("refseg.commands.export", "export a model to ONNX")
 
 
 def build_parser() -> argparse.ArgumentParser:

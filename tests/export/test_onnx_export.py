@@ -1,0 +1,85 @@
+"""ONNX export: onnxruntime gives PyTorch's outputs; torch.export keeps the compiled op; the CLI checks it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from processing_helpers import save_tiny_instalign
+
+import refseg
+from refseg.cli import main
+from refseg.export import (
+    OUTPUT_NAMES,
+    ReferringSegmentationExportWrapper,
+    compare_with_onnxruntime,
+    example_inputs,
+    export_onnx,
+    load_for_export,
+    torch_export,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _require_onnx():
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(name, reason=f"{name} is not installed (pip install 'refseg[onnx]')")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return str(save_tiny_instalign(tmp_path_factory.mktemp("tiny_export")))
+
+
+def _scene_inputs(processor, batch, seed):
+    """Synthetic scenes and their sentences through the model's processor (what the model sees in use)."""
+    from refseg.data import synthetic_scenes
+
+    size = processor.image_processor.size["height"]
+    rows = synthetic_scenes(num_images=batch, seed=seed, image_size=size, sentences_per_image=1)
+    enc = processor(images=[r["image"] for r in rows], text=[r["sentence"] for r in rows])
+    return enc["pixel_values"], enc["input_ids"], enc["attention_mask"]
+
+
+def test_demo_model_onnx_matches_pytorch(tmp_path):
+    _require_onnx()
+    model, processor = load_for_export(refseg.demo_model_path())
+    path = export_onnx(model, tmp_path / "demo.onnx", inputs=_scene_inputs(processor, 2, seed=1))
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
+    assert any(node.op_type == "GridSample" for node in graph.node)  # deformable attention via its reference
+    for batch, seed in ((2, 2), (3, 3), (1, 4)):  # other batch sizes and sentence lengths: dynamic axes
+        inputs = _scene_inputs(processor, batch, seed)
+        diffs = compare_with_onnxruntime(model, path, inputs, threads=2)
+        assert max(diffs.values()) < 1e-4, diffs
+
+
+def test_torch_export_keeps_the_compiled_op_and_matches_eager(tiny_dir):
+    from refseg.kernels import implementation
+
+    model, processor = load_for_export(tiny_dir)
+    inputs = example_inputs(model, processor)
+    program = torch_export(model, inputs)
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    if implementation("cpu") == "compiled":
+        assert any("ms_deform_attn_forward" in t for t in targets)
+    other = example_inputs(model, processor, batch=3, sentence="all red circles left of the blue square")
+    with torch.no_grad():
+        expected = ReferringSegmentationExportWrapper(model)(*other)
+        got = program.module()(*other)
+    for e, g in zip(expected, got):
+        assert e.shape == g.shape
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_exports_and_checks(tiny_dir, tmp_path, capsys):
+    _require_onnx()
+    out = tmp_path / "tiny.onnx"
+    assert main(["export", "onnx", "--model", tiny_dir, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and f"-> {out}" in printed
+    assert "max |onnxruntime - PyTorch| per output: pred_masks" in printed
+    with pytest.raises(SystemExit, match="--opset must be at least 16"):
+        main(["export", "onnx", "--model", tiny_dir, "--output", str(out), "--opset", "13"])
