@@ -22,6 +22,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("refseg.commands.predict", "segment what a sentence refers to in your own image"),
     "kernels": ("refseg.kernels.command", "build or inspect the compiled multi-scale deformable attention"),
     "data": ("refseg.data.command", "prepare benchmark datasets in the refseg schema"),
+    "app": ("refseg.commands.app", "start the web app (Gradio): upload an image, type a sentence"),
+    "export": ("refseg.commands.export", "export a model to ONNX"),
 }
 
 

@@ -1,7 +1,8 @@
 """``refseg demo``: run the pipeline on fresh synthetic scenes and write an overlay picture.
 
 Each scene gets a single-target, a multi-target and a no-target sentence (when the grammar produced
-one of each); the picture shows the ground truth beside the prediction for every sentence.
+one of each); the picture shows the ground truth beside the prediction for every sentence. The drawn
+answer is the merged mask that the printed IoU scores; instances are outlines (``refseg.visualization``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             inter, uni = np.logical_and(pred, union).sum(), np.logical_or(pred, union).sum()
             iou = inter / uni if uni else 0.0
-            verdict = f"IoU with ground truth {iou:.2f}" + (
+            verdict = f"IoU of the answer with the ground truth {iou:.2f}" + (
                 " (predicted no target)" if result["no_target"] else ""
             )
             correct += iou >= 0.5
@@ -91,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
             + f"\n     {verdict}"
         )
         panels.append(draw_comparison(row["image"], result, row["sentence"], gt, scale=scale, note=verdict))
-    title = f"refseg demo | model {Path(path).name} | seed {seed} | left: ground truth, right: prediction"
+    title = (
+        f"refseg demo | model {Path(path).name} | seed {seed} | left: ground truth, right: prediction | "
+        "answer (scored): bright, white outline | instances: dashed outlines"
+    )
     make_grid(panels, columns=3, title=title).save(args.output)
     print(
         f"{correct}/{len(rows)} sentences right (IoU >= 0.5 or correct no-target) in {elapsed:.2f} s; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._common import add_model_arguments, check_thresholds, describe, load_pipeline
+from ._demo_notice import demo_model_notice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
         mask_threshold=args.mask_threshold,
     )
     print(f"refseg predict: model {path}, image {args.image} ({image.width}x{image.height})")
+    notice = demo_model_notice(path, segmenter.processor.tokenizer, image)
+    if notice:
+        print(notice)
     for sentence, result in zip(args.text, results):
         print(describe(sentence, result))
     if args.output:

@@ -8,6 +8,7 @@ first use, register the fake (meta) kernels and the autograd formula so ``torch.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -20,6 +21,7 @@ from .reference import reference_multi_scale_deformable_attention
 
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {"cpu": None, "cuda": None, "isa": None, "library": None, "warned": False}
+_FORCED = {"reference": 0}  # depth of nested ``use_reference_implementation`` blocks
 
 
 def _disabled_reason() -> str | None:
@@ -217,9 +219,9 @@ def _check_inputs(
             raise ValueError(f"{name} must be a floating point tensor, got {tensors[name].dtype}")
     if im2col_step <= 0:
         raise ValueError(f"im2col_step must be positive, got {im2col_step}")
-    step = min(batch, im2col_step)
-    if batch > 0 and batch % step != 0:
-        raise ValueError(f"batch ({batch}) must be divisible by im2col_step ({step})")
+    # batch % min(batch, im2col_step) == 0, written so that symbolic shapes (torch.export) can decide it
+    if batch > im2col_step and batch % im2col_step != 0:
+        raise ValueError(f"batch ({batch}) must be divisible by im2col_step ({im2col_step})")
     if (
         spatial_shapes_list is None
         and spatial_shapes.device.type == "cpu"
@@ -265,7 +267,7 @@ def multi_scale_deformable_attention(
     )
     sampling_locations = sampling_locations.to(value.dtype)
     attention_weights = attention_weights.to(value.dtype)
-    if _use_compiled(value.device.type):
+    if not _FORCED["reference"] and _use_compiled(value.device.type):
         if value.device.type == "cpu":
             spatial_shapes, level_start_index = spatial_shapes.cpu(), level_start_index.cpu()
         else:
@@ -290,6 +292,22 @@ def multi_scale_deformable_attention(
     )
 
 
+@contextlib.contextmanager
+def use_reference_implementation():
+    """Inside this block, multi-scale deformable attention runs the pure-PyTorch reference, silently.
+
+    For exporters that need standard operators: ONNX export traces the reference's ``grid_sample``
+    (ONNX ``GridSample``) instead of the opaque ``refseg::ms_deform_attn_forward`` op. Blocks nest.
+    """
+    with _LOCK:
+        _FORCED["reference"] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _FORCED["reference"] -= 1
+
+
 def _reset_for_tests() -> None:
     """Forget the load state and the warn-once flag (tests only; registered ops stay registered)."""
     _STATE.update({"warned": False})
@@ -309,4 +327,5 @@ __all__ = [
     "implementation",
     "multi_scale_deformable_attention",
     "unavailable_reason",
+    "use_reference_implementation",
 ]

@@ -16,6 +16,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from ...oov import warn_unknown_words
 from ...validation import check_max_length, check_sentences
 from .image_processing_instalign import masks_to_boxes
 
@@ -103,6 +104,7 @@ class InstAlignProcessor(ProcessorMixin):
             return_tensors="pt",
             return_token_type_ids=False,
         )
+        warn_unknown_words(self.tokenizer, texts, text_inputs["input_ids"])  # mostly unknown sentences
         data = image_inputs
         data["input_ids"] = text_inputs["input_ids"]
         data["attention_mask"] = text_inputs["attention_mask"]

@@ -1,0 +1,166 @@
+"""Export a refseg model to ONNX (image + text in, the shared model outputs out).
+
+The graph takes ``pixel_values (B, 3, H, W)`` float32, ``input_ids (B, L)`` and ``attention_mask (B, L)``
+int64, with ``B`` and ``L`` dynamic and ``H, W`` the processor's fixed input size, and returns
+``pred_masks (B, Q, H/4, W/4)``, ``pred_scores (B, Q)``, ``semantic_mask_logits (B, H/4, W/4)`` (the
+merged mask) and ``no_target_logits (B,)``: the fields the processor's
+``post_process_referring_segmentation`` reads. Multi-scale deformable attention is traced through its
+pure-PyTorch reference (:func:`refseg.kernels.use_reference_implementation`), whose bilinear
+``grid_sample`` is the ONNX ``GridSample`` operator. See ``docs/export.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..kernels import use_reference_implementation
+
+__all__ = [
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "ReferringSegmentationExportWrapper",
+    "compare_with_onnxruntime",
+    "example_inputs",
+    "export_onnx",
+    "load_for_export",
+    "torch_export",
+]
+
+INPUT_NAMES = ("pixel_values", "input_ids", "attention_mask")
+OUTPUT_NAMES = ("pred_masks", "pred_scores", "semantic_mask_logits", "no_target_logits")
+
+
+class ReferringSegmentationExportWrapper(nn.Module):
+    """``(pixel_values, input_ids, attention_mask) -> (pred_masks, pred_scores, semantic_mask_logits,
+    no_target_logits)``: a refseg task model with positional inputs and a tuple of plain tensors out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(
+            pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+        )
+        return tuple(outputs[name] for name in OUTPUT_NAMES)
+
+
+def load_for_export(model: str | Path | nn.Module) -> tuple[nn.Module, Any]:
+    """``(model in eval mode on CPU, processor or None)`` from a folder / Hub id, or a model object."""
+    if isinstance(model, nn.Module):
+        return model.eval(), None
+    from transformers import AutoModelForImageSegmentation, AutoProcessor
+
+    import refseg  # noqa: F401  (registers the Auto classes)
+
+    loaded = AutoModelForImageSegmentation.from_pretrained(str(model))
+    processor = AutoProcessor.from_pretrained(str(model))
+    return loaded.eval().to("cpu"), processor
+
+
+def example_inputs(
+    model: nn.Module,
+    processor: Any = None,
+    batch: int = 2,
+    sentence: str = "the red circle and the blue square",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tracing/checking inputs: random images at the model's input size and tokenised sentences.
+
+    The second sentence is one word shorter, so the padding path of ``attention_mask`` is exercised.
+    """
+    config = model.config
+    size = getattr(config, "image_size", None) or getattr(config.backbone_config, "image_size", 224)
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    generator = torch.Generator().manual_seed(0)
+    pixel_values = torch.randn(batch, 3, height, width, generator=generator)
+    words = sentence.split()
+    texts = [" ".join(words[: max(1, len(words) - (k % 2))]) for k in range(batch)]
+    if processor is not None:
+        tokens = processor.tokenizer(texts, padding=True, return_tensors="pt", return_token_type_ids=False)
+        input_ids, attention_mask = tokens["input_ids"], tokens["attention_mask"]
+    else:
+        vocab = config.text_config.vocab_size
+        input_ids = torch.randint(4, vocab, (batch, len(words) + 2), generator=generator)
+        attention_mask = torch.ones_like(input_ids)
+        attention_mask[1::2, -1] = 0
+    return pixel_values, input_ids.long(), attention_mask.long()
+
+
+def _dynamic_shapes() -> dict[str, dict[int, Any]]:
+    batch = torch.export.Dim("batch", min=1, max=64)  # im2col_step: batch % min(64, batch) == 0
+    length = torch.export.Dim("sequence", min=2, max=512)
+    return {
+        "pixel_values": {0: batch},
+        "input_ids": {0: batch, 1: length},
+        "attention_mask": {0: batch, 1: length},
+    }
+
+
+def torch_export(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], dynamic: bool = True
+) -> torch.export.ExportedProgram:
+    """``torch.export.export`` of the wrapped model. The compiled deformable-attention op stays one
+    opaque node (its fake kernel gives the shapes); batch and sequence length are dynamic when ``dynamic``."""
+    wrapper = ReferringSegmentationExportWrapper(model).eval()
+    return torch.export.export(wrapper, inputs, dynamic_shapes=_dynamic_shapes() if dynamic else None)
+
+
+def export_onnx(
+    model: str | Path | nn.Module,
+    output: str | Path,
+    opset: int = 18,
+    dynamic: bool = True,
+    inputs: tuple[torch.Tensor, ...] | None = None,
+) -> Path:
+    """Write ``model`` (folder, Hub id or model object) as ONNX to ``output``; returns the path.
+
+    Traces with the deformable attention forced onto its reference (ONNX ``GridSample``); batch and
+    sequence length are dynamic axes when ``dynamic``. Weights are stored inside the file.
+    """
+    module, processor = load_for_export(model)
+    if inputs is None:
+        inputs = example_inputs(module, processor)
+    wrapper = ReferringSegmentationExportWrapper(module).eval()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with use_reference_implementation(), torch.no_grad():
+        program = torch.onnx.export(
+            wrapper,
+            inputs,
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=_dynamic_shapes() if dynamic else None,
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(output), external_data=False)
+    return output
+
+
+def compare_with_onnxruntime(
+    model: nn.Module, onnx_path: str | Path, inputs: tuple[torch.Tensor, ...], threads: int | None = None
+) -> dict[str, float]:
+    """Max absolute difference, per output, between PyTorch (compiled op where available) and onnxruntime."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs)}
+    ort_outputs = session.run(list(OUTPUT_NAMES), feeds)
+    with torch.no_grad():
+        torch_outputs = ReferringSegmentationExportWrapper(model).eval()(*inputs)
+    return {
+        name: float((torch.from_numpy(o) - t).abs().max())
+        for name, o, t in zip(OUTPUT_NAMES, ort_outputs, torch_outputs)
+    }

@@ -1,0 +1,85 @@
+"""Out-of-vocabulary warnings: unknown words are found, named once, and only for mostly-unknown sentences."""
+
+import warnings
+
+import pytest
+import torch
+from processing_helpers import tiny_tokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from refseg.data import synthetic_tokenizer
+from refseg.models.instalign import InstAlignImageProcessor, InstAlignProcessor
+from refseg.oov import OutOfVocabularyWarning, unknown_words, warn_unknown_words
+
+
+def test_unknown_words_in_order_without_repeats_and_punctuation():
+    tok = tiny_tokenizer(model_max_length=32)
+    assert unknown_words(tok, "the cat, the mat and the cat.") == ["cat", "mat"]
+    assert unknown_words(tok, "the red circle") == []
+    assert unknown_words(tok, " , . ") == []
+
+
+def test_warns_for_a_mostly_unknown_sentence_naming_the_words():
+    tok = tiny_tokenizer(model_max_length=32)
+    with pytest.warns(OutOfVocabularyWarning, match=r"'cat'.*'the cat'.*<unk>"):
+        assert warn_unknown_words(tok, ["the red circle", "the cat"]) == ["cat"]
+
+
+def test_half_unknown_warns_less_than_half_does_not():
+    tok = tiny_tokenizer(model_max_length=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_unknown_words(tok, ["the small red dog"]) == []  # 1 of 4 words unknown
+    with pytest.warns(OutOfVocabularyWarning):
+        assert warn_unknown_words(tok, ["the red dog cat"]) == ["dog", "cat"]  # 2 of 4
+    with pytest.warns(OutOfVocabularyWarning):  # a stricter threshold for a fresh tokenizer
+        assert warn_unknown_words(tiny_tokenizer(32), ["the small red dog"], min_fraction=0.25) == ["dog"]
+
+
+def test_each_word_is_named_once_per_tokenizer():
+    tok = tiny_tokenizer(model_max_length=32)
+    with pytest.warns(OutOfVocabularyWarning):
+        warn_unknown_words(tok, ["a cat"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_unknown_words(tok, ["the Cat"]) == []  # already named (case-insensitive)
+    with pytest.warns(OutOfVocabularyWarning, match="'dog'") as record:
+        assert warn_unknown_words(tok, ["the cat dog"]) == ["dog"]
+    assert "'cat'" not in str(record[0].message)
+    with pytest.warns(OutOfVocabularyWarning):  # another tokenizer has its own memory
+        warn_unknown_words(tiny_tokenizer(32), ["a cat"])
+
+
+def test_input_ids_without_unk_skip_the_word_check():
+    tok = tiny_tokenizer(model_max_length=32)
+    ids = tok(["the cat"], return_tensors="pt")["input_ids"]
+    clean = torch.where(ids == tok.unk_token_id, torch.full_like(ids, 5), ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_unknown_words(tok, ["the cat"], clean) == []
+    with pytest.warns(OutOfVocabularyWarning):
+        assert warn_unknown_words(tok, ["the cat"], ids) == ["cat"]
+
+
+def test_tokenizer_without_unknown_token_never_warns():
+    vocab = {"<pad>": 0, "the": 1, "cat": 2}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+    assert tok.unk_token_id is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_unknown_words(tok, ["completely unheard words"]) == []
+        assert unknown_words(tok, "completely unheard words") == []
+
+
+def test_processor_warns_once_for_the_cat():
+    processor = InstAlignProcessor(InstAlignImageProcessor(size=32), synthetic_tokenizer())
+    image = torch.zeros(3, 32, 32)
+    with pytest.warns(OutOfVocabularyWarning, match="'cat'"):
+        processor(images=image, text="the cat")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        processor(images=image, text="the cat")  # named already
+        processor(images=image, text="the red circle")  # all known
