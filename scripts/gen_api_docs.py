@@ -46,7 +46,19 @@ PAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "The `refseg` command and its subcommands.",
         ("refseg_cli", "refseg.cli", "refseg.commands"),
     ),
+    "app_export.md": (
+        "Web app and export",
+        "The Gradio app and the ONNX export.",
+        ("refseg.app", "refseg.export"),
+    ),
+    "training.md": ("Training", "Crash-safe checkpoints and training helpers.", ("refseg.training",)),
 }
+# every public module not claimed by a page above lands here, so none is left out of the reference
+OTHER_PAGE = (
+    "utilities.md",
+    "Utilities",
+    "Input checks, image loading and other helpers shared by the library.",
+)
 TOP_LEVEL = (
     "# Top level\n\nThe names a user imports from `refseg` directly, as in transformers "
     "(`from refseg import InstAlignConfig, ...`); each is documented on the page of the module that "
@@ -68,11 +80,21 @@ def render() -> dict[str, str]:
     """The text of every page, keyed by file name under ``docs/api/``."""
     modules = public_modules()
     pages = {"refseg.md": TOP_LEVEL}
-    for file, (title, intro, prefixes) in PAGES.items():
+    claimed = {"refseg"}
+    sections = [(file, title, intro, prefixes) for file, (title, intro, prefixes) in PAGES.items()]
+    for file, title, intro, prefixes in sections:
         members = [m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes)]
-        blocks = [f"::: {m}\n    options:\n      show_submodules: false\n" for m in members]
-        pages[file] = f"# {title}\n\n{intro}\n\n" + "\n".join(blocks)
+        claimed.update(members)
+        pages[file] = _page(title, intro, members)
+    file, title, intro = OTHER_PAGE
+    pages[file] = _page(title, intro, [m for m in modules if m not in claimed])
     return pages
+
+
+def _page(title: str, intro: str, modules: list[str]) -> str:
+    """One API page: a heading, a sentence and one mkdocstrings block per module."""
+    blocks = [f"::: {m}\n    options:\n      show_submodules: false\n" for m in modules]
+    return f"# {title}\n\n{intro}\n\n" + "\n".join(blocks)
 
 
 def main(argv: list[str] | None = None) -> int:
