@@ -101,6 +101,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "image once per batch (image_indices): same data, fewer backbone passes; needs a model whose forward "
         "takes image_indices (InstAlign)",
     )
+    p.add_argument(
+        "--tau_no",
+        type=float,
+        default=0.0,
+        help="presence & plurality augmentation (Kim et al., AAAI 2026, Sec. 3.3): probability that a "
+        "single-target sample of a training batch gets another sample's sentence and no target (paper: 0.05); "
+        "works with every model; 0 disables",
+    )
+    p.add_argument(
+        "--tau_multi",
+        type=float,
+        default=0.0,
+        help="same augmentation: probability that a single-target sample joins the batch's 2x2 multi-target "
+        "mosaic, whose sentences are joined with 'and' (paper: 0.05; raise --max_text_length, e.g. 64); 0 disables",
+    )
     # optimisation
     p.add_argument("--per_device_train_batch_size", type=int, default=8)
     p.add_argument("--per_device_eval_batch_size", type=int, default=16)
@@ -148,6 +163,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--learning_rate and --min_learning_rate must be >= 0")
     if args.per_device_train_batch_size < 1 or args.gradient_accumulation_steps < 1:
         p.error("batch sizes and --gradient_accumulation_steps must be >= 1")
+    if not (0.0 <= args.tau_no <= 1.0 and 0.0 <= args.tau_multi <= 1.0):
+        p.error("--tau_no and --tau_multi must be probabilities in [0, 1]")
     return args
 
 
@@ -217,15 +234,18 @@ def drop_targeted_rows_without_instances(train: datasets.Dataset) -> datasets.Da
     return kept
 
 
-def make_collate_fn(processor, max_text_length: int, share_images: bool = False):
+def make_collate_fn(processor, max_text_length: int, share_images: bool = False, augment=None):
     """Rows -> model inputs: fixed-size images, sentences padded to ``max_text_length``, ``mask_labels``.
 
     With ``share_images`` the rows of one ``image_id`` (one picture in the dataset schema) share one entry of
     ``pixel_values``: each distinct image is processed once and ``image_indices`` pairs every expression
-    with its image.
+    with its image. ``augment`` (e.g. ``refseg.data.PresencePluralityAugmentation``) transforms the decoded
+    rows of the batch first.
     """
 
     def collate(rows: list[dict]) -> dict:
+        if augment is not None:
+            rows = augment(rows)
         images, image_indices = rows, None
         if share_images:
             first, image_indices = image_indices_of([row["image_id"] for row in rows])
@@ -377,9 +397,16 @@ def main(argv: list[str] | None = None) -> dict:
         if args.group_by_image
         else {"shuffle": True}
     )
+    augment = None
+    if args.tau_no > 0 or args.tau_multi > 0:  # synthetic no-target / multi-target samples (training only)
+        augment = refseg.data.PresencePluralityAugmentation(
+            tau_no=args.tau_no, tau_multi=args.tau_multi, seed=args.seed
+        )
     train_dl = DataLoader(
         train_ds,
-        collate_fn=make_collate_fn(processor, args.max_text_length, share_images=args.group_by_image),
+        collate_fn=make_collate_fn(
+            processor, args.max_text_length, share_images=args.group_by_image, augment=augment
+        ),
         batch_size=args.per_device_train_batch_size,
         num_workers=args.dataloader_num_workers,
         drop_last=True,

@@ -30,10 +30,24 @@ class PixelDecoderOutput(ModelOutput):
     Args:
         mask_features: ``(B, mask_dim, H/4, W/4)`` per-pixel embeddings (stride of the finest input map).
         multi_scale_features: 3 maps ``(B, hidden_dim, h, w)``, LOW resolution first (strides 32, 16, 8).
+        hidden_states: with ``output_hidden_states=True``, the ``num_layers + 1`` flattened encoder states
+            ``f_0 .. f_L`` ``(B, S, hidden_dim)`` (the input projections, then the output of each deformable
+            layer), levels concatenated LOW resolution first; level ``k`` is the slice
+            ``level_start_index[k] : level_start_index[k] + h_k * w_k``.
+        position_embeddings: with ``output_hidden_states=True``, the sine + level embeddings ``(B, S, hidden_dim)``
+            the encoder adds to its queries.
+        padding_mask: with ``output_hidden_states=True`` and a ``pixel_mask``, ``(B, S)`` True at padded tokens.
+        spatial_shapes: with ``output_hidden_states=True``, ``(h_k, w_k)`` of each level, low resolution first.
+        level_start_index: with ``output_hidden_states=True``, the first token of each level in ``S``.
     """
 
     mask_features: torch.Tensor | None = None
     multi_scale_features: list[torch.Tensor] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    position_embeddings: torch.Tensor | None = None
+    padding_mask: torch.Tensor | None = None
+    spatial_shapes: list[tuple[int, int]] | None = None
+    level_start_index: list[int] | None = None
 
 
 def _group_norm(num_channels: int, groups: int) -> nn.GroupNorm:
@@ -219,7 +233,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
         return reference_points[:, :, None] * valid_ratios[:, None]
 
     def forward(
-        self, features: list[torch.Tensor], pixel_mask: torch.Tensor | None = None
+        self,
+        features: list[torch.Tensor],
+        pixel_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
     ) -> PixelDecoderOutput:
         """Decode the backbone maps.
 
@@ -227,6 +244,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
             features: the backbone maps, finest first, ``(B, in_channels[i], H_i, W_i)``.
             pixel_mask: optional ``(B, H, W)`` at any resolution, 1 for real pixels and 0 for padding; it is
                 resized (nearest) to each level to mask padded values and compute valid ratios.
+            output_hidden_states: also return the per-layer encoder states ``f_0 .. f_L`` and what is needed to
+                attend to them (position embeddings, padding mask, level layout); the other outputs are the same.
         """
         if len(features) != len(self.in_channels):
             raise ValueError(f"expected {len(self.in_channels)} feature maps, got {len(features)}")
@@ -268,6 +287,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         valid_ratios = torch.stack([self._valid_ratio(m, hidden_states.dtype) for m in masks], 1)
         reference_points = self.get_reference_points(spatial_shapes_list, valid_ratios)
 
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states,
@@ -278,6 +298,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 padding_mask,
                 spatial_shapes_list,
             )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
 
         outputs = [
             x.transpose(1, 2).reshape(batch, self.hidden_dim, h, w)
@@ -294,6 +316,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
         return PixelDecoderOutput(
             mask_features=self.mask_projection(outputs[-1]),
             multi_scale_features=outputs[: self.num_outputs],
+            hidden_states=all_hidden_states,
+            position_embeddings=position_embeddings if output_hidden_states else None,
+            padding_mask=padding_mask if output_hidden_states else None,
+            spatial_shapes=spatial_shapes_list if output_hidden_states else None,
+            level_start_index=starts if output_hidden_states else None,
         )
 
     @staticmethod

@@ -21,10 +21,22 @@ from .instalign import (
     InstAlignImageProcessor,
     InstAlignProcessor,
 )
+from .presence_plurality import (
+    PresencePluralityConfig,
+    PresencePluralityForReferringSegmentation,
+    PresencePluralityImageProcessor,
+    PresencePluralityProcessor,
+)
 
 # (config class, task model class, image processor class, processor class) per architecture
 _ARCHITECTURES = [
     (InstAlignConfig, InstAlignForReferringSegmentation, InstAlignImageProcessor, InstAlignProcessor),
+    (
+        PresencePluralityConfig,
+        PresencePluralityForReferringSegmentation,
+        PresencePluralityImageProcessor,
+        PresencePluralityProcessor,
+    ),
 ]
 
 
@@ -60,4 +72,8 @@ __all__ = [
     "InstAlignImageProcessor",
     "InstAlignProcessor",
     "processor_classes",
+    "PresencePluralityConfig",
+    "PresencePluralityForReferringSegmentation",
+    "PresencePluralityImageProcessor",
+    "PresencePluralityProcessor",
 ]

@@ -1,0 +1,304 @@
+"""Configuration of the presence & plurality model (Kim, Lee, Kwak, "Improving Target Presence and Plurality
+Recognition for Generalized Referring Image Segmentation", AAAI 2026).
+
+Defaults are the paper's (Sec. 3, Sec. 4.2): a language-aware Swin-B and BERT-base, 480x480 inputs with
+aspect-preserving padding, a 6-layer deformable pixel decoder with 256 channels, the target query with its
+plurality (eq. 3) and presence (eq. 4) heads, and the loss weights of eq. 5 (lambda_pr 0.1, lambda_pl 0.01).
+Where the paper is silent, the choice is documented on the field and in ``docs/models/presence_plurality.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+PRESETS = ("tiny", "demo", "paper")
+FUSIONS = ("pwam", "none")
+
+SWIN_BASE = {
+    "image_size": 384,
+    "patch_size": 4,
+    "embed_dim": 128,
+    "depths": [2, 2, 18, 2],
+    "num_heads": [4, 8, 16, 32],
+    "window_size": 12,
+    "drop_path_rate": 0.3,
+    "out_features": ["stage1", "stage2", "stage3", "stage4"],
+}
+BERT_BASE_UNCASED = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "pad_token_id": 0,
+}
+
+
+@strict
+class PresencePluralityConfig(PreTrainedConfig):
+    r"""Configuration of [`PresencePluralityForReferringSegmentation`].
+
+    Args:
+        backbone_config (`dict` or `SwinConfig`, defaults to Swin-B, window 12): the multimodal encoder's Swin
+            (Sec. 3.1, eq. 1).
+        text_config (`dict` or `PreTrainedConfig`, defaults to BERT-base-uncased): the text encoder (Sec. 3.1).
+        image_size (`int`, defaults to 480): the long side after resizing; the processor pads to a square
+            (Sec. 4.2, "resize ... to 480x480 pixels while maintaining their aspect ratio through padding").
+        encoder_fusion (`str`, defaults to `"pwam"`): `"pwam"` fuses the sentence into every Swin stage with
+            pixel-word attention and language gates "as in (Yang et al. 2022; Liu, Ding, and Jiang 2023)"
+            (Sec. 3.1); `"none"` is a plain Swin (the text reaches only the target query).
+        pwam_gate_stages (`list[int]`, defaults to `[0, 1, 2]`): stages whose fused map is gated back into the
+            visual stream. The paper does not specify; we follow ReLA, whose encoder it cites and whose pixel
+            decoder it shares (LAVT gates all four: `[0, 1, 2, 3]`).
+        hidden_dim (`int`, defaults to 256): channels `C` of the pixel decoder and the target query (Sec. 4.2).
+        mask_dim (`int`, defaults to 256): channels of the stride-4 mask features.
+        num_heads (`int`, defaults to 8): heads of the deformable attention and of the target-query blocks.
+        dropout (`float`, defaults to 0.0): dropout of the pixel decoder and the target-query blocks.
+        pixel_decoder_layers (`int`, defaults to 6): `L` MSDS blocks (eq. 2, Sec. 4.2).
+        pixel_decoder_ffn_dim (`int`, defaults to 1024), pixel_decoder_num_points (`int`, defaults to 4): the
+            paper refers to Mask2Former for the MSDS block; these are Mask2Former's values.
+        use_target_query (`bool`, defaults to `True`): Table 2 "Target Query". `False` is the ablation baseline: the
+            presence head reads the global average of the mask features (the features used for mask prediction,
+            as ReLA's presence head does, Sec. 1) and there is no target query.
+        use_plurality (`bool`, defaults to `True`): Table 2 "Plurality Cls.": the plurality head on `e_0` (eq. 3)
+            and its loss. Needs the target query.
+        target_query_ffn_dim (`int`, defaults to 2048): FFN width of the cross-attention blocks of eq. 3-4. The
+            paper does not specify the block; we use a Mask2Former decoder cross-attention layer (multi-head
+            attention, residual, LayerNorm, then FFN, residual, LayerNorm) because the model builds on
+            Mask2Former's decoder design.
+        presence_feature_level (`int`, defaults to 4): which slice `f^{M,j}` of the pixel-decoder states the
+            presence path reads: 4 (stride 32, the paper's choice, Sec. 3.2), 3 (stride 16) or 2 (stride 8).
+        presence_feature_offset (`int`, defaults to 0): 0 is eq. 4 literally (`e_l` reads `f_{l-1}`, i.e.
+            `f_0 .. f_{L-1}`: the final state `f_L`, which the mask head uses, is never read); 1 reads
+            `f_1 .. f_L` as the prose "{f_l}_{l=1}^L" suggests.
+        head_mlp_layers (`int`, defaults to 2): layers of the presence and plurality MLPs ("a single MLP"; the
+            paper does not give the depth; 2 as ReLA's no-target head).
+        mask_mlp_layers (`int`, defaults to 2): layers of the per-pixel mask MLP (Sec. 3.1).
+        mask_head_at_full_resolution (`bool`, defaults to `True`): upsample the features to the input size then
+            apply the MLP (Sec. 3.1); `False` applies the MLP at stride 4 and upsamples the logits (cheaper, not
+            identical because the MLP is non-linear).
+        lambda_pixel, lambda_presence, lambda_plurality (`float`, defaults 1.0, 0.1, 0.01): weights of eq. 5.
+        pixel_class_weights, presence_class_weights (`list[float]`, defaults `[0.9, 1.1]`): class weights of the
+            two cross-entropies (background/absent first). The paper does not specify; we take ReLA's, whose
+            loss this model inherits.
+        plurality_ignore_no_target (`bool`, defaults to `True`): no-target samples do not enter the plurality
+            loss. The paper does not specify; the plurality of nothing is undefined and its Fig. 5(b) reports
+            plurality only for single- and multi-target samples. `False` labels them "single".
+        presence_threshold (`float`, defaults to 0.5): the mask is emptied when the presence probability is
+            below it (Sec. 3.4).
+        mask_threshold (`float`, defaults to 0.5): foreground probability threshold (Sec. 3.4).
+        init_std (`float`, defaults to 0.02): std of the normal init of linear layers.
+    """
+
+    model_type = "presence_plurality"
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "backbone_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="swin", init_kwargs=dict(SWIN_BASE)
+        ),
+        "text_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="bert", init_kwargs=dict(BERT_BASE_UNCASED)
+        ),
+    }
+    attribute_map: ClassVar[dict[str, str]] = {"hidden_size": "hidden_dim"}
+
+    backbone_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    image_size: int = 480
+    encoder_fusion: str = "pwam"
+    pwam_gate_stages: list[int] | tuple[int, ...] = (0, 1, 2)
+    hidden_dim: int = 256
+    mask_dim: int = 256
+    num_heads: int = 8
+    dropout: float | int = 0.0
+    pixel_decoder_layers: int = 6
+    pixel_decoder_ffn_dim: int = 1024
+    pixel_decoder_num_points: int = 4
+    use_target_query: bool = True
+    use_plurality: bool = True
+    target_query_ffn_dim: int = 2048
+    presence_feature_level: int = 4
+    presence_feature_offset: int = 0
+    head_mlp_layers: int = 2
+    mask_mlp_layers: int = 2
+    mask_head_at_full_resolution: bool = True
+    lambda_pixel: float | int = 1.0
+    lambda_presence: float | int = 0.1
+    lambda_plurality: float | int = 0.01
+    pixel_class_weights: list[float] | tuple[float, ...] = (0.9, 1.1)
+    presence_class_weights: list[float] | tuple[float, ...] = (0.9, 1.1)
+    plurality_ignore_no_target: bool = True
+    presence_threshold: float | int = 0.5
+    mask_threshold: float | int = 0.5
+    init_std: float = 0.02
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        self.pwam_gate_stages = [int(i) for i in self.pwam_gate_stages]
+        self.pixel_class_weights = [float(w) for w in self.pixel_class_weights]
+        self.presence_class_weights = [float(w) for w in self.presence_class_weights]
+        super().__post_init__(**kwargs)
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Raise ``ValueError`` naming the first invalid option (called at construction)."""
+        if self.encoder_fusion not in FUSIONS:
+            raise ValueError(f"encoder_fusion must be one of {FUSIONS}, got {self.encoder_fusion!r}")
+        if any(not 0 <= i <= 3 for i in self.pwam_gate_stages):
+            raise ValueError(
+                f"pwam_gate_stages must be Swin stage indices in 0..3, got {self.pwam_gate_stages}"
+            )
+        for name in (
+            "image_size",
+            "hidden_dim",
+            "mask_dim",
+            "num_heads",
+            "pixel_decoder_layers",
+            "pixel_decoder_ffn_dim",
+            "pixel_decoder_num_points",
+            "target_query_ffn_dim",
+            "head_mlp_layers",
+            "mask_mlp_layers",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.hidden_dim % self.num_heads != 0:
+            raise ValueError(
+                f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.hidden_dim % 2 != 0:
+            raise ValueError(
+                f"hidden_dim must be even for the sine position embedding, got {self.hidden_dim}"
+            )
+        if self.image_size % 32 != 0:
+            raise ValueError(
+                f"image_size must be a multiple of 32 (the backbone's largest stride), got {self.image_size}"
+            )
+        if self.presence_feature_level not in (2, 3, 4):
+            raise ValueError(
+                f"presence_feature_level must be 2, 3 or 4 (strides 8, 16, 32), got {self.presence_feature_level}"
+            )
+        if self.presence_feature_offset not in (0, 1):
+            raise ValueError(f"presence_feature_offset must be 0 or 1, got {self.presence_feature_offset}")
+        if self.use_plurality and not self.use_target_query:
+            raise ValueError(
+                "use_plurality=True needs use_target_query=True (the plurality head reads e_0, eq. 3)"
+            )
+        for name in ("pixel_class_weights", "presence_class_weights"):
+            weights = getattr(self, name)
+            if len(weights) != 2 or any(w <= 0 for w in weights):
+                raise ValueError(
+                    f"{name} must be two positive weights (background/absent, foreground/present)"
+                )
+        for name in ("presence_threshold", "mask_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("lambda_pixel", "lambda_presence", "lambda_plurality"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> PresencePluralityConfig:
+        """Named configurations; keyword arguments override any field (``backbone_config`` / ``text_config``
+        dicts are merged into the preset's).
+
+        * ``"paper"``: the defaults (Swin-B, BERT-base, 480, 6 pixel-decoder layers, hidden 256).
+        * ``"tiny"``: for unit tests: 64x64, Swin embed 16 depths (1, 1, 1, 1) window 4, a 2-layer BERT of
+          width 32, hidden 32 with 4 heads, 2 pixel-decoder layers (so eq. 4 has two blocks).
+        * ``"demo"``: for CPU training on synthetic scenes: 160x160 with window 5 (stages 40, 20, 10, 5 tile
+          without padding), Swin embed 32 depths (1, 1, 2, 1) MLP ratio 2, a 2-layer BERT of width 96 over the
+          synthetic word vocabulary, hidden 64 with 4 heads, 2 pixel-decoder layers, FFNs of 256.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        if name == "paper":
+            return cls(**overrides)
+        if name == "tiny":
+            backbone = {
+                "model_type": "swin",
+                "image_size": 64,
+                "patch_size": 4,
+                "embed_dim": 16,
+                "depths": [1, 1, 1, 1],
+                "num_heads": [1, 2, 2, 4],
+                "window_size": 4,
+                "drop_path_rate": 0.0,
+                "out_features": ["stage1", "stage2", "stage3", "stage4"],
+            }
+            text = {
+                "model_type": "bert",
+                "vocab_size": 100,
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "max_position_embeddings": 72,
+                "pad_token_id": 0,
+            }
+            values: dict[str, Any] = dict(
+                image_size=64,
+                hidden_dim=32,
+                mask_dim=32,
+                num_heads=4,
+                pixel_decoder_layers=2,
+                pixel_decoder_ffn_dim=64,
+                pixel_decoder_num_points=2,
+                target_query_ffn_dim=64,
+            )
+        else:  # demo
+            backbone = {
+                "model_type": "swin",
+                "image_size": 160,
+                "patch_size": 4,
+                "embed_dim": 32,
+                "depths": [1, 1, 2, 1],
+                "num_heads": [1, 2, 4, 8],
+                "window_size": 5,
+                "mlp_ratio": 2.0,
+                "drop_path_rate": 0.0,
+                "out_features": ["stage1", "stage2", "stage3", "stage4"],
+            }
+            vocab_size, pad_id = _synthetic_vocabulary()
+            text = {
+                "model_type": "bert",
+                "vocab_size": vocab_size,
+                "hidden_size": 96,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 192,
+                "max_position_embeddings": 72,
+                "pad_token_id": pad_id,
+            }
+            values = dict(
+                image_size=160,
+                hidden_dim=64,
+                mask_dim=64,
+                num_heads=4,
+                pixel_decoder_layers=2,
+                pixel_decoder_ffn_dim=256,
+                pixel_decoder_num_points=4,
+                target_query_ffn_dim=256,
+            )
+        for key, sub in (("backbone_config", backbone), ("text_config", text)):
+            if isinstance(overrides.get(key), dict):
+                sub = {**sub, **overrides.pop(key)}
+            values[key] = overrides.pop(key, sub)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _synthetic_vocabulary() -> tuple[int, int]:
+    """(vocab_size, pad id) of refseg's synthetic-scene tokenizer."""
+    from refseg.data import synthetic_tokenizer
+
+    tokenizer = synthetic_tokenizer()
+    return len(tokenizer), tokenizer.pad_token_id
+
+
+__all__ = ["PresencePluralityConfig"]
