@@ -21,6 +21,12 @@ from .instalign import (
     InstAlignImageProcessor,
     InstAlignProcessor,
 )
+from .metris import (
+    MetrisConfig,
+    MetrisForReferringSegmentation,
+    MetrisImageProcessor,
+    MetrisProcessor,
+)
 from .presence_plurality import (
     PresencePluralityConfig,
     PresencePluralityForReferringSegmentation,
@@ -37,6 +43,7 @@ _ARCHITECTURES = [
         PresencePluralityImageProcessor,
         PresencePluralityProcessor,
     ),
+    (MetrisConfig, MetrisForReferringSegmentation, MetrisImageProcessor, MetrisProcessor),
 ]
 
 
@@ -76,4 +83,8 @@ __all__ = [
     "PresencePluralityForReferringSegmentation",
     "PresencePluralityImageProcessor",
     "PresencePluralityProcessor",
+    "MetrisConfig",
+    "MetrisForReferringSegmentation",
+    "MetrisImageProcessor",
+    "MetrisProcessor",
 ]

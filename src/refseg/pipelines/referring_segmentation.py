@@ -139,7 +139,8 @@ class ReferringSegmentationPipeline(Pipeline):
     def _forward(self, model_inputs: dict) -> dict:
         target_size = model_inputs.pop("target_size")
         outputs = self.model(**model_inputs)
-        result = {key: outputs[key] for key in _OUTPUT_KEYS}
+        # models without instance queries (e.g. METRIS) have no pred_masks / pred_scores
+        result = {key: outputs[key] for key in _OUTPUT_KEYS if key in outputs}
         result["target_size"] = target_size
         return result
 

@@ -1,0 +1,164 @@
+"""Benchmark: paper-config METRIS MACs at 480x480, and CPU latency side by side with transformers' Mask2Former.
+
+MACs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass (FLOPs / 2; matmuls,
+convolutions and attention are counted, element-wise ops are not, as in the usual MAC counters) of
+``MetrisConfig()``: Swin-B with pixel-word attention, BERT-base, 20 tokens, decoder width 768. The paper
+reports 432 G (Table 2). transformers' fast path of ``nn.MultiheadAttention`` is switched off while counting
+(its fused kernel is invisible to the counter); the result of the forward pass is the same. Variants:
+``encoder_fusion="none"`` and a 512-wide decoder show where the MACs go.
+
+The latency part builds METRIS and ``Mask2FormerForUniversalSegmentation`` with the same Swin-B backbone config
+(random weights, no download) and alternates timed forwards of the two in one process (2 threads by default),
+reusing the timing helpers of ``benchmarks/instalign_vs_mask2former.py``. Prints one JSON document.
+
+    python benchmarks/metris_macs.py [--threads 2] [--repeats 5] [--image-size 480] [--skip-latency]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from instalign_vs_mask2former import ComponentTimer, build_mask2former, peak_rss_growth_mb  # noqa: E402
+
+PAPER_MACS_G = 432.0
+COMPONENTS = {
+    "backbone": "model.backbone",
+    "text_encoder": "model.text_encoder",
+    "vision_projection": "model.vision_projection",
+    "enhancer": "model.enhancer",
+    "visual_expression_extractor": "model.visual_expression_extractor",
+    "decoder": "model.decoder",
+    "mask_head": "mask_head",
+}
+
+
+def build_metris(image_size: int, **overrides):
+    from refseg.models.metris import MetrisConfig, MetrisForReferringSegmentation
+
+    config = MetrisConfig(image_size=image_size, **overrides)
+    return MetrisForReferringSegmentation(config).eval(), config
+
+
+def inputs(image_size: int, text_length: int):
+    pixel_values = torch.randn(1, 3, image_size, image_size)
+    input_ids = torch.randint(1000, 2000, (1, text_length))
+    input_ids[0, 0], input_ids[0, -1] = 101, 102  # [CLS] ... [SEP]
+    return pixel_values, input_ids, torch.ones_like(input_ids)
+
+
+def count_macs(model, pixel_values, input_ids, attention_mask) -> dict:
+    """Total and per-component GMACs of one forward pass."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    by_module = counter.get_flop_counts()
+    total = counter.get_total_flops() / 2e9
+    prefix = type(model).__name__
+    components = {}
+    for name, path in COMPONENTS.items():
+        counts = by_module.get(f"{prefix}.{path}")
+        if counts is not None:
+            components[name] = round(sum(counts.values()) / 2e9, 2)
+    return {"total_gmacs": round(total, 2), "components_gmacs": components}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per model (after one warm-up)")
+    parser.add_argument("--image-size", type=int, default=480)
+    parser.add_argument("--text-length", type=int, default=20)
+    parser.add_argument("--skip-latency", action="store_true", help="count MACs only")
+    parser.add_argument("--skip-variants", action="store_true", help="count the paper config only")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    import transformers
+
+    pixel_values, input_ids, attention_mask = inputs(args.image_size, args.text_length)
+    metris, config = build_metris(args.image_size)
+    report: dict = {
+        "benchmark": "metris_macs",
+        "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "image_size": args.image_size,
+        "text_length": args.text_length,
+        "paper_macs_g": PAPER_MACS_G,
+        "metris": {"parameters": sum(p.numel() for p in metris.parameters())},
+    }
+    report["metris"].update(count_macs(metris, pixel_values, input_ids, attention_mask))
+    report["metris"]["macs_over_paper"] = round(report["metris"]["total_gmacs"] / PAPER_MACS_G, 3)
+    if not args.skip_variants:
+        report["variants"] = {}
+        for name, overrides in (
+            ("encoder_fusion_none", {"encoder_fusion": "none"}),
+            ("decoder_512", {"decoder_hidden_dim": 512}),
+        ):
+            variant, _ = build_metris(args.image_size, **overrides)
+            report["variants"][name] = {
+                "parameters": sum(p.numel() for p in variant.parameters()),
+                **count_macs(variant, pixel_values, input_ids, attention_mask),
+            }
+            del variant
+
+    if not args.skip_latency:
+        mask2former, mask2former_timer, _ = build_mask2former(config.backbone_config)
+        metris_timer = ComponentTimer({name: metris.get_submodule(path) for name, path in COMPONENTS.items()})
+
+        def run_metris():
+            with torch.inference_mode():
+                metris(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+
+        def run_mask2former():
+            with torch.inference_mode():
+                mask2former(pixel_values=pixel_values)
+
+        runners = {"metris": (run_metris, metris_timer), "mask2former": (run_mask2former, mask2former_timer)}
+        results = {}
+        for name, (run, _) in runners.items():
+            run()  # warm-up
+            results[name] = {"peak_rss_growth_mb": peak_rss_growth_mb(run), "latencies_ms": []}
+        for _ in range(args.repeats):
+            for name, (run, timer) in runners.items():
+                timer.enabled = True
+                start = time.perf_counter()
+                run()
+                results[name]["latencies_ms"].append(round((time.perf_counter() - start) * 1000, 1))
+                timer.enabled = False
+        for name, model in (("metris", metris), ("mask2former", mask2former)):
+            entry = results[name]
+            entry["parameters"] = sum(p.numel() for p in model.parameters())
+            entry["latency_ms_median"] = round(statistics.median(entry["latencies_ms"]), 1)
+            entry["latency_ms_min"] = min(entry["latencies_ms"])
+            entry["components_ms_median"] = runners[name][1].medians()
+        report["latency"] = results
+        report["latency_ratio_metris_over_mask2former"] = round(
+            results["metris"]["latency_ms_median"] / results["mask2former"]["latency_ms_median"], 3
+        )
+        report["latency_ratio_of_minima"] = round(
+            results["metris"]["latency_ms_min"] / results["mask2former"]["latency_ms_min"], 3
+        )
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""METRIS configuration ("METRIS: Multi-Expressions for Transformer-based Referring Image Segmentation").
+
+Defaults are the paper's (Sec. 3, Sec. 4.1, App. A): Swin-B + BERT-base (uncased), 480x480 inputs, 20 text
+tokens, curation ratio r = 30% (Fig. 6), the pixel contrastive loss (eq. 4) with a learnable temperature, and
+the full guidance set ``{Q_L_hat, Q_V_hat}`` (Sec. 3.3, Table 5 last row). Every ablation of Tables 5, 6, 8 and
+Fig. 6 is a field; ``docs/models/metris.md`` lists the choices made where the paper is silent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+GUIDANCE = ("pure_le", "enhanced_le", "ve", "enhanced_le_all_pixels", "full")
+ENCODER_FUSION = ("pwam", "none")
+MASK_LOSS = ("ce", "bce")
+PRESETS = ("tiny", "demo", "paper")
+
+SWIN_BASE = {
+    "image_size": 384,
+    "patch_size": 4,
+    "embed_dim": 128,
+    "depths": [2, 2, 18, 2],
+    "num_heads": [4, 8, 16, 32],
+    "window_size": 12,
+    "drop_path_rate": 0.3,
+    "out_features": ["stage1", "stage2", "stage3", "stage4"],
+}
+BERT_BASE_UNCASED = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+}
+
+
+@strict
+class MetrisConfig(PreTrainedConfig):
+    r"""Configuration of [`MetrisForReferringSegmentation`].
+
+    The width ``D`` of the linguistic and visual expression tokens is the text encoder's hidden size (Sec. 3.1:
+    ``Q_L`` is ``L x D``), 768 for BERT-base.
+
+    Args:
+        backbone_config (`dict` or `PreTrainedConfig`, defaults to Swin-B): vision encoder (4 stages, strides 4-32).
+        text_config (`dict` or `PreTrainedConfig`, defaults to BERT-base uncased): language encoder (Sec. 3.1).
+        image_size (`int`, defaults to 480): input resolution (App. A).
+        max_text_length (`int`, defaults to 20): tokens per expression, [CLS] and [SEP] included (the processor
+            truncates to it). The paper does not say; 20 is the value of its code lineage (LAVT).
+        encoder_fusion (`str`, defaults to `"pwam"`): `"pwam"` fuses the words into every Swin stage (pixel-word
+            attention and a gate, LAVT-style); `"none"` is a plain Swin. The paper only says "a vision encoder".
+        joint_dim (`int`, defaults to 256): width of the joint embedding space of ``phi^V``, ``phi^L`` (eq. 1).
+        num_heads (`int`, defaults to 8): heads of every attention layer of the extractor and the decoder.
+        ffn_dim (`int`, defaults to 2048): hidden width of every MLP / FFN (eq. 6-7).
+        dropout (`float`, defaults to 0.0): dropout in attention layers and MLPs.
+        num_enhance_layers (`int`, defaults to 1): cross-attention layers that enhance ``Q_L`` into ``Q_L_hat``
+            (Sec. 3.2, "the linguistic expression tokens are first enhanced by the cross-attention layers").
+        curation_ratio (`float`, defaults to 0.3): ``r`` of eq. 2; every cue keeps ``N_p = ceil(r N)`` tokens (Fig. 6).
+        aggregate_mean_scale (`bool`, defaults to `False`): multiply eq. 5 by the literal ``1 / N_p``. Off: the
+            softmax weights already sum to one over the curated tokens.
+        guidance (`str`, defaults to `"full"`): Table 5's guidance set: `"pure_le"` (``Q_L``), `"enhanced_le"`
+            (``Q_L_hat``), `"ve"` (``Q_V_hat``), `"enhanced_le_all_pixels"` (``Q_L_hat`` + all ``N`` vision
+            tokens), `"full"` (``Q_L_hat`` + ``Q_V_hat``).
+        curation (`bool`, defaults to `True`): Table 6a Step 1. `False` keeps every vision token for every cue
+            (the dynamic mask of eq. 3 is all zeros).
+        adaptive_refinement (`bool`, defaults to `True`): Table 6a Step 2. `False` skips eq. 6 (``F_r = F_a``).
+        relationship_modeling (`bool`, defaults to `True`): Table 6a Step 3. `False` skips eq. 7 (``Q_V_hat = F_r``).
+        use_global_cue (`bool`, defaults to `True`): Table 6b, the [CLS] token is a cue of the extractor.
+        use_local_cues (`bool`, defaults to `True`): Table 6b, the word tokens are cues of the extractor.
+        use_contrastive_loss (`bool`, defaults to `True`): Table 8a, supervise the [CLS] relevance map by eq. 4.
+        dynamic_mask_in_aggregation (`bool`, defaults to `True`): Table 8b, add ``M`` inside eq. 5's softmax.
+        decoder_hidden_dim (`int`, defaults to 768): channels of the segmentation decoder (Sec. 3.3).
+        mask_loss (`str`, defaults to `"ce"`): `"ce"` is a 2-class cross-entropy with ``seg_class_weights``
+            (background, foreground); `"bce"` a 1-channel binary cross-entropy ("binary cross-entropy", Sec. 3.3).
+        seg_class_weights (`list[float]`, defaults to `[0.9, 1.1]`): class weights of the `"ce"` mask loss.
+        lambda_seg (`float`, defaults to 2.0): weight of the mask loss.
+        lambda_cl (`float`, defaults to 1.0): weight of the pixel contrastive loss (eq. 4).
+        tau_init (`float`, defaults to 1.0): initial learnable temperature ``tau`` of eq. 4.
+        tau_min (`float`, defaults to 0.01): ``tau`` is clamped to at least this value.
+        no_target_head (`bool`, defaults to `False`): the no-target classifier of App. A (gRefCOCO, ReLA-style).
+            Without it ``no_target_logits`` is ``-inf`` (never no-target), as on RefCOCO.
+        no_target_hidden_dim (`int`, defaults to 256): hidden width of the no-target MLP.
+        no_target_class_weights (`list[float]`, defaults to `[0.9, 1.1]`): CE weights (target, no-target).
+        lambda_nt (`float`, defaults to 0.1): weight of the no-target loss.
+        init_std (`float`, defaults to 0.02): std of the normal init of linear and conv layers.
+    """
+
+    model_type = "metris"
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "backbone_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="swin", init_kwargs=dict(SWIN_BASE)
+        ),
+        "text_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="bert", init_kwargs=dict(BERT_BASE_UNCASED)
+        ),
+    }
+
+    backbone_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    image_size: int = 480
+    max_text_length: int = 20
+    encoder_fusion: str = "pwam"
+    joint_dim: int = 256
+    num_heads: int = 8
+    ffn_dim: int = 2048
+    dropout: float | int = 0.0
+    num_enhance_layers: int = 1
+    curation_ratio: float | int = 0.3
+    aggregate_mean_scale: bool = False
+    guidance: str = "full"
+    curation: bool = True
+    adaptive_refinement: bool = True
+    relationship_modeling: bool = True
+    use_global_cue: bool = True
+    use_local_cues: bool = True
+    use_contrastive_loss: bool = True
+    dynamic_mask_in_aggregation: bool = True
+    decoder_hidden_dim: int = 768
+    mask_loss: str = "ce"
+    seg_class_weights: list[float] | tuple[float, ...] | None = None
+    lambda_seg: float | int = 2.0
+    lambda_cl: float | int = 1.0
+    tau_init: float | int = 1.0
+    tau_min: float | int = 0.01
+    no_target_head: bool = False
+    no_target_hidden_dim: int = 256
+    no_target_class_weights: list[float] | tuple[float, ...] | None = None
+    lambda_nt: float | int = 0.1
+    init_std: float = 0.02
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        if self.seg_class_weights is None:
+            self.seg_class_weights = [0.9, 1.1]
+        if self.no_target_class_weights is None:
+            self.no_target_class_weights = [0.9, 1.1]
+        self.seg_class_weights = [float(w) for w in self.seg_class_weights]
+        self.no_target_class_weights = [float(w) for w in self.no_target_class_weights]
+        super().__post_init__(**kwargs)
+        self._check_values()
+
+    @property
+    def hidden_size(self) -> int:
+        """``D``, the width of the expression tokens (the text encoder's hidden size)."""
+        return int(self.text_config.hidden_size)
+
+    @property
+    def uses_visual_expression(self) -> bool:
+        """Whether the guidance set contains ``Q_V_hat`` (and so the extractor and eq. 4 run)."""
+        return self.guidance in ("ve", "full")
+
+    def _check_values(self) -> None:
+        """Raise ``ValueError`` naming the first invalid option (called at construction)."""
+        for name, allowed in (
+            ("guidance", GUIDANCE),
+            ("encoder_fusion", ENCODER_FUSION),
+            ("mask_loss", MASK_LOSS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in (
+            "image_size",
+            "max_text_length",
+            "joint_dim",
+            "num_heads",
+            "ffn_dim",
+            "num_enhance_layers",
+            "decoder_hidden_dim",
+            "no_target_hidden_dim",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.image_size % 32 != 0:
+            raise ValueError(
+                f"image_size must be a multiple of 32 (the largest stride), got {self.image_size}"
+            )
+        if not 0.0 < self.curation_ratio <= 1.0:
+            raise ValueError(f"curation_ratio must be in (0, 1], got {self.curation_ratio}")
+        if not (self.use_global_cue or self.use_local_cues):
+            raise ValueError("at least one of use_global_cue and use_local_cues must be True")
+        if self.hidden_size % self.num_heads != 0:
+            raise ValueError(
+                f"the text hidden size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.decoder_hidden_dim % self.num_heads != 0:
+            raise ValueError(
+                f"decoder_hidden_dim ({self.decoder_hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.tau_init <= 0 or self.tau_min <= 0:
+            raise ValueError(f"tau_init and tau_min must be > 0, got {self.tau_init} and {self.tau_min}")
+        for name in ("seg_class_weights", "no_target_class_weights"):
+            weights = getattr(self, name)
+            if len(weights) != 2 or min(weights) < 0:
+                raise ValueError(f"{name} must be two non-negative weights, got {weights}")
+        for name in ("lambda_seg", "lambda_cl", "lambda_nt"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> MetrisConfig:
+        """Named configurations; keyword arguments override any field (sub-config dicts are merged).
+
+        * ``"paper"``: the defaults (Swin-B, BERT-base, 480x480, r = 30%, full guidance set).
+        * ``"tiny"``: for unit tests: 64x64, Swin embed 16 depths (1, 1, 1, 1), a 2-layer BERT of width 32,
+          decoder width 32, 4 heads, FFN 64, the no-target classifier on (the synthetic scenes have no-target
+          expressions).
+        * ``"demo"``: a CPU-trainable size for synthetic scenes: 160x160 (window 5 tiles every stage), Swin embed
+          32 depths (1, 1, 2, 1), a 2-layer BERT of width 96 over the synthetic word vocabulary, decoder width 64,
+          the no-target classifier on.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        if name == "paper":
+            return cls(**overrides)
+        if name == "tiny":
+            backbone = {
+                "model_type": "swin",
+                "image_size": 64,
+                "patch_size": 4,
+                "embed_dim": 16,
+                "depths": [1, 1, 1, 1],
+                "num_heads": [1, 2, 2, 4],
+                "window_size": 4,
+                "drop_path_rate": 0.0,
+                "out_features": ["stage1", "stage2", "stage3", "stage4"],
+            }
+            text = {
+                "model_type": "bert",
+                "vocab_size": 100,
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "max_position_embeddings": 64,
+                "type_vocab_size": 2,
+                "pad_token_id": 0,
+            }
+            values: dict[str, Any] = dict(
+                image_size=64,
+                joint_dim=16,
+                num_heads=4,
+                ffn_dim=64,
+                decoder_hidden_dim=32,
+                no_target_head=True,
+                no_target_hidden_dim=16,
+            )
+        else:  # demo
+            backbone = {
+                "model_type": "swin",
+                "image_size": 160,
+                "patch_size": 4,
+                "embed_dim": 32,
+                "depths": [1, 1, 2, 1],
+                "num_heads": [1, 2, 4, 8],
+                "window_size": 5,
+                "mlp_ratio": 2.0,
+                "drop_path_rate": 0.0,
+                "out_features": ["stage1", "stage2", "stage3", "stage4"],
+            }
+            text = {
+                "model_type": "bert",
+                "vocab_size": 512,
+                "hidden_size": 96,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 192,
+                "max_position_embeddings": 64,
+                "type_vocab_size": 2,
+                "pad_token_id": 0,
+            }
+            values = dict(
+                image_size=160,
+                joint_dim=64,
+                num_heads=4,
+                ffn_dim=256,
+                decoder_hidden_dim=64,
+                no_target_head=True,
+                no_target_hidden_dim=64,
+            )
+        for key, sub in (("backbone_config", backbone), ("text_config", text)):
+            if isinstance(overrides.get(key), dict):
+                sub = {**sub, **overrides.pop(key)}
+            values[key] = overrides.pop(key, sub)
+        values.update(overrides)
+        return cls(**values)
+
+
+__all__ = ["MetrisConfig"]

@@ -1,0 +1,44 @@
+"""Mask and no-target losses of METRIS (Sec. 3.3 and App. A); the pixel contrastive loss is eq. 4's module.
+
+Sec. 3.3: "The final segmentation map is projected to a binary class mask by a linear projection layer. The
+binary cross-entropy loss is used for the network training." The paper's code lineage (LAVT, CrossVLT)
+projects to two classes and uses a cross-entropy weighted (0.9, 1.1) for (background, foreground) at the
+input resolution; that is our default (``mask_loss="ce"``), and a one-channel BCE is the alternative. The
+no-target classifier is trained as ReLA's: a cross-entropy weighted (0.9, 1.1) for (target, no-target).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (``align_corners=True``, as the code lineage) resize of (B, C, h, w) logits to ``size``."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
+
+
+def segmentation_loss(
+    mask_logits: torch.Tensor, targets: torch.Tensor, mask_loss: str, class_weights: list[float]
+) -> torch.Tensor:
+    """Mask loss at the target resolution.
+
+    Args:
+        mask_logits: (B, 2, h, w) class logits (``"ce"``) or (B, 1, h, w) foreground logits (``"bce"``).
+        targets: (B, H, W) in {0, 1}, the union of the referred objects (all zero for no-target).
+        mask_loss: ``"ce"`` (2-class cross-entropy weighted by ``class_weights``) or ``"bce"``.
+        class_weights: (background, foreground) weights of ``"ce"``.
+    """
+    logits = upsample_logits(mask_logits, tuple(targets.shape[-2:]))
+    if mask_loss == "ce":
+        weight = torch.tensor(class_weights, dtype=logits.dtype, device=logits.device)
+        return F.cross_entropy(logits, targets.long(), weight=weight)
+    return F.binary_cross_entropy_with_logits(logits[:, 0], targets.to(logits.dtype))
+
+
+def no_target_loss(logits: torch.Tensor, no_target: torch.Tensor, class_weights: list[float]) -> torch.Tensor:
+    """Weighted cross-entropy of the two-way (target, no-target) logits (B, 2) against bool labels (B,)."""
+    weight = torch.tensor(class_weights, dtype=logits.dtype, device=logits.device)
+    return F.cross_entropy(logits, no_target.long(), weight=weight)
