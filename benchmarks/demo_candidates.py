@@ -1,0 +1,231 @@
+"""Demo-model candidates side by side on one budget: same steps, batch, data and validation scenes.
+
+Each candidate is trained from scratch by ``examples/train.py`` (its CLI, in a subprocess so that runs are
+independent and can go in parallel) on the *train* stream of synthetic data seed ``--data_seed``, then
+scored by ``examples/evaluate.py`` (``refseg.metrics``' GRES definitions, masks at the model's input size)
+on the *validation* stream of data seed ``--eval_seed + 1``, which no run trained on. Nothing here
+re-implements a metric, a loader or a data rule. One JSON file per candidate, then a markdown table:
+
+    python benchmarks/demo_candidates.py --candidates instalign presence_plurality \
+        --max_train_steps 800 --output_dir runs/demo_candidates
+    python benchmarks/demo_candidates.py --table runs/demo_candidates   # JSON files -> markdown table
+
+Seconds per step are measured from train.py's step log lines (training steps only, not data generation
+or saving) and depend on the machine's load, so the 1-minute load average is sampled during training and
+reported with them. The candidates (docs/demo_model.md):
+
+* ``instalign``: today's bundled design (DETR-style queries, late fusion), ``InstAlignConfig.preset("demo")``;
+* ``presence_plurality``: ``PresencePluralityConfig.preset("demo")`` (language-aware Swin, PWAM fusion);
+* ``metris``: ``MetrisConfig.preset("demo")`` with ``encoder_fusion="pwam"`` (early fusion in every stage);
+* ``metris_nofusion``: the same with ``encoder_fusion="none"``, the no-early-fusion control.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CANDIDATES: dict[str, dict] = {
+    "instalign": {"model_type": "instalign", "overrides": None},
+    "presence_plurality": {"model_type": "presence_plurality", "overrides": {"encoder_fusion": "pwam"}},
+    "metris": {"model_type": "metris", "overrides": {"encoder_fusion": "pwam"}},
+    "metris_nofusion": {"model_type": "metris", "overrides": {"encoder_fusion": "none"}},
+}
+
+STEP_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - INFO - .*?\bstep (\d+): ")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    p.add_argument("--output_dir", default="runs/demo_candidates")
+    p.add_argument("--config_preset", default="demo")
+    p.add_argument("--max_train_steps", type=int, default=800)
+    p.add_argument("--per_device_train_batch_size", type=int, default=8)
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--min_learning_rate", type=float, default=1e-5)
+    p.add_argument("--num_warmup_steps", type=int, default=100)
+    p.add_argument(
+        "--train_images", type=int, default=3000, help="synthetic training scenes (3 sentences each)"
+    )
+    p.add_argument("--data_seed", type=int, default=0, help="training scenes: train stream of this seed")
+    p.add_argument("--eval_images", type=int, default=150, help="held-out validation scenes")
+    p.add_argument(
+        "--eval_seed",
+        type=int,
+        default=4,
+        help="evaluate.py --seed: validation stream of data seed eval_seed + 1 (never trained on here)",
+    )
+    p.add_argument("--logging_steps", type=int, default=25)
+    p.add_argument("--threads", type=int, default=1, help="OMP/torch threads per run")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--table", default=None, help="only print the markdown table of the JSON files in this folder"
+    )
+    return p.parse_args(argv)
+
+
+class LoadSampler(threading.Thread):
+    """Samples the 1-minute load average every ``every`` seconds until stopped."""
+
+    def __init__(self, every: float = 15.0):
+        super().__init__(daemon=True)
+        self.every, self.samples, self._done = every, [os.getloadavg()[0]], threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict:
+        self._done.set()
+        self.join()
+        s = self.samples
+        return {
+            "mean": round(sum(s) / len(s), 2),
+            "min": round(min(s), 2),
+            "max": round(max(s), 2),
+            "n": len(s),
+        }
+
+
+def seconds_per_step(log_text: str) -> dict:
+    """Mean seconds per optimizer step between the first and the last ``step N:`` log lines of train.py."""
+    points = []
+    for line in log_text.splitlines():
+        m = STEP_LINE.search(line)  # tqdm may share the line
+        if m:
+            t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            points.append((int(m.group(2)), t))
+    if len(points) < 2:
+        return {"seconds_per_step": None, "measured_steps": 0}
+    (s0, t0), (s1, t1) = points[0], points[-1]
+    return {"seconds_per_step": round((t1 - t0) / (s1 - s0), 4), "measured_steps": s1 - s0}
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters of the saved model (all of them, trainable or not)."""
+    from transformers import AutoModel
+
+    import refseg  # noqa: F401  (registers the Auto classes)
+
+    model = AutoModel.from_pretrained(str(model_dir))
+    return sum(p.numel() for p in model.parameters())
+
+
+def run_candidate(name: str, args: argparse.Namespace) -> dict:
+    spec = CANDIDATES[name]
+    out = Path(args.output_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    train_cmd = [
+        sys.executable, str(ROOT / "examples/train.py"),
+        "--model_type", spec["model_type"], "--config_preset", args.config_preset,
+        "--train_images", str(args.train_images), "--val_images", "1", "--data_seed", str(args.data_seed),
+        "--per_device_train_batch_size", str(args.per_device_train_batch_size),
+        "--learning_rate", str(args.learning_rate), "--min_learning_rate", str(args.min_learning_rate),
+        "--num_warmup_steps", str(args.num_warmup_steps), "--max_train_steps", str(args.max_train_steps),
+        "--logging_steps", str(args.logging_steps), "--seed", str(args.seed), "--skip_eval",
+        "--output_dir", str(out),
+    ]  # fmt: skip
+    if spec["overrides"]:
+        train_cmd += ["--config_overrides", json.dumps(spec["overrides"])]
+    record: dict = {
+        "candidate": name,
+        "model_type": spec["model_type"],
+        "config_overrides": spec["overrides"],
+    }
+    sampler = LoadSampler()
+    sampler.start()
+    start = time.time()
+    with open(out / "train.log", "w") as log:
+        rc = subprocess.run(train_cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    record["train_wall_s"] = round(time.time() - start, 1)
+    record["load_average_1min_during_training"] = sampler.stop()
+    log_text = (out / "train.log").read_text()
+    record["train_command"] = " ".join(train_cmd[1:])
+    record["train_returncode"] = rc
+    if rc != 0:
+        record["error"] = log_text[-3000:]
+        return record
+    record.update(seconds_per_step(log_text))
+    record["max_train_steps"] = args.max_train_steps
+    record["batch_size"] = args.per_device_train_batch_size
+    record["threads"] = args.threads
+    record["parameters"] = parameter_count(out)
+    metrics_file = out / "eval.json"
+    eval_cmd = [
+        sys.executable, str(ROOT / "examples/evaluate.py"), "--model", str(out), "--dataset", "synthetic",
+        "--split", "validation", "--synthetic-images", str(args.eval_images), "--synthetic-size", "160",
+        "--seed", str(args.eval_seed), "--resolution", "model", "--device", "cpu", "--output", str(metrics_file),
+    ]  # fmt: skip
+    start = time.time()
+    with open(out / "eval.log", "w") as log:
+        rc = subprocess.run(eval_cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    record["eval_wall_s"] = round(time.time() - start, 1)
+    record["eval_command"] = " ".join(eval_cmd[1:])
+    record["eval_returncode"] = rc
+    if rc != 0:
+        record["error"] = (out / "eval.log").read_text()[-3000:]
+        return record
+    result = json.loads(metrics_file.read_text())
+    gres = result["metrics"]["gres"]
+    record["eval"] = {
+        "scenes": args.eval_images,
+        "samples": result["num_samples"],
+        "resolution": result["resolution"],
+        "data_seed": args.eval_seed + 1,
+        "split": "validation",
+    }
+    record["gres"] = gres
+    return record
+
+
+TABLE_KEYS = ("gIoU", "cIoU", "N-acc", "T-acc")
+
+
+def markdown_table(records: list[dict]) -> str:
+    rows = [
+        "| candidate | parameters | " + " | ".join(TABLE_KEYS) + " | s/step | load avg (mean) |",
+        "|---|---|" + "---|" * len(TABLE_KEYS) + "---|---|",
+    ]
+    for r in records:
+        if "gres" not in r:
+            rows.append(
+                f"| {r['candidate']} | failed: see its JSON | " + " | " * (len(TABLE_KEYS) + 1) + " |"
+            )
+            continue
+        vals = " | ".join(f"{r['gres'][k]:.1f}" for k in TABLE_KEYS)
+        rows.append(
+            f"| {r['candidate']} | {r['parameters'] / 1e6:.2f} M | {vals} | {r['seconds_per_step']:.2f} | "
+            f"{r['load_average_1min_during_training']['mean']:.1f} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.table:
+        records = [json.loads(f.read_text()) for f in sorted(Path(args.table).glob("*.json"))]
+        print(markdown_table(records))
+        return 0
+    for name in args.candidates:
+        record = run_candidate(name, args)
+        path = Path(args.output_dir) / f"{name}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(json.dumps(record, indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
