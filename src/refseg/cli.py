@@ -15,6 +15,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("refseg.commands.predict", "segment what a sentence refers to in your own image"),
     "kernels": ("refseg.kernels.command", "build or inspect the compiled multi-scale deformable attention"),
     "data": ("refseg.data.command", "prepare benchmark datasets in the refseg schema"),
+    "convert": ("refseg.commands.convert", "convert a released checkpoint of an original implementation"),
 }
 
 
