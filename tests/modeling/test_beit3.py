@@ -1,0 +1,238 @@
+"""BEiT-3 multiway encoder: shapes, padding, experts, float32 softmax/GELU, position offset, drop path."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from refseg.modeling import beit3 as beit3_module
+from refseg.modeling.beit3 import Beit3Encoder, build_beit3_encoder, masked_softmax_float32
+from refseg.modeling.beit3_config import Beit3Config
+
+
+def _encoder(seed: int = 0, **overrides) -> Beit3Encoder:
+    torch.manual_seed(seed)
+    encoder = Beit3Encoder(Beit3Config.preset("tiny", **overrides)).eval()
+    # random LayerNorm affines and biases so that no parameter is a neutral 1/0
+    with torch.no_grad():
+        for name, parameter in encoder.named_parameters():
+            if name.endswith("bias") or "layer_norm" in name or name == "cls_token":
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    return encoder
+
+
+def _inputs(batch: int = 2, length: int = 5, seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(batch, 3, 32, 32, generator=generator)
+    ids = torch.randint(0, 100, (batch, length), generator=generator)
+    return pixels, ids
+
+
+def test_output_shapes_and_grid():
+    encoder = _encoder()
+    pixels, ids = _inputs(batch=3, length=6)
+    out = encoder(pixels, ids, torch.zeros(3, 6, dtype=torch.bool))
+    assert encoder.image_grid_size == (4, 4)
+    assert out.cls_token.shape == (3, 32)
+    assert out.image_tokens.shape == (3, 16, 32)
+    assert out.text_tokens.shape == (3, 6, 32)
+    feature_map = out.image_tokens.transpose(1, 2).reshape(3, 32, *encoder.image_grid_size)
+    assert torch.equal(feature_map[:, :, 1, 2], out.image_tokens[:, 1 * 4 + 2])
+
+
+def test_base_and_large_parameter_counts():
+    # BEiT-3 base / large of InstanceVG minus the pretraining mask token (D parameters), which the encoder drops
+    for name, expected in (("base", 221_144_064 - 768), ("large", 672_911_360 - 1024)):
+        with torch.device("meta"):
+            encoder = Beit3Encoder(Beit3Config.preset(name))
+        assert sum(p.numel() for p in encoder.parameters()) == expected
+    assert Beit3Config.preset("base").num_image_positions == 403
+
+
+def test_padding_does_not_change_valid_outputs():
+    encoder = _encoder()
+    pixels, ids = _inputs(batch=2, length=5)
+    short = encoder(pixels, ids, torch.zeros(2, 5, dtype=torch.bool))
+    padded_ids = torch.cat([ids, torch.randint(0, 100, (2, 4))], dim=1)
+    padding = torch.zeros(2, 9, dtype=torch.bool)
+    padding[:, 5:] = True
+    long = encoder(pixels, padded_ids, padding)
+    torch.testing.assert_close(long.cls_token, short.cls_token, rtol=0, atol=1e-6)
+    torch.testing.assert_close(long.image_tokens, short.image_tokens, rtol=0, atol=1e-6)
+    torch.testing.assert_close(long.text_tokens[:, :5], short.text_tokens, rtol=0, atol=1e-6)
+    # without the mask the pads would be attended to
+    unmasked = encoder(pixels, padded_ids, torch.zeros(2, 9, dtype=torch.bool))
+    assert (unmasked.image_tokens - short.image_tokens).abs().max() > 1e-3
+
+
+def test_padded_embeddings_are_zeroed_before_the_first_layer():
+    encoder = _encoder()
+    pixels, ids = _inputs(batch=1, length=4)
+    padding = torch.tensor([[False, False, True, True]])
+    captured = {}
+    hook = encoder.layers[0].register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
+    encoder(pixels, ids, padding)
+    hook.remove()
+    split = 1 + 16
+    assert torch.equal(captured["x"][0, split + 2 :], torch.zeros(2, 32))
+    assert captured["x"][0, split : split + 2].abs().min() > 0
+
+
+def _perturbed_outputs(path: str, num_layers: int = 1):
+    encoder = _encoder(num_hidden_layers=num_layers)
+    pixels, ids = _inputs(length=5)
+    before = encoder(pixels, ids)
+    with torch.no_grad():
+        parameter = encoder.get_parameter(path)
+        parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(3)))
+    after = encoder(pixels, ids)
+    image_changed = max(
+        (after.cls_token - before.cls_token).abs().max(),
+        (after.image_tokens - before.image_tokens).abs().max(),
+    )
+    text_changed = (after.text_tokens - before.text_tokens).abs().max()
+    return image_changed, text_changed
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "layers.0.feed_forward.{}.fc2.bias",
+        "layers.0.attention.query.{}.bias",
+        "layers.0.attention.output.{}.bias",
+        "layers.0.feed_forward_layer_norm.{}.weight",
+        "layers.0.attention.sub_layer_norm.{}.bias",
+        "output_layer_norm.{}.bias",
+    ],
+)
+def test_vision_expert_serves_image_tokens_and_language_expert_text_tokens(block):
+    image_changed, text_changed = _perturbed_outputs(block.format("vision"))
+    assert image_changed > 1e-3 and text_changed == 0
+    image_changed, text_changed = _perturbed_outputs(block.format("text"))
+    assert text_changed > 1e-3 and image_changed == 0
+
+
+def test_shared_attention_mixes_modalities():
+    # the keys of text tokens are attended to by image tokens: the language key expert changes image outputs
+    image_changed, text_changed = _perturbed_outputs("layers.0.attention.key.text.weight")
+    assert image_changed > 1e-4 and text_changed > 1e-4
+
+
+def test_positions_start_at_row_two():
+    encoder = _encoder()
+    pixels, ids = _inputs(batch=1, length=3)
+    embeddings, split = encoder.embed(pixels, ids)
+    assert split == 17
+    image_table = encoder.image_position_embedding.weight
+    text_table = encoder.text_position_embedding.weight
+    assert image_table.shape[0] == 2 + 1 + 16
+    torch.testing.assert_close(embeddings[0, 0], encoder.cls_token[0, 0] + image_table[2], rtol=0, atol=0)
+    patches = encoder.patch_embedding(pixels).flatten(2).transpose(1, 2)[0]
+    torch.testing.assert_close(embeddings[0, 1:split], patches + image_table[3:], rtol=0, atol=0)
+    text = encoder.text_embedding.weight[ids[0]]
+    torch.testing.assert_close(embeddings[0, split:], text + text_table[2:5], rtol=0, atol=0)
+    # rows 0 and 1 of both tables are never read
+    before = encoder(pixels, ids)
+    with torch.no_grad():
+        image_table[:2].fill_(1e3)
+        text_table[:2].fill_(1e3)
+    after = encoder(pixels, ids)
+    for name in ("cls_token", "image_tokens", "text_tokens"):
+        assert torch.equal(before[name], after[name])
+
+
+def test_masked_softmax_is_float32_and_masks_keys():
+    scores = (torch.randn(2, 3, 4, 5) * 8).to(torch.bfloat16)
+    mask = torch.tensor([[False, False, False, True, True], [False] * 5])
+    probabilities = masked_softmax_float32(scores, mask)
+    assert probabilities.dtype == torch.bfloat16
+    reference = F.softmax(scores.float().masked_fill(mask[:, None, None], float("-inf")), dim=-1)
+    assert torch.equal(probabilities, reference.to(torch.bfloat16))
+    assert torch.all(probabilities[0, ..., 3:] == 0)
+
+
+def test_softmax_and_gelu_run_in_float32_under_bfloat16(monkeypatch):
+    """In a bfloat16 encoder the attention softmax and the FFN GELU receive / produce float32 (as BEiT-3)."""
+    calls = {"softmax": [], "gelu": []}
+
+    def softmax(x, dim=None, dtype=None):
+        calls["softmax"].append((x.dtype, dtype))
+        return F.softmax(x, dim=dim, dtype=dtype)
+
+    def gelu(x):
+        calls["gelu"].append(x.dtype)
+        return F.gelu(x)
+
+    spy = types.SimpleNamespace(softmax=softmax, gelu=gelu)
+    monkeypatch.setattr(beit3_module, "F", spy)
+    encoder = _encoder().to(torch.bfloat16)
+    pixels, ids = _inputs()
+    out = encoder(pixels.to(torch.bfloat16), ids)
+    assert out.image_tokens.dtype == torch.bfloat16
+    assert calls["softmax"] == [(torch.bfloat16, torch.float32)] * 2
+    assert calls["gelu"] == [torch.float32] * 4  # 2 layers x 2 experts
+
+
+def test_drop_path_schedule_and_training_behaviour():
+    encoder = _encoder(num_hidden_layers=3, drop_path_rate=0.5)
+    assert [layer.drop_path_prob for layer in encoder.layers] == [0.0, 0.25, 0.5]
+    assert Beit3Encoder(Beit3Config.preset("tiny", num_hidden_layers=1)).layers[0].drop_path_prob == 0.0
+    pixels, ids = _inputs(batch=4)
+    eval_out = encoder(pixels, ids).image_tokens
+    assert torch.equal(encoder(pixels, ids).image_tokens, eval_out)
+    encoder.train()
+    assert (encoder(pixels, ids).image_tokens - eval_out).abs().max() > 1e-3
+    # per sample, the branch is dropped (0) or kept and rescaled by 1 / (1 - p)
+    torch.manual_seed(0)
+    branch = torch.ones(64, 3, 2)
+    dropped = beit3_module.drop_path(branch, 0.25, training=True)
+    per_sample = dropped[:, 0, 0]
+    assert set(per_sample.tolist()) == {0.0, torch.tensor(4.0 / 3.0).item()}
+    assert torch.equal(dropped, per_sample[:, None, None].expand(64, 3, 2))
+    assert torch.equal(beit3_module.drop_path(branch, 0.25, training=False), branch)
+
+
+def test_beit3_initialisation():
+    encoder = Beit3Encoder(Beit3Config.preset("tiny", hidden_size=64, num_attention_heads=4))
+    weight = encoder.layers[0].attention.query.text.weight
+    assert weight.abs().max() <= 0.02 and weight.std() > 0.005
+    assert torch.equal(encoder.layers[0].attention.query.text.bias, torch.zeros(64))
+    assert torch.equal(encoder.cls_token, torch.zeros(1, 1, 64))
+    assert torch.equal(encoder.output_layer_norm.vision.weight, torch.ones(64))
+
+
+def test_input_validation():
+    encoder = _encoder()
+    pixels, ids = _inputs()
+    with pytest.raises(ValueError, match="fixed image size"):
+        encoder(torch.randn(2, 3, 48, 48), ids)
+    with pytest.raises(ValueError, match="input_ids must be"):
+        encoder(pixels, ids[:1])
+    with pytest.raises(ValueError, match="longer than the text position table"):
+        encoder(pixels, torch.zeros(2, 15, dtype=torch.long))
+    with pytest.raises(ValueError, match="True = padding"):
+        encoder(pixels, ids, torch.zeros(2, 5, dtype=torch.long))
+    assert encoder(pixels, torch.zeros(2, 14, dtype=torch.long)).text_tokens.shape == (2, 14, 32)
+
+
+def test_config_presets_and_validation():
+    large = Beit3Config.preset("large")
+    assert (large.hidden_size, large.num_hidden_layers, large.num_attention_heads) == (1024, 24, 16)
+    assert large.drop_path_rate == 0.0 and Beit3Config().drop_path_rate == 0.1
+    assert Beit3Config().image_grid_size == (20, 20) and Beit3Config().max_text_length == 1022
+    assert Beit3Config.preset("tiny", hidden_size=64).hidden_size == 64
+    with pytest.raises(ValueError, match="unknown BEiT-3 preset"):
+        Beit3Config.preset("huge")
+    with pytest.raises(ValueError, match="divisible by num_attention_heads"):
+        Beit3Config(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        Beit3Config(image_size=100)
+    with pytest.raises(ValueError, match="max_text_positions must be > 2"):
+        Beit3Config(max_text_positions=2)
+    with pytest.raises(ValueError, match="Beit3Config"):
+        build_beit3_encoder({"hidden_size": 32})
+    restored = Beit3Config.from_dict(Beit3Config.preset("tiny").to_dict())
+    assert restored.image_size == 32 and restored.model_type == "beit3"
