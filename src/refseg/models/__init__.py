@@ -21,10 +21,17 @@ from .instalign import (
     InstAlignImageProcessor,
     InstAlignProcessor,
 )
+from .instancevg import (
+    InstanceVGConfig,
+    InstanceVGForReferringSegmentation,
+    InstanceVGImageProcessor,
+    InstanceVGProcessor,
+)
 
 # (config class, task model class, image processor class, processor class) per architecture
 _ARCHITECTURES = [
     (InstAlignConfig, InstAlignForReferringSegmentation, InstAlignImageProcessor, InstAlignProcessor),
+    (InstanceVGConfig, InstanceVGForReferringSegmentation, InstanceVGImageProcessor, InstanceVGProcessor),
 ]
 
 
@@ -59,5 +66,9 @@ __all__ = [
     "InstAlignForReferringSegmentation",
     "InstAlignImageProcessor",
     "InstAlignProcessor",
+    "InstanceVGConfig",
+    "InstanceVGForReferringSegmentation",
+    "InstanceVGImageProcessor",
+    "InstanceVGProcessor",
     "processor_classes",
 ]

@@ -1,20 +1,10 @@
-import sys
+"""Shared fixtures of the InstanceVG tests: a tiny sentencepiece model, its tokenizer and a saved tiny model."""
 
-try:
-    import refseg.modeling.beit3  # noqa: F401
-except ImportError:  # TEMPORARY until the BEiT-3 encoder is merged
-    import pathlib
+import io
+import random
 
-    sys.path.insert(0, str(pathlib.Path(__file__).parent))
-    import beit3_placeholder
-
-    sys.modules["refseg.modeling.beit3"] = beit3_placeholder
-
-import io  # noqa: E402
-import random  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 WORDS = (
     "the a red green blue small large circle square triangle left right man woman dog cat on of with two all "

@@ -163,7 +163,7 @@ def test_all_no_target_batch_gives_a_finite_loss_with_gradients():
     class_logits, boxes, points, masks, semantic, minimap, nt = _inputs(num_layers=2)
     empty = InstanceVGTargets(masks=[torch.zeros(0, 8, 8)] * 2, boxes=[torch.zeros(0, 4)] * 2)
     total, terms = _criterion()(class_logits, boxes, points, masks, semantic, minimap, nt, empty)
-    assert math.isfinite(float(total))
+    assert math.isfinite(total.item())
     assert float(terms["loss_instance_positive"]) == 0.0 and float(terms["loss_bbox"]) == 0.0
     total.backward()
     assert masks.grad is not None and torch.isfinite(masks.grad).all()

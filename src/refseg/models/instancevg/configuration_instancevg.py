@@ -209,10 +209,10 @@ class InstanceVGConfig(PreTrainedConfig):
             raise ValueError(
                 f"image_size ({self.image_size}) must equal encoder_config.image_size ({encoder.image_size})"
             )
-        if self.max_text_length > encoder.max_text_positions:
+        if self.max_text_length > encoder.max_text_length:
             raise ValueError(
-                f"max_text_length ({self.max_text_length}) exceeds the encoder's text positions "
-                f"({encoder.max_text_positions})"
+                f"max_text_length ({self.max_text_length}) exceeds what the encoder's text position table allows "
+                f"({encoder.max_text_length})"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")

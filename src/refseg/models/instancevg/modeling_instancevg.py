@@ -110,9 +110,9 @@ class InstanceVGPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """Transformers' defaults (normal(0, init_std) linears and convolutions, unit norms, PyTorch's attention
-        init), Deformable-DETR init of the deformable attention, and the box head's last bias ``[0, 0, -2, -2]``
+        init), BEiT-3's own init of the encoder, Deformable-DETR init of the deformable attention, and the box head's last bias ``[0, 0, -2, -2]``
         (small initial boxes, as the released code; ``apply`` visits the head after its layers)."""
-        if isinstance(module, MultiScaleDeformableAttention):
+        if isinstance(module, (MultiScaleDeformableAttention, Beit3Encoder)):
             module.reset_parameters()
         elif isinstance(module, BoxHead):
             last = module.layers[-1]
@@ -143,9 +143,9 @@ def _check_inputs(
         )
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != batch:
         raise ValueError(f"input_ids must be a ({batch}, L) tensor, got {_shape(input_ids)}")
-    limit = config.encoder_config.max_text_positions
+    limit = config.encoder_config.max_text_length
     if input_ids.shape[1] > limit:
-        raise ValueError(f"input_ids has {input_ids.shape[1]} tokens; the encoder has {limit} text positions")
+        raise ValueError(f"input_ids has {input_ids.shape[1]} tokens; the encoder takes at most {limit}")
     if attention_mask is not None:
         if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
             raise ValueError(
