@@ -14,6 +14,7 @@ MODEL_TYPES = ("instancevg",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``refseg convert``."""
     parser.add_argument("model_type", choices=MODEL_TYPES, help="architecture of the checkpoint")
     parser.add_argument("checkpoint", help="the released checkpoint file (e.g. InstanceVG-grefcoco.pth)")
     parser.add_argument("--output", required=True, help="folder to write the converted model to")
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert; one error line on stderr and exit status 1 on a user error (``--debug`` shows the traceback)."""
     try:
         from ..models.instancevg.convert_instancevg import convert_checkpoint, parse_overrides
 

@@ -52,6 +52,10 @@ def test_processor_outputs_and_right_padding(tiny_tokenizer):
     mask = out["attention_mask"]
     assert mask[0].tolist() == sorted(mask[0].tolist(), reverse=True) and mask[0, -1] == 0
     assert (out["input_ids"][0][mask[0] == 0] == 1).all()
+    padded = processor(images=images[:1], text="the dog", padding="max_length", max_length=10)
+    assert padded["input_ids"].shape == (1, 10) and padded["attention_mask"][0, -1] == 0
+    with pytest.raises(ValueError, match="image_indices is not supported"):
+        processor(images=images[:1], text=["a", "b"], image_indices=[0, 0])
     with pytest.raises(ValueError, match="one sentence per image"):
         processor(images=images, text="one")
     with pytest.raises(ValueError, match="empty after cleaning"):

@@ -284,6 +284,7 @@ def config_from_state_dict(
     """An :class:`InstanceVGConfig` whose sizes are read from the tensor shapes; the rest from ``preset``."""
 
     def shape(key: str) -> torch.Size:
+        """Shape of one checkpoint tensor, with an error naming a missing key."""
         if key not in state_dict:
             raise ValueError(f"the checkpoint has no {key}; is it an InstanceVG checkpoint?")
         return state_dict[key].shape

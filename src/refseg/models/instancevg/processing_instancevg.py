@@ -66,6 +66,7 @@ class InstanceVGProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
+        """The model inputs this processor produces."""
         return ["pixel_values", "input_ids", "attention_mask"]
 
     def __call__(
@@ -75,14 +76,22 @@ class InstanceVGProcessor(ProcessorMixin):
         instances: Sequence[Sequence[Any]] | None = None,
         return_tensors: str | None = "pt",
         max_length: int | None = None,
+        padding: bool | str = True,
+        image_indices: Any = None,
         **kwargs,
     ) -> BatchFeature:
         """Encode images and their sentences (one sentence per image).
 
         Returns ``pixel_values`` (B, 3, 320, 320), ``input_ids`` and ``attention_mask`` (B, L) (cleaned text,
-        right-padded to the longest sentence, at most ``max_length`` or the tokenizer's ``model_max_length``
-        tokens), and with ``instances`` the training targets ``mask_labels`` (and ``box_labels``).
+        right-padded to the longest sentence, or to ``max_length`` with ``padding="max_length"``; at most
+        ``max_length`` or the tokenizer's ``model_max_length`` tokens), and with ``instances`` the training
+        targets ``mask_labels`` (and ``box_labels``). ``image_indices`` must be None: BEiT-3 encodes every image
+        together with its sentence, so images cannot be shared between sentences.
         """
+        if image_indices is not None:
+            raise ValueError(
+                "InstanceVG encodes each image jointly with its sentence (BEiT-3); image_indices is not supported"
+            )
         if images is None or text is None:
             raise ValueError("InstanceVGProcessor needs both images and text (one sentence per image)")
         if return_tensors not in (None, "pt"):
@@ -103,7 +112,7 @@ class InstanceVGProcessor(ProcessorMixin):
         max_length = max_length or self.tokenizer.model_max_length
         encoded = self.tokenizer(
             cleaned,
-            padding=True,
+            padding=padding,
             truncation=True,
             max_length=max_length,
             return_tensors="pt",
