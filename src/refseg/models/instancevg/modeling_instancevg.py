@@ -167,9 +167,7 @@ def _check_inputs(
                 raise ValueError(
                     f"mask_labels[{b}] must be a (n, {size}, {size}) tensor, got {_shape(masks)}"
                 )
-    if box_labels is not None:
-        if mask_labels is None:
-            raise ValueError("box_labels need mask_labels (one mask per box)")
+    if box_labels is not None and mask_labels is not None:
         if not isinstance(box_labels, (list, tuple)) or len(box_labels) != batch:
             raise ValueError(f"box_labels must be a list of {batch} tensors (one per sample)")
         for b, (boxes, masks) in enumerate(zip(box_labels, mask_labels)):
@@ -326,7 +324,8 @@ class InstanceVGForReferringSegmentation(InstanceVGPreTrainedModel):
             mask_labels: optional list of ``B`` float {0, 1} tensors ``(n_b, S, S)``, one per referred instance;
                 ``n_b = 0`` marks a no-target sample. When given, ``loss`` and ``loss_dict`` are filled.
             box_labels: optional list of ``B`` tensors ``(n_b, 4)`` of normalised ``(cx, cy, w, h)`` target boxes
-                (e.g. the dataset's boxes); default: the tight boxes of ``mask_labels``.
+                (e.g. the dataset's boxes); default: the tight boxes of ``mask_labels``. Unused without
+                ``mask_labels`` (evaluation loops may leave them in the batch).
         """
         if kwargs:
             raise ValueError(
