@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -236,3 +238,31 @@ def test_config_presets_and_validation():
         build_beit3_encoder({"hidden_size": 32})
     restored = Beit3Config.from_dict(Beit3Config.preset("tiny").to_dict())
     assert restored.image_size == 32 and restored.model_type == "beit3"
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "beit3" / "beit3_parity.safetensors"
+
+
+def test_parity_with_the_original_implementation():
+    """Outputs of the original InstanceVG / torchscale BEiT-3 on random weights (written by
+    scripts/parity/beit3_parity.py): the weights are stored under their original names and mapped here."""
+    from safetensors import safe_open
+
+    from refseg.modeling.beit3_pretrained import beit3_state_dict_from_original
+
+    with safe_open(str(FIXTURE), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    encoder = Beit3Encoder(Beit3Config(**json.loads(metadata["config"]))).eval()
+    weights = beit3_state_dict_from_original(tensors, metadata["weights_prefix"])
+    encoder.load_state_dict(weights, strict=True)
+    inputs = {key[len("inputs.") :]: value for key, value in tensors.items() if key.startswith("inputs.")}
+    assert inputs["text_padding_mask"].sum(dim=1).tolist() == [0, 3, 6]
+    with torch.no_grad():
+        out = encoder(**inputs)
+    valid = ~inputs["text_padding_mask"]
+    torch.testing.assert_close(out.cls_token, tensors["outputs.cls_token"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.image_tokens, tensors["outputs.image_tokens"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        out.text_tokens[valid], tensors["outputs.text_tokens"][valid], rtol=0, atol=1e-5
+    )

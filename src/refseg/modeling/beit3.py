@@ -112,8 +112,10 @@ class Beit3SelfAttention(nn.Module):
         self.output = _multiway_linear(width, width)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, N, D) -> (B * heads, N, d_head)``."""
         batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        heads = x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        return heads.reshape(batch * self.num_heads, length, self.head_dim)
 
     def forward(
         self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None, split_position: int
@@ -123,11 +125,14 @@ class Beit3SelfAttention(nn.Module):
         query = self.query(hidden_states, split_position) * self.scaling
         key = self.key(hidden_states, split_position)
         value = self.value(hidden_states, split_position)
-        scores = torch.matmul(self._split_heads(query), self._split_heads(key).transpose(-1, -2))
+        scores = torch.bmm(self._split_heads(query), self._split_heads(key).transpose(1, 2))
+        scores = scores.view(batch, self.num_heads, length, length)
         probabilities = masked_softmax_float32(scores, padding_mask)
-        attended = torch.matmul(probabilities, self._split_heads(value))
-        attended = attended.transpose(1, 2).reshape(batch, length, width)
-        attended = self.sub_layer_norm(attended, split_position)
+        attended = torch.bmm(
+            probabilities.view(batch * self.num_heads, length, length), self._split_heads(value)
+        )
+        attended = attended.view(batch, self.num_heads, length, self.head_dim).transpose(1, 2)
+        attended = self.sub_layer_norm(attended.reshape(batch, length, width), split_position)
         return self.output(attended, split_position)
 
 
@@ -142,10 +147,13 @@ class Beit3FeedForward(nn.Module):
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """``(..., D) -> (..., D)``."""
-        hidden = self.fc1(hidden_states)
+        """``(..., D) -> (..., D)``; computed on the tokens flattened to ``(tokens, D)``, as the original does
+        (the same values in float32; bit-identical also in bfloat16, where the matrix kernels depend on the
+        input layout)."""
+        tokens = hidden_states.reshape(-1, hidden_states.shape[-1])
+        hidden = self.fc1(tokens)
         hidden = F.gelu(hidden.float()).type_as(hidden)
-        return self.fc2(self.sub_layer_norm(hidden))
+        return self.fc2(self.sub_layer_norm(hidden)).view(hidden_states.shape)
 
 
 class Beit3Layer(nn.Module):
