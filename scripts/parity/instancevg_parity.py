@@ -71,10 +71,10 @@ def favour_targets(model: torch.nn.Module, images, ids, padding) -> None:
     """Shift the object and target logits until the weighted query scores straddle the 0.7 threshold (random
     weights give scores near 0.25 and no kept query, which would leave the merge untested)."""
     model.head.nt_embed.layers[-1].bias[0] += 6.0
+    batch, _, height, width = images.shape
+    x, y, c = model.vis_enc(images, ids, padding)  # the encoder does not depend on the head's biases
+    feat = x.transpose(-1, -2).reshape(batch, -1, height // model.patch_size, width // model.patch_size)
     for _ in range(12):
-        batch, _, height, width = images.shape
-        x, y, c = model.vis_enc(images, ids, padding)
-        feat = x.transpose(-1, -2).reshape(batch, -1, height // model.patch_size, width // model.patch_size)
         pred, _ = model.head.forward_test(feat, c, y, padding, images)
         scores = pred["pred_class"].softmax(-1)[..., 0] * pred["nt_label"][:, :1].sigmoid()
         kept = float((scores > 0.7).float().mean())
@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     vocab = 64010 if args.full else 1000
     images, ids, padding = make_inputs(image_size, vocab, length=50 if args.full else 12)
     original = build(args.checkout, args.full, args.seed, (images, ids, padding))
+    print(f"[{time.time() - start:.0f} s] original built and randomised", flush=True)
     masks, boxes = make_targets(image_size)
     timings = {"build_original_s": round(time.time() - start, 1)}
 
@@ -329,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint, os.path.join(folder, "converted"), config_overrides=overrides
         ).eval()
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    print(f"[{time.time() - start:.0f} s] converted", flush=True)
     from refseg.models.instancevg import InstanceVGImageProcessor
 
     processor = InstanceVGImageProcessor(size=image_size)
@@ -339,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = run_refseg(model, images, ids, padding, processor)
     timings["refseg_forward_s"] = round(time.time() - t, 2)
     ok, report = compare(reference, ours)
+    print(f"[{time.time() - start:.0f} s] forward passes compared", flush=True)
     reference_losses = original_losses(original, images, ids, padding, masks, boxes)
     our_losses = refseg_losses(model, images, ids, padding, masks, boxes)
     for key, value in reference_losses.items():
