@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("refseg.data.command", "prepare benchmark datasets in the refseg schema"),
     "app": ("refseg.commands.app", "start the web app (Gradio): upload an image, type a sentence"),
     "export": ("refseg.commands.export", "export a model to ONNX"),
+    "convert": ("refseg.commands.convert", "convert a released checkpoint of an original implementation"),
 }
 
 

@@ -21,6 +21,12 @@ from .instalign import (
     InstAlignImageProcessor,
     InstAlignProcessor,
 )
+from .instancevg import (
+    InstanceVGConfig,
+    InstanceVGForReferringSegmentation,
+    InstanceVGImageProcessor,
+    InstanceVGProcessor,
+)
 from .metris import (
     MetrisConfig,
     MetrisForReferringSegmentation,
@@ -44,6 +50,7 @@ _ARCHITECTURES = [
         PresencePluralityImageProcessor,
         PresencePluralityProcessor,
     ),
+    (InstanceVGConfig, InstanceVGForReferringSegmentation, InstanceVGImageProcessor, InstanceVGProcessor),
 ]
 
 
@@ -80,6 +87,10 @@ __all__ = [
     "InstAlignForReferringSegmentation",
     "InstAlignImageProcessor",
     "InstAlignProcessor",
+    "InstanceVGConfig",
+    "InstanceVGForReferringSegmentation",
+    "InstanceVGImageProcessor",
+    "InstanceVGProcessor",
     "processor_classes",
     "MetrisConfig",
     "MetrisForReferringSegmentation",

@@ -1,0 +1,19 @@
+"""InstanceVG (papers/instancevg.md): instance-aware joint learning for generalized visual grounding."""
+
+from .configuration_instancevg import InstanceVGConfig
+from .image_processing_instancevg import InstanceVGImageProcessor
+from .modeling_instancevg import (
+    InstanceVGForReferringSegmentation,
+    InstanceVGModel,
+    InstanceVGPreTrainedModel,
+)
+from .processing_instancevg import InstanceVGProcessor
+
+__all__ = [
+    "InstanceVGConfig",
+    "InstanceVGForReferringSegmentation",
+    "InstanceVGImageProcessor",
+    "InstanceVGModel",
+    "InstanceVGPreTrainedModel",
+    "InstanceVGProcessor",
+]

@@ -1,0 +1,273 @@
+"""Image processor for InstanceVG: the released pre-processing (papers/instancevg.md Sec. 4.3) and post-processing
+(Sec. 3.5, Fig. 5).
+
+Pre-processing: resize to 320 x 320 without keeping the aspect ratio, bilinear **without antialiasing** (the
+original uses OpenCV's ``INTER_LINEAR`` on uint8 images; ``torch`` bilinear interpolation with half-pixel
+centres, rounded back to integer grey levels, stays within one grey level of it), then ImageNet mean / std.
+No padding. Training targets: instance masks resized with nearest neighbour, boxes from the dataset's
+``bbox`` (clipped to the image, normalised ``(cx, cy, w, h)``).
+
+Post-processing: query score ``p_obj * sigmoid(target logit)`` (``score_weighted``), queries with a score above
+``thr_q`` are kept, masks are binarised at ``thr_m`` at the model resolution, and the output mask is the OR of
+the global mask and the kept instance masks (``mask_merge``); binary masks are resized to the original image
+with nearest neighbour and boxes scaled back. A sample with no kept query is judged no-target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers.feature_extraction_utils import BatchFeature
+
+from ...modeling.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from ..instalign.image_processing_instalign import (
+    InstAlignImageProcessor,
+    _output_field,
+    _to_chw_float,
+    masks_to_boxes,
+)
+
+__all__ = ["InstanceVGImageProcessor"]
+
+MASK_MERGE = ("merge", "global", "instance")
+
+
+class InstanceVGImageProcessor(InstAlignImageProcessor):
+    r"""Resize (bilinear, no antialiasing), normalise; ``mask_labels`` / ``box_labels``; post-processing.
+
+    Args:
+        size: ``{"height", "width"}`` or an int (320 for the released models).
+        image_mean, image_std: ImageNet statistics (the original's ``[123.675, 116.28, 103.53]`` /
+            ``[58.395, 57.12, 57.375]`` on 0-255 values).
+        score_threshold: default ``thr_q`` of post-processing (0.7 as the released configs).
+        mask_threshold: default ``thr_m`` (0.5).
+        score_weighted: weight query scores by the target probability of the no-target head.
+        mask_merge: ``"merge"`` (global OR kept instances), ``"global"`` or ``"instance"``.
+        Other arguments as :class:`~refseg.models.instalign.InstAlignImageProcessor`.
+    """
+
+    def __init__(
+        self,
+        size: dict[str, int] | int | None = None,
+        score_threshold: float = 0.7,
+        mask_threshold: float = 0.5,
+        score_weighted: bool = True,
+        mask_merge: str = "merge",
+        **kwargs,
+    ) -> None:
+        super().__init__(size=size if size is not None else 320, **kwargs)
+        if mask_merge not in MASK_MERGE:
+            raise ValueError(f"mask_merge must be one of {MASK_MERGE}, got {mask_merge!r}")
+        self.score_threshold = float(score_threshold)
+        self.mask_threshold = float(mask_threshold)
+        self.score_weighted = bool(score_weighted)
+        self.mask_merge = mask_merge
+
+    def preprocess(
+        self,
+        images: Any,
+        instances: Sequence[Sequence[Any]] | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """Return ``pixel_values`` (B, 3, H, W) float32 and, with ``instances``, ``mask_labels`` and
+        ``box_labels`` (when every instance dict has a ``bbox`` ``[x, y, w, h]`` in original pixels; otherwise
+        the model derives the boxes from the masks).
+
+        ``instances[b]`` lists the referred instances of sample ``b`` (dataset instance dicts with a COCO RLE
+        ``segmentation``, bare RLE dicts, or (H, W) masks at the original size); an empty list is a no-target sample.
+        """
+        if kwargs:
+            raise ValueError(f"unexpected arguments for InstanceVGImageProcessor: {sorted(kwargs)}")
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
+        size = (self.size["height"], self.size["width"])
+        mean = torch.tensor(self.image_mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.image_std, dtype=torch.float32)[:, None, None]
+        image_list = self.make_list_of_images(images)
+        original_sizes = [self.image_size(image) for image in image_list]
+        pixels = []
+        for image in image_list:
+            is_integer = not _is_float_image(image)
+            tensor = _to_chw_float(image, 1.0, do_rescale=False)  # 0-255 for integer images
+            if self.do_resize and tuple(tensor.shape[1:]) != size:
+                tensor = F.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]
+                if is_integer:  # back to uint8 grey levels, as the original resizes uint8 images
+                    tensor = tensor.round().clamp(0, 255)
+            if is_integer and self.do_rescale:
+                tensor = tensor * self.rescale_factor
+            if self.do_normalize:
+                tensor = (tensor - mean) / std
+            pixels.append(tensor)
+        shapes = {tuple(p.shape) for p in pixels}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images have different sizes {sorted(shapes)} and do_resize=False; they cannot be batched"
+            )
+        data: dict[str, Any] = {"pixel_values": torch.stack(pixels)}
+        if instances is not None:
+            target = tuple(pixels[0].shape[1:])
+            data["mask_labels"] = self.prepare_mask_labels(instances, original_sizes, target)
+            boxes = self.prepare_box_labels(instances, original_sizes)
+            if boxes is not None:
+                data["box_labels"] = boxes
+        return BatchFeature(data=data, tensor_type=None)
+
+    @staticmethod
+    def prepare_box_labels(
+        instances: Sequence[Sequence[Any]], original_sizes: Sequence[tuple[int, int]]
+    ) -> list[torch.Tensor] | None:
+        """Normalised ``(cx, cy, w, h)`` per sample from the instances' ``bbox`` ``[x, y, w, h]`` (pixels).
+
+        As the original: ``[x, y, x + w, y + h]`` clipped to ``[0, W - 1]`` / ``[0, H - 1]``, divided by
+        ``(W, H)``. ``None`` when some instance has no ``bbox``.
+        """
+        labels = []
+        for sample, (height, width) in zip(instances, original_sizes):
+            sample = sample or []
+            if not all(isinstance(inst, dict) and inst.get("bbox") is not None for inst in sample):
+                return None
+            boxes = torch.tensor([list(inst["bbox"]) for inst in sample], dtype=torch.float32).reshape(-1, 4)
+            xyxy = torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1)
+            limit = torch.tensor([width - 1, height - 1, width - 1, height - 1], dtype=torch.float32)
+            xyxy = torch.minimum(xyxy.clamp(min=0), limit)
+            xyxy = xyxy / torch.tensor([width, height, width, height], dtype=torch.float32)
+            labels.append(box_xyxy_to_cxcywh(xyxy))
+        return labels
+
+    def post_process_referring_segmentation(
+        self,
+        outputs: Any,
+        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
+        threshold: float | None = None,
+        mask_threshold: float | None = None,
+        no_target_threshold: float | None = None,
+        score_weighted: bool | None = None,
+        mask_merge: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Model outputs -> one dict per sample (Sec. 3.5, Fig. 5).
+
+        Args:
+            outputs: an ``InstanceVGOutput`` (or a dict) with ``pred_masks`` (B, N, S, S), ``pred_boxes``
+                (B, N, 4), ``semantic_mask_logits`` (B, S, S), ``pred_class_logits`` (B, N, 2) and
+                ``no_target_class_logits`` (B, 2). ``pred_scores`` / ``no_target_logits`` are used when those
+                two are missing, and boxes are derived from the binary instance masks when ``pred_boxes`` is.
+            target_sizes: per sample ``(height, width)`` of the original image; ``None`` keeps ``S x S``.
+            threshold: ``thr_q`` (default: the processor's ``score_threshold``, 0.7); a query is kept when its
+                score is strictly above it.
+            mask_threshold: ``thr_m`` (default 0.5); a pixel is foreground when its probability is ``>=`` it.
+            no_target_threshold: accepted for the common pipeline interface and not used: InstanceVG judges a
+                sample no-target when no query is kept.
+            score_weighted, mask_merge: override the processor's settings.
+
+        Returns:
+            ``[{"mask": bool (H, W), "no_target": bool, "target_score": float, "instances": [{"mask", "box",
+            "score"}], "semantic_mask": bool (H, W), "boxes": (N, 4), "scores": (N,)}]``. ``target_score`` is
+            the highest query score; ``mask`` is empty when the sample is judged no-target, ``semantic_mask`` is
+            the merged mask before that decision (what the GRES evaluators score). ``boxes`` / ``scores`` hold
+            every query (pixels ``[x0, y0, x1, y1]`` of the original image) for GREC evaluation, which keeps
+            scores ``>= 0.7``. Instances are the kept queries sorted by score, without zero-area boxes.
+        """
+        del no_target_threshold
+        threshold = self.score_threshold if threshold is None else float(threshold)
+        mask_threshold = self.mask_threshold if mask_threshold is None else float(mask_threshold)
+        score_weighted = self.score_weighted if score_weighted is None else bool(score_weighted)
+        mask_merge = self.mask_merge if mask_merge is None else mask_merge
+        if mask_merge not in MASK_MERGE:
+            raise ValueError(f"mask_merge must be one of {MASK_MERGE}, got {mask_merge!r}")
+        pred_masks = _output_field(outputs, "pred_masks").detach().float().cpu()
+        get = outputs.get if isinstance(outputs, dict) else lambda k: getattr(outputs, k, None)
+        pred_boxes = get("pred_boxes")
+        semantic = _output_field(outputs, "semantic_mask_logits").detach().float().cpu()
+        object_prob, target_prob = _probabilities(outputs)
+        batch = pred_masks.shape[0]
+        if pred_boxes is not None:
+            pred_boxes = pred_boxes.detach().float().cpu()
+        if any(
+            t is not None and t.shape[0] != batch for t in (pred_boxes, semantic, object_prob, target_prob)
+        ):
+            raise ValueError("the model outputs disagree on the batch size")
+        input_size = (self.size["height"], self.size["width"])
+        if target_sizes is None:
+            target_sizes = [input_size] * batch
+        if isinstance(target_sizes, torch.Tensor):
+            target_sizes = target_sizes.tolist()
+        if len(target_sizes) != batch:
+            raise ValueError(f"got {len(target_sizes)} target sizes for a batch of {batch}")
+
+        results = []
+        for b in range(batch):
+            height, width = int(target_sizes[b][0]), int(target_sizes[b][1])
+            scores = object_prob[b] * target_prob[b] if score_weighted else object_prob[b]
+            keep = torch.nonzero(scores > threshold).flatten()
+            keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
+            instance_masks = _to_size(pred_masks[b].sigmoid() >= mask_threshold, input_size)
+            global_mask = _to_size(semantic[b][None].sigmoid() >= mask_threshold, input_size)[0]
+            merged = torch.zeros(input_size, dtype=torch.bool)
+            if mask_merge in ("merge", "global"):
+                merged |= global_mask
+            if mask_merge in ("merge", "instance") and len(keep):
+                merged |= instance_masks[keep].any(0)
+            if pred_boxes is not None:
+                boxes = box_cxcywh_to_xyxy(pred_boxes[b]) * torch.tensor(
+                    [input_size[1], input_size[0], input_size[1], input_size[0]], dtype=torch.float32
+                )
+                boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([input_size[1], input_size[0]] * 2))
+            else:  # outputs without the box head's boxes: tight boxes of the binary instance masks
+                boxes = masks_to_boxes(instance_masks)
+            boxes = boxes * torch.tensor(
+                [width / input_size[1], height / input_size[0], width / input_size[1], height / input_size[0]]
+            )
+            resized_instances = _to_size(instance_masks[keep], (height, width))
+            instances = []
+            for i, q in enumerate(keep.tolist()):
+                box = boxes[q]
+                if box[2] > box[0] and box[3] > box[1]:
+                    instances.append({"mask": resized_instances[i], "box": box, "score": float(scores[q])})
+            merged = _to_size(merged[None], (height, width))[0]
+            no_target = len(keep) == 0
+            results.append(
+                {
+                    "mask": torch.zeros_like(merged) if no_target else merged,
+                    "no_target": no_target,
+                    "target_score": float(scores.max()) if len(scores) else 0.0,
+                    "instances": instances,
+                    "semantic_mask": merged,
+                    "boxes": boxes,
+                    "scores": scores,
+                }
+            )
+        return results
+
+
+def _is_float_image(image: Any) -> bool:
+    if isinstance(image, torch.Tensor):
+        return image.is_floating_point()
+    dtype = getattr(image, "dtype", None)
+    return dtype is not None and getattr(dtype, "kind", "") == "f"
+
+
+def _probabilities(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(p_obj (B, N), p_target (B,)[:, None])`` from the two-way logits, or from the contract fields
+    (``sigmoid(pred_scores)`` and ``1 - sigmoid(no_target_logits)``, equal up to rounding)."""
+    get = outputs.get if isinstance(outputs, dict) else lambda k: getattr(outputs, k, None)
+    class_logits, nt_logits = get("pred_class_logits"), get("no_target_class_logits")
+    if class_logits is not None and nt_logits is not None:
+        object_prob = class_logits.detach().float().cpu().softmax(-1)[..., 0]
+        target_prob = nt_logits.detach().float().cpu()[:, 0].sigmoid()
+    else:
+        object_prob = _output_field(outputs, "pred_scores").detach().float().cpu().sigmoid()
+        target_prob = (
+            -_output_field(outputs, "no_target_logits").detach().float().cpu().reshape(-1)
+        ).sigmoid()
+    return object_prob, target_prob[:, None]
+
+
+def _to_size(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize bool masks ``(N, h, w)`` to ``size`` with nearest neighbour (OpenCV ``INTER_NEAREST`` indices)."""
+    if tuple(masks.shape[-2:]) == tuple(size) or masks.shape[0] == 0:
+        return masks.reshape(masks.shape[0], *size) if masks.shape[0] == 0 else masks
+    return F.interpolate(masks[None].float(), size=size, mode="nearest")[0] > 0.5

@@ -1,0 +1,143 @@
+"""Processor for InstanceVG: image processor + the BEiT-3 tokenizer (XLM-R sentencepiece), and post-processing.
+
+The released code cleans every expression (lower case; ``. , ' ! ? " ( ) * # : ;`` deleted; ``-`` and ``/``
+replaced by spaces), tokenizes it with ``XLMRobertaTokenizer`` over BEiT-3's ``beit3.spm`` and keeps at most
+``max_token`` ids (``<s>`` and ``</s>`` included: 50 for the GRES models, 20 for RefCOCO), padded on the right.
+Padding to ``max_token`` does not change the outputs, so batches are padded to their longest sentence.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+__all__ = ["InstanceVGProcessor", "clean_expression", "tokenizer_from_sentencepiece"]
+
+_DELETED = str.maketrans({c: None for c in ".,'!?\"()*#:;"})
+
+
+def clean_expression(text: str) -> str:
+    """The original's ``clean_string``: lower-case, delete ``. , ' ! ? " ( ) * # : ;``, ``-`` and ``/`` -> space."""
+    return text.lower().translate(_DELETED).replace("-", " ").replace("/", " ")
+
+
+def tokenizer_from_sentencepiece(spm_path: str | Path, model_max_length: int = 50):
+    """``XLMRobertaTokenizer`` for a BEiT-3 sentencepiece model (``beit3.spm``).
+
+    Ids follow fairseq / XLM-R: ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, piece ``k`` -> ``k + 1``. The
+    transformers tokenizer reproduces this only for a Unigram sentencepiece model, which is checked.
+    Needs the ``sentencepiece`` package.
+    """
+    from sentencepiece import SentencePieceProcessor, sentencepiece_model_pb2
+    from transformers import XLMRobertaTokenizer
+
+    spm_path = Path(spm_path)
+    if not spm_path.is_file():
+        raise FileNotFoundError(f"sentencepiece model not found: {spm_path}")
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(spm_path.read_bytes())
+    if proto.trainer_spec.model_type != sentencepiece_model_pb2.TrainerSpec.UNIGRAM:
+        raise ValueError(
+            f"{spm_path} is not a Unigram sentencepiece model (type {proto.trainer_spec.model_type}); the "
+            "XLM-R tokenizer of transformers would give ids different from the original's"
+        )
+    SentencePieceProcessor(model_file=str(spm_path))  # fails early on a corrupt file
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(spm_path, Path(folder) / "sentencepiece.bpe.model")
+        tokenizer = XLMRobertaTokenizer.from_pretrained(folder, model_max_length=model_max_length)
+    return tokenizer
+
+
+class InstanceVGProcessor(ProcessorMixin):
+    r"""Wraps an :class:`InstanceVGImageProcessor` and the BEiT-3 XLM-R tokenizer.
+
+    The tokenizer's ``model_max_length`` is the number of text tokens (50 or 20 for the released models).
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, **kwargs) -> None:
+        super().__init__(image_processor, tokenizer, **kwargs)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        """The model inputs this processor produces."""
+        return ["pixel_values", "input_ids", "attention_mask"]
+
+    def __call__(
+        self,
+        images: Any = None,
+        text: str | Sequence[str] | None = None,
+        instances: Sequence[Sequence[Any]] | None = None,
+        return_tensors: str | None = "pt",
+        max_length: int | None = None,
+        padding: bool | str = True,
+        image_indices: Any = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Encode images and their sentences (one sentence per image).
+
+        Returns ``pixel_values`` (B, 3, 320, 320), ``input_ids`` and ``attention_mask`` (B, L) (cleaned text,
+        right-padded to the longest sentence, or to ``max_length`` with ``padding="max_length"``; at most
+        ``max_length`` or the tokenizer's ``model_max_length`` tokens), and with ``instances`` the training
+        targets ``mask_labels`` (and ``box_labels``). ``image_indices`` must be None: BEiT-3 encodes every image
+        together with its sentence, so images cannot be shared between sentences.
+        """
+        if image_indices is not None:
+            raise ValueError(
+                "InstanceVG encodes each image jointly with its sentence (BEiT-3); image_indices is not supported"
+            )
+        if images is None or text is None:
+            raise ValueError("InstanceVGProcessor needs both images and text (one sentence per image)")
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
+        image_list = self.image_processor.make_list_of_images(images)
+        texts = [text] if isinstance(text, str) else list(text)
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError("text must be a string or a list of strings (one sentence per image)")
+        if len(texts) != len(image_list):
+            raise ValueError(
+                f"got {len(image_list)} image(s) and {len(texts)} sentence(s); pass exactly one sentence per image"
+            )
+        cleaned = [clean_expression(t) for t in texts]
+        for t, c in zip(texts, cleaned):
+            if not c.strip():
+                raise ValueError(f"the expression {t!r} is empty after cleaning")
+        data = dict(self.image_processor(image_list, instances=instances, **kwargs))
+        max_length = max_length or self.tokenizer.model_max_length
+        encoded = self.tokenizer(
+            cleaned,
+            padding=padding,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+            return_token_type_ids=False,
+        )
+        data["input_ids"] = encoded["input_ids"]
+        data["attention_mask"] = encoded["attention_mask"].to(torch.long)
+        return BatchFeature(data=data)
+
+    def post_process_referring_segmentation(
+        self,
+        outputs: Any,
+        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
+        threshold: float | None = None,
+        mask_threshold: float | None = None,
+        no_target_threshold: float | None = None,
+        **kwargs,
+    ) -> list[dict[str, Any]]:
+        """Model outputs -> one dict per sample; see
+        :meth:`InstanceVGImageProcessor.post_process_referring_segmentation`."""
+        return self.image_processor.post_process_referring_segmentation(
+            outputs,
+            target_sizes=target_sizes,
+            threshold=threshold,
+            mask_threshold=mask_threshold,
+            no_target_threshold=no_target_threshold,
+            **kwargs,
+        )
