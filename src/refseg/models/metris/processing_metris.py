@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 
-from ..instalign.processing_instalign import InstAlignProcessor
+from ...processing_utils import ReferringSegmentationProcessorBase
 
 __all__ = ["MetrisProcessor"]
 
 DEFAULT_MAX_TEXT_LENGTH = 20
 
 
-class MetrisProcessor(InstAlignProcessor):
+class MetrisProcessor(ReferringSegmentationProcessorBase):
     r"""Wraps a :class:`MetrisImageProcessor` and a tokenizer (BERT-base uncased in the paper).
 
     Args:
