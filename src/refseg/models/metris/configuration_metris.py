@@ -14,6 +14,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ...modeling.config_presets import check_preset_name, merge_preset_overrides, swin_preset
+
 GUIDANCE = ("pure_le", "enhanced_le", "ve", "enhanced_le_all_pixels", "full")
 ENCODER_FUSION = ("pwam", "none")
 MASK_LOSS = ("ce", "bce")
@@ -217,22 +219,11 @@ class MetrisConfig(PreTrainedConfig):
           32 depths (1, 1, 2, 1), a 2-layer BERT of width 96 over the synthetic word vocabulary, decoder width 64,
           the no-target classifier on.
         """
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        check_preset_name(name, PRESETS)
         if name == "paper":
             return cls(**overrides)
         if name == "tiny":
-            backbone = {
-                "model_type": "swin",
-                "image_size": 64,
-                "patch_size": 4,
-                "embed_dim": 16,
-                "depths": [1, 1, 1, 1],
-                "num_heads": [1, 2, 2, 4],
-                "window_size": 4,
-                "drop_path_rate": 0.0,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"],
-            }
+            backbone = swin_preset("tiny")
             text = {
                 "model_type": "bert",
                 "vocab_size": 100,
@@ -254,18 +245,7 @@ class MetrisConfig(PreTrainedConfig):
                 no_target_hidden_dim=16,
             )
         else:  # demo
-            backbone = {
-                "model_type": "swin",
-                "image_size": 160,
-                "patch_size": 4,
-                "embed_dim": 32,
-                "depths": [1, 1, 2, 1],
-                "num_heads": [1, 2, 4, 8],
-                "window_size": 5,
-                "mlp_ratio": 2.0,
-                "drop_path_rate": 0.0,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"],
-            }
+            backbone = swin_preset("demo")
             text = {
                 "model_type": "bert",
                 "vocab_size": 512,
@@ -286,12 +266,7 @@ class MetrisConfig(PreTrainedConfig):
                 no_target_head=True,
                 no_target_hidden_dim=64,
             )
-        for key, sub in (("backbone_config", backbone), ("text_config", text)):
-            if isinstance(overrides.get(key), dict):
-                sub = {**sub, **overrides.pop(key)}
-            values[key] = overrides.pop(key, sub)
-        values.update(overrides)
-        return cls(**values)
+        return cls(**merge_preset_overrides(values, backbone, text, overrides))
 
 
 __all__ = ["MetrisConfig"]
