@@ -181,6 +181,21 @@ class ReferringSegmentationImageProcessorBase(BaseImageProcessor):
             tensor = (tensor - args["mean"][:, None, None]) / args["std"][:, None, None]
         return tensor
 
+    def _batch_pixels(
+        self, pixels: list[torch.Tensor], size: dict[str, int] | None
+    ) -> tuple[dict[str, Any], tuple[int, int], list[tuple[int, int]]]:
+        """Per-image (3, h, w) tensors -> (model inputs, canvas size, per-image content sizes).
+
+        The square resize stacks them; without ``do_resize`` (``size`` is ``None``) they must already agree.
+        """
+        shapes = {tuple(p.shape) for p in pixels}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images have different sizes {sorted(shapes)} and do_resize=False; they cannot be batched"
+            )
+        canvas = tuple(pixels[0].shape[1:]) if pixels else (0, 0)
+        return {"pixel_values": torch.stack(pixels)}, canvas, [canvas] * len(pixels)
+
     def preprocess(
         self,
         images: Any,
@@ -195,7 +210,8 @@ class ReferringSegmentationImageProcessorBase(BaseImageProcessor):
         return_tensors: str | None = "pt",
         **kwargs,
     ) -> BatchFeature:
-        """Return ``pixel_values`` (B, 3, H, W) float32 and, with ``instances``, ``mask_labels``.
+        """Return ``pixel_values`` (B, 3, H, W) float32 (and what :meth:`_batch_pixels` adds, e.g. a ``pixel_mask``)
+        and, with ``instances``, ``mask_labels`` on the same canvas.
 
         ``instances[b]`` lists the referred instances of sample ``b`` (dataset instance dicts with a
         COCO RLE ``segmentation``, bare RLE dicts, or (H, W) masks at the image's original size); an
@@ -215,19 +231,13 @@ class ReferringSegmentationImageProcessorBase(BaseImageProcessor):
         size = args["size"]
         image_list = self.make_list_of_images(images)
         original_sizes = [self.image_size(image) for image in image_list]
-        resize_to = (size["height"], size["width"]) if args["do_resize"] else None
-        pixels = [self._pixels(image, resize_to, args) for image in image_list]
-        shapes = {tuple(p.shape) for p in pixels}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"images have different sizes {sorted(shapes)} and do_resize=False; they cannot be batched"
-            )
-        data: dict[str, Any] = {"pixel_values": torch.stack(pixels)}
+        pixels = [
+            self._pixels(image, self.content_size(h, w, size) if args["do_resize"] else None, args)
+            for image, (h, w) in zip(image_list, original_sizes)
+        ]
+        data, canvas, contents = self._batch_pixels(pixels, size if args["do_resize"] else None)
         if instances is not None:
-            target = tuple(pixels[0].shape[1:]) if pixels else (0, 0)
-            data["mask_labels"] = self.prepare_mask_labels(
-                instances, original_sizes, target, [target] * len(original_sizes)
-            )
+            data["mask_labels"] = self.prepare_mask_labels(instances, original_sizes, canvas, contents)
         return BatchFeature(data=data, tensor_type=None)
 
     def prepare_mask_labels(

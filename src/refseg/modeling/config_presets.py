@@ -10,7 +10,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["check_preset_name", "merge_preset_overrides", "swin_preset", "synthetic_vocabulary"]
+__all__ = [
+    "BERT_BASE_UNCASED",
+    "SWIN_BASE",
+    "check_preset_name",
+    "merge_preset_overrides",
+    "swin_preset",
+    "synthetic_vocabulary",
+]
+
+# Swin-B (window 12, ImageNet-22k 384 checkpoint sizes): the "paper" backbone of every model
+SWIN_BASE: dict[str, Any] = {
+    "image_size": 384,
+    "patch_size": 4,
+    "embed_dim": 128,
+    "depths": [2, 2, 18, 2],
+    "num_heads": [4, 8, 16, 32],
+    "window_size": 12,
+    "drop_path_rate": 0.3,
+    "out_features": ["stage1", "stage2", "stage3", "stage4"],
+}
+# BERT-base uncased sizes: the "paper" text encoder of the BERT-based models
+BERT_BASE_UNCASED: dict[str, Any] = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+}
 
 _SWIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {

@@ -14,6 +14,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from ...modeling.config_presets import (
+    SWIN_BASE,
     check_preset_name,
     merge_preset_overrides,
     swin_preset,
@@ -26,16 +27,6 @@ NO_TARGET_INPUT = ("global_and_sentence", "global", "sentence", "mean_queries")
 DECODER = ("phrase_object", "mask2former")
 PRESETS = ("tiny", "demo", "paper")
 
-SWIN_BASE = {
-    "image_size": 384,
-    "patch_size": 4,
-    "embed_dim": 128,
-    "depths": [2, 2, 18, 2],
-    "num_heads": [4, 8, 16, 32],
-    "window_size": 12,
-    "drop_path_rate": 0.3,
-    "out_features": ["stage1", "stage2", "stage3", "stage4"],
-}
 ROBERTA_BASE = {
     "vocab_size": 50265,
     "hidden_size": 768,

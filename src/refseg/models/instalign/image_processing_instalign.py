@@ -39,21 +39,9 @@ __all__ = ["InstAlignImageProcessor", "masks_to_boxes"]
 
 
 class InstAlignImageProcessor(ReferringSegmentationImageProcessorBase):
-    r"""Resize to a fixed size, rescale to [0, 1] and normalise; optionally build ``mask_labels``.
+    r"""Resize to 480 x 480 (paper Sec. 4.1), rescale, normalise; ``mask_labels``; query-based post-processing.
 
-    Args:
-        do_resize: resize every image to ``size``.
-        size: ``{"height": h, "width": w}`` (or an int for a square); the paper uses 480 x 480.
-        do_rescale: map pixel values to [0, 1] by their real range (``refseg.image_utils.to_chw_float``:
-            8-bit times ``rescale_factor``, 16-bit over 65535, floats in [0, 1] as they are).
-        rescale_factor: scale applied to 8-bit pixels (positive).
-        do_normalize: subtract ``image_mean`` and divide by ``image_std`` per channel.
-        image_mean, image_std: per-channel statistics (ImageNet by default, as for Swin); three
-            finite values each, no zero std.
-
-    Raises:
-        ValueError: for a size <= 0, a zero or non-finite std, statistics of the wrong length, or a
-            non-positive ``rescale_factor``.
+    Takes the arguments of :class:`~refseg.image_processing_utils.ReferringSegmentationImageProcessorBase`.
     """
 
     def post_process_referring_segmentation(

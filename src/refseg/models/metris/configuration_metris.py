@@ -14,34 +14,18 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from ...modeling.config_presets import check_preset_name, merge_preset_overrides, swin_preset
+from ...modeling.config_presets import (
+    BERT_BASE_UNCASED,
+    SWIN_BASE,
+    check_preset_name,
+    merge_preset_overrides,
+    swin_preset,
+)
 
 GUIDANCE = ("pure_le", "enhanced_le", "ve", "enhanced_le_all_pixels", "full")
 ENCODER_FUSION = ("pwam", "none")
 MASK_LOSS = ("ce", "bce")
 PRESETS = ("tiny", "demo", "paper")
-
-SWIN_BASE = {
-    "image_size": 384,
-    "patch_size": 4,
-    "embed_dim": 128,
-    "depths": [2, 2, 18, 2],
-    "num_heads": [4, 8, 16, 32],
-    "window_size": 12,
-    "drop_path_rate": 0.3,
-    "out_features": ["stage1", "stage2", "stage3", "stage4"],
-}
-BERT_BASE_UNCASED = {
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
-    "layer_norm_eps": 1e-12,
-    "pad_token_id": 0,
-}
 
 
 @strict

@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers.feature_extraction_utils import BatchFeature
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.connected_components import connected_component_instances
@@ -60,48 +59,14 @@ class PresencePluralityImageProcessor(ReferringSegmentationImageProcessorBase):
         canvas = super().content_size(height, width, size)
         return letterbox_size(height, width, canvas) if self.keep_aspect_ratio else canvas
 
-    def preprocess(
-        self,
-        images: Any,
-        instances: Sequence[Sequence[Any]] | None = None,
-        do_resize: bool | None = None,
-        size: dict[str, int] | int | None = None,
-        do_rescale: bool | None = None,
-        rescale_factor: float | None = None,
-        do_normalize: bool | None = None,
-        image_mean: Sequence[float] | None = None,
-        image_std: Sequence[float] | None = None,
-        return_tensors: str | None = "pt",
-        **kwargs,
-    ) -> BatchFeature:
-        """Return ``pixel_values`` (B, 3, H, W), ``pixel_mask`` (B, H, W) long and, with ``instances``,
-        ``mask_labels`` (list of (n_b, H, W) float) on the same canvas.
-
-        ``instances[b]`` lists the referred instances of sample ``b`` (dataset instance dicts with a COCO RLE
-        ``segmentation``, bare RLE dicts, or (H, W) masks at the image's original size); an empty list is a
-        no-target sample. Without ``do_resize`` images are padded to the largest height and width of the batch.
-        """
-        args = self._resolve_arguments(
-            kwargs,
-            return_tensors,
-            do_resize,
-            size,
-            do_rescale,
-            rescale_factor,
-            do_normalize,
-            image_mean,
-            image_std,
-        )
-        size = args["size"]
-        image_list = self.make_list_of_images(images)
-        original_sizes = [self.image_size(image) for image in image_list]
-        pixels = [
-            self._pixels(image, self.content_size(h, w, size) if args["do_resize"] else None, args)
-            for image, (h, w) in zip(image_list, original_sizes)
-        ]
+    def _batch_pixels(
+        self, pixels: list[torch.Tensor], size: dict[str, int] | None
+    ) -> tuple[dict[str, Any], tuple[int, int], list[tuple[int, int]]]:
+        """Paste each image at the top-left of the canvas (``size``, or without ``do_resize`` the largest height
+        and width of the batch): ``pixel_values`` (B, 3, H, W) zero-padded and ``pixel_mask`` (B, H, W) long,
+        1 on the image. ``mask_labels`` are built on the same canvas."""
         contents = [tuple(tensor.shape[1:]) for tensor in pixels]
-        do_resize = args["do_resize"]
-        if do_resize:
+        if size is not None:
             canvas = (size["height"], size["width"])
         else:
             canvas = (max(c[0] for c in contents), max(c[1] for c in contents))
@@ -110,10 +75,7 @@ class PresencePluralityImageProcessor(ReferringSegmentationImageProcessorBase):
         for b, (tensor, (h, w)) in enumerate(zip(pixels, contents)):
             pixel_values[b, :, :h, :w] = tensor
             pixel_mask[b, :h, :w] = 1
-        data: dict[str, Any] = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
-        if instances is not None:
-            data["mask_labels"] = self.prepare_mask_labels(instances, original_sizes, canvas, contents)
-        return BatchFeature(data=data, tensor_type=None)
+        return {"pixel_values": pixel_values, "pixel_mask": pixel_mask}, canvas, contents
 
     def post_process_referring_segmentation(
         self,
