@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from refseg.modeling.config_presets import check_preset_name, merge_preset_overrides, swin_preset
-from refseg.modeling.input_checks import check_mask_labels, check_pixel_values
+from refseg.modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
 from refseg.modeling.mask_boxes import masks_to_boxes
 from refseg.modeling.post_processing import (
     output_field,
@@ -53,6 +53,14 @@ def test_forward_input_checks_name_the_problem():
         check_pixel_values(torch.zeros(2, 1, 64, 64))
     with pytest.raises(ValueError, match="multiples of 32, got 48x64"):
         check_pixel_values(torch.zeros(1, 3, 48, 64))
+    check_attention_mask(None, torch.zeros(2, 5))
+    check_attention_mask(torch.ones(2, 5), torch.zeros(2, 5))
+    with pytest.raises(
+        ValueError, match=r"attention_mask \(2, 4\) must have the shape of input_ids \(2, 5\)"
+    ):
+        check_attention_mask(torch.ones(2, 4), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="attention_mask list must have the shape"):
+        check_attention_mask([1, 1], torch.zeros(1, 2))
     check_mask_labels([torch.zeros(0, 4, 4), torch.zeros(2, 4, 4)], 2, 4, 4)
     with pytest.raises(ValueError, match="a list of 2 tensors .* got 1"):
         check_mask_labels([torch.zeros(1, 4, 4)], 2, 4, 4)

@@ -1,4 +1,4 @@
-"""Input checks shared by the task models' ``forward``: ``pixel_values`` and ``mask_labels``.
+"""Input checks shared by the task models' ``forward``: ``pixel_values``, ``attention_mask``, ``mask_labels``.
 
 Every model validates its inputs once at its public boundary; these checks are the ones all of them make,
 with the same messages (the shape, or the type when the value is not a tensor).
@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_mask_labels", "check_pixel_values", "shape_or_type"]
+__all__ = ["check_attention_mask", "check_mask_labels", "check_pixel_values", "shape_or_type"]
 
 
 def shape_or_type(value: Any) -> Any:
@@ -26,6 +26,16 @@ def check_pixel_values(pixel_values: Any) -> tuple[int, int, int]:
     if height % 32 or width % 32:
         raise ValueError(f"pixel_values height and width must be multiples of 32, got {height}x{width}")
     return batch, height, width
+
+
+def check_attention_mask(attention_mask: Any, input_ids: torch.Tensor) -> None:
+    """``attention_mask``, when given, must be a tensor of the shape of ``input_ids``."""
+    if attention_mask is not None and (
+        not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape
+    ):
+        raise ValueError(
+            f"attention_mask {shape_or_type(attention_mask)} must have the shape of input_ids {tuple(input_ids.shape)}"
+        )
 
 
 def check_mask_labels(mask_labels: Any, batch: int, height: int, width: int) -> None:

@@ -19,7 +19,7 @@ from transformers.utils import ModelOutput
 
 from ...modeling.arguments import reject_unknown_kwargs
 from ...modeling.backbone import build_vision_backbone
-from ...modeling.input_checks import check_mask_labels, check_pixel_values
+from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from ...modeling.text_encoder import build_text_encoder
 from ...validation import check_max_length, text_position_limit
@@ -176,10 +176,7 @@ def _check_inputs(
             f"input_ids has batch size {input_ids.shape[0]} but pixel_values has {batch}; pass image_indices to "
             "pair several expressions with one image"
         )
-    if attention_mask is not None and attention_mask.shape != input_ids.shape:
-        raise ValueError(
-            f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
-        )
+    check_attention_mask(attention_mask, input_ids)
     if mask_labels is not None:
         check_mask_labels(mask_labels, batch, height, width)
 

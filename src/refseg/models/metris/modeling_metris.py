@@ -17,7 +17,12 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...modeling.input_checks import check_mask_labels, check_pixel_values, shape_or_type
+from ...modeling.input_checks import (
+    check_attention_mask,
+    check_mask_labels,
+    check_pixel_values,
+    shape_or_type,
+)
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.text_encoder import build_text_encoder
@@ -136,11 +141,8 @@ def _check_inputs(
         raise ValueError(
             f"input_ids must be a ({batch}, L) tensor (one expression per image), got {shape_or_type(input_ids)}"
         )
+    check_attention_mask(attention_mask, input_ids)
     if attention_mask is not None:
-        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask {shape_or_type(attention_mask)} must have the shape of input_ids {tuple(input_ids.shape)}"
-            )
         if input_ids.shape[1] and not bool(attention_mask[:, 0].bool().all()):
             raise ValueError(
                 "the first token of every expression ([CLS], the global cue) must be valid in attention_mask"

@@ -17,7 +17,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...modeling.input_checks import check_mask_labels, check_pixel_values
+from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
 from ...modeling.pixel_word_attention import LanguageGate
@@ -159,10 +159,7 @@ def _check_inputs(
         raise ValueError(
             f"input_ids must be a (B, L) tensor with one sentence per image (B = {batch}), got {shape}"
         )
-    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-        raise ValueError(
-            f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
-        )
+    check_attention_mask(attention_mask, input_ids)
     if pixel_mask is not None and tuple(pixel_mask.shape) != (batch, height, width):
         raise ValueError(
             f"pixel_mask must be (B, H, W) = {(batch, height, width)}, got {tuple(pixel_mask.shape)}"
