@@ -42,14 +42,14 @@ def test_collate_turns_single_target_rows_into_no_target_and_mosaic_samples(mode
     assert all(len(r["instances"]) == 1 for r in rows)
     image_processor_cls, processor_cls = refseg.models.processor_classes(model_type)
     processor = processor_cls(image_processor_cls(size=64), synthetic_tokenizer())
-    plain = train.make_collate_fn(processor, 48)(rows)
+    plain = train.make_collate_fn(processor, 32)(rows)
     assert all(len(m) == 1 for m in plain["mask_labels"])
-    no_target = train.make_collate_fn(processor, 48, augment=PresencePluralityAugmentation(1.0, 0.0, seed=0))(
+    no_target = train.make_collate_fn(processor, 32, augment=PresencePluralityAugmentation(1.0, 0.0, seed=0))(
         rows
     )
     assert all(len(m) == 0 for m in no_target["mask_labels"])  # every row got another image's sentence
     assert not torch.equal(no_target["input_ids"], plain["input_ids"])
-    mosaic = train.make_collate_fn(processor, 48, augment=PresencePluralityAugmentation(0.0, 1.0, seed=0))(
+    mosaic = train.make_collate_fn(processor, 32, augment=PresencePluralityAugmentation(0.0, 1.0, seed=0))(
         rows
     )
     counts = sorted(len(m) for m in mosaic["mask_labels"])
@@ -75,7 +75,7 @@ def test_short_training_run_with_augmentation_saves_a_loadable_model(tmp_path):
     log = _train(
         "--model_type", "presence_plurality", "--config_preset", "tiny", "--max_train_steps", "3",
         "--train_images", "4", "--val_images", "2", "--per_device_train_batch_size", "4",
-        "--tau_no", "0.5", "--tau_multi", "0.5", "--max_text_length", "48", "--logging_steps", "1",
+        "--tau_no", "0.5", "--tau_multi", "0.5", "--max_text_length", "32", "--logging_steps", "1",
         "--output_dir", str(out),
     )  # fmt: skip
     assert "Training PresencePluralityForReferringSegmentation" in log and "final evaluation: gIoU" in log

@@ -13,22 +13,20 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ...modeling.config_presets import (
+    SWIN_BASE,
+    check_preset_name,
+    merge_preset_overrides,
+    swin_preset,
+    synthetic_vocabulary,
+)
+
 INSTANCE_SUPERVISION = ("none", "standard", "phrase_aligned")
 AGGREGATION = ("threshold", "aia", "aia_prelu")
 NO_TARGET_INPUT = ("global_and_sentence", "global", "sentence", "mean_queries")
 DECODER = ("phrase_object", "mask2former")
 PRESETS = ("tiny", "demo", "paper")
 
-SWIN_BASE = {
-    "image_size": 384,
-    "patch_size": 4,
-    "embed_dim": 128,
-    "depths": [2, 2, 18, 2],
-    "num_heads": [4, 8, 16, 32],
-    "window_size": 12,
-    "drop_path_rate": 0.3,
-    "out_features": ["stage1", "stage2", "stage3", "stage4"],
-}
 ROBERTA_BASE = {
     "vocab_size": 50265,
     "hidden_size": 768,
@@ -208,22 +206,11 @@ class InstAlignConfig(PreTrainedConfig):
           rounds over the 3 scales so every scale is revisited after text conditioning; 2 pixel-decoder
           layers. About 1.9 M parameters, ~7.7 MB in float32, one training step of 8 images ~0.9 s on one core.
         """
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        check_preset_name(name, PRESETS)
         if name == "paper":
             return cls(**overrides)
         if name == "tiny":
-            backbone = {
-                "model_type": "swin",
-                "image_size": 64,
-                "patch_size": 4,
-                "embed_dim": 16,
-                "depths": [1, 1, 1, 1],
-                "num_heads": [1, 2, 2, 4],
-                "window_size": 4,
-                "drop_path_rate": 0.0,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"],
-            }
+            backbone = swin_preset("tiny")
             text = {
                 "model_type": "roberta",
                 "vocab_size": 100,
@@ -251,19 +238,8 @@ class InstAlignConfig(PreTrainedConfig):
                 pixel_decoder_num_points=2,
             )
         else:  # demo
-            backbone = {
-                "model_type": "swin",
-                "image_size": 160,
-                "patch_size": 4,
-                "embed_dim": 32,
-                "depths": [1, 1, 2, 1],
-                "num_heads": [1, 2, 4, 8],
-                "window_size": 5,
-                "mlp_ratio": 2.0,
-                "drop_path_rate": 0.0,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"],
-            }
-            vocab_size, pad_id, bos_id, eos_id = _synthetic_vocabulary()
+            backbone = swin_preset("demo")
+            vocab_size, pad_id, bos_id, eos_id = synthetic_vocabulary()
             text = {
                 "model_type": "roberta",
                 "vocab_size": vocab_size,
@@ -291,22 +267,7 @@ class InstAlignConfig(PreTrainedConfig):
                 pixel_decoder_num_points=4,
                 text_conditioned_score=True,
             )
-        for key, sub in (("backbone_config", backbone), ("text_config", text)):
-            if isinstance(overrides.get(key), dict):
-                sub = {**sub, **overrides.pop(key)}
-            values[key] = overrides.pop(key, sub)
-        values.update(overrides)
-        return cls(**values)
-
-
-def _synthetic_vocabulary() -> tuple[int, int, int, int]:
-    """(vocab_size, pad, bos, eos) of the synthetic-scene tokenizer, or RoBERTa-style defaults for 512 words."""
-    try:
-        from refseg.data import synthetic_tokenizer
-    except ImportError:
-        return 512, 1, 0, 2
-    tokenizer = synthetic_tokenizer()
-    return len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id
+        return cls(**merge_preset_overrides(values, backbone, text, overrides))
 
 
 __all__ = ["InstAlignConfig"]

@@ -19,6 +19,7 @@ from transformers.utils import ModelOutput
 
 from ...modeling.arguments import reject_unknown_kwargs
 from ...modeling.backbone import build_vision_backbone
+from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from ...modeling.text_encoder import build_text_encoder
 from ...validation import check_max_length, text_position_limit
@@ -142,16 +143,7 @@ def _check_inputs(
     mask_labels: list[torch.Tensor] | None = None,
     image_indices: torch.Tensor | None = None,
 ) -> None:
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-        shape = (
-            tuple(pixel_values.shape)
-            if isinstance(pixel_values, torch.Tensor)
-            else type(pixel_values).__name__
-        )
-        raise ValueError(f"pixel_values must be a (B, 3, H, W) tensor, got {shape}")
-    batch, _, height, width = pixel_values.shape
-    if height % 32 or width % 32:
-        raise ValueError(f"pixel_values height and width must be multiples of 32, got {height}x{width}")
+    batch, height, width = check_pixel_values(pixel_values)
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a (B, L) tensor, got {shape}")
@@ -184,24 +176,9 @@ def _check_inputs(
             f"input_ids has batch size {input_ids.shape[0]} but pixel_values has {batch}; pass image_indices to "
             "pair several expressions with one image"
         )
-    if attention_mask is not None and attention_mask.shape != input_ids.shape:
-        raise ValueError(
-            f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
-        )
+    check_attention_mask(attention_mask, input_ids)
     if mask_labels is not None:
-        if not isinstance(mask_labels, (list, tuple)) or len(mask_labels) != batch:
-            got = len(mask_labels) if isinstance(mask_labels, (list, tuple)) else type(mask_labels).__name__
-            raise ValueError(f"mask_labels must be a list of {batch} tensors (one per expression), got {got}")
-        for b, masks in enumerate(mask_labels):
-            if (
-                not isinstance(masks, torch.Tensor)
-                or masks.dim() != 3
-                or tuple(masks.shape[-2:]) != (height, width)
-            ):
-                shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
-                raise ValueError(
-                    f"mask_labels[{b}] must be a (n, {height}, {width}) tensor at the pixel_values resolution, got {shape}"
-                )
+        check_mask_labels(mask_labels, batch, height, width)
 
 
 class InstAlignModel(InstAlignPreTrainedModel):

@@ -22,20 +22,18 @@ import torch
 import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature
 
+from ...image_processing_utils import ReferringSegmentationImageProcessorBase
+from ...image_utils import to_chw_float
 from ...modeling.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
-from ..instalign.image_processing_instalign import (
-    InstAlignImageProcessor,
-    _output_field,
-    _to_chw_float,
-    masks_to_boxes,
-)
+from ...modeling.mask_boxes import masks_to_boxes
+from ...modeling.post_processing import output_field
 
 __all__ = ["InstanceVGImageProcessor"]
 
 MASK_MERGE = ("merge", "global", "instance")
 
 
-class InstanceVGImageProcessor(InstAlignImageProcessor):
+class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
     r"""Resize (bilinear, no antialiasing), normalise; ``mask_labels`` / ``box_labels``; post-processing.
 
     Args:
@@ -46,7 +44,7 @@ class InstanceVGImageProcessor(InstAlignImageProcessor):
         mask_threshold: default ``thr_m`` (0.5).
         score_weighted: weight query scores by the target probability of the no-target head.
         mask_merge: ``"merge"`` (global OR kept instances), ``"global"`` or ``"instance"``.
-        Other arguments as :class:`~refseg.models.instalign.InstAlignImageProcessor`.
+        Other arguments as :class:`~refseg.image_processing_utils.ReferringSegmentationImageProcessorBase`.
     """
 
     def __init__(
@@ -92,7 +90,7 @@ class InstanceVGImageProcessor(InstAlignImageProcessor):
         pixels = []
         for image in image_list:
             is_integer = not _is_float_image(image)
-            tensor = _to_chw_float(image, 1.0, do_rescale=False)  # 0-255 for integer images
+            tensor = to_chw_float(image, 1.0, do_rescale=False)  # 0-255 for integer images
             if self.do_resize and tuple(tensor.shape[1:]) != size:
                 tensor = F.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]
                 if is_integer:  # back to uint8 grey levels, as the original resizes uint8 images
@@ -178,10 +176,10 @@ class InstanceVGImageProcessor(InstAlignImageProcessor):
         mask_merge = self.mask_merge if mask_merge is None else mask_merge
         if mask_merge not in MASK_MERGE:
             raise ValueError(f"mask_merge must be one of {MASK_MERGE}, got {mask_merge!r}")
-        pred_masks = _output_field(outputs, "pred_masks").detach().float().cpu()
+        pred_masks = output_field(outputs, "pred_masks").detach().float().cpu()
         get = outputs.get if isinstance(outputs, dict) else lambda k: getattr(outputs, k, None)
         pred_boxes = get("pred_boxes")
-        semantic = _output_field(outputs, "semantic_mask_logits").detach().float().cpu()
+        semantic = output_field(outputs, "semantic_mask_logits").detach().float().cpu()
         object_prob, target_prob = _probabilities(outputs)
         batch = pred_masks.shape[0]
         if pred_boxes is not None:
@@ -259,9 +257,9 @@ def _probabilities(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         object_prob = class_logits.detach().float().cpu().softmax(-1)[..., 0]
         target_prob = nt_logits.detach().float().cpu()[:, 0].sigmoid()
     else:
-        object_prob = _output_field(outputs, "pred_scores").detach().float().cpu().sigmoid()
+        object_prob = output_field(outputs, "pred_scores").detach().float().cpu().sigmoid()
         target_prob = (
-            -_output_field(outputs, "no_target_logits").detach().float().cpu().reshape(-1)
+            -output_field(outputs, "no_target_logits").detach().float().cpu().reshape(-1)
         ).sigmoid()
     return object_prob, target_prob[:, None]
 

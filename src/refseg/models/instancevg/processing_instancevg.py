@@ -77,14 +77,15 @@ class InstanceVGProcessor(ProcessorMixin):
         return_tensors: str | None = "pt",
         max_length: int | None = None,
         padding: bool | str = True,
+        truncation: bool = True,
         image_indices: Any = None,
         **kwargs,
     ) -> BatchFeature:
         """Encode images and their sentences (one sentence per image).
 
         Returns ``pixel_values`` (B, 3, 320, 320), ``input_ids`` and ``attention_mask`` (B, L) (cleaned text,
-        right-padded to the longest sentence, or to ``max_length`` with ``padding="max_length"``; at most
-        ``max_length`` or the tokenizer's ``model_max_length`` tokens), and with ``instances`` the training
+        right-padded to the longest sentence, or to ``max_length`` with ``padding="max_length"``; cut to at most
+        ``max_length`` or the tokenizer's ``model_max_length`` tokens unless ``truncation=False``), and with ``instances`` the training
         targets ``mask_labels`` (and ``box_labels``). ``image_indices`` must be None: BEiT-3 encodes every image
         together with its sentence, so images cannot be shared between sentences.
         """
@@ -113,7 +114,7 @@ class InstanceVGProcessor(ProcessorMixin):
         encoded = self.tokenizer(
             cleaned,
             padding=padding,
-            truncation=True,
+            truncation=truncation,
             max_length=max_length,
             return_tensors="pt",
             return_token_type_ids=False,

@@ -14,32 +14,18 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ...modeling.config_presets import (
+    BERT_BASE_UNCASED,
+    SWIN_BASE,
+    check_preset_name,
+    merge_preset_overrides,
+    swin_preset,
+)
+
 GUIDANCE = ("pure_le", "enhanced_le", "ve", "enhanced_le_all_pixels", "full")
 ENCODER_FUSION = ("pwam", "none")
 MASK_LOSS = ("ce", "bce")
 PRESETS = ("tiny", "demo", "paper")
-
-SWIN_BASE = {
-    "image_size": 384,
-    "patch_size": 4,
-    "embed_dim": 128,
-    "depths": [2, 2, 18, 2],
-    "num_heads": [4, 8, 16, 32],
-    "window_size": 12,
-    "drop_path_rate": 0.3,
-    "out_features": ["stage1", "stage2", "stage3", "stage4"],
-}
-BERT_BASE_UNCASED = {
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
-    "layer_norm_eps": 1e-12,
-    "pad_token_id": 0,
-}
 
 
 @strict
@@ -217,22 +203,11 @@ class MetrisConfig(PreTrainedConfig):
           32 depths (1, 1, 2, 1), a 2-layer BERT of width 96 over the synthetic word vocabulary, decoder width 64,
           the no-target classifier on.
         """
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        check_preset_name(name, PRESETS)
         if name == "paper":
             return cls(**overrides)
         if name == "tiny":
-            backbone = {
-                "model_type": "swin",
-                "image_size": 64,
-                "patch_size": 4,
-                "embed_dim": 16,
-                "depths": [1, 1, 1, 1],
-                "num_heads": [1, 2, 2, 4],
-                "window_size": 4,
-                "drop_path_rate": 0.0,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"],
-            }
+            backbone = swin_preset("tiny")
             text = {
                 "model_type": "bert",
                 "vocab_size": 100,
@@ -254,18 +229,7 @@ class MetrisConfig(PreTrainedConfig):
                 no_target_hidden_dim=16,
             )
         else:  # demo
-            backbone = {
-                "model_type": "swin",
-                "image_size": 160,
-                "patch_size": 4,
-                "embed_dim": 32,
-                "depths": [1, 1, 2, 1],
-                "num_heads": [1, 2, 4, 8],
-                "window_size": 5,
-                "mlp_ratio": 2.0,
-                "drop_path_rate": 0.0,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"],
-            }
+            backbone = swin_preset("demo")
             text = {
                 "model_type": "bert",
                 "vocab_size": 512,
@@ -286,12 +250,7 @@ class MetrisConfig(PreTrainedConfig):
                 no_target_head=True,
                 no_target_hidden_dim=64,
             )
-        for key, sub in (("backbone_config", backbone), ("text_config", text)):
-            if isinstance(overrides.get(key), dict):
-                sub = {**sub, **overrides.pop(key)}
-            values[key] = overrides.pop(key, sub)
-        values.update(overrides)
-        return cls(**values)
+        return cls(**merge_preset_overrides(values, backbone, text, overrides))
 
 
 __all__ = ["MetrisConfig"]

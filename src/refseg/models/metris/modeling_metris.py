@@ -17,6 +17,12 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...modeling.input_checks import (
+    check_attention_mask,
+    check_mask_labels,
+    check_pixel_values,
+    shape_or_type,
+)
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.text_encoder import build_text_encoder
@@ -124,48 +130,25 @@ class MetrisPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
-def _shape(x: Any) -> Any:
-    return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-
-
 def _check_inputs(
     pixel_values: torch.Tensor,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None,
     mask_labels: list[torch.Tensor] | None = None,
 ) -> None:
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-        raise ValueError(f"pixel_values must be a (B, 3, H, W) tensor, got {_shape(pixel_values)}")
-    batch, _, height, width = pixel_values.shape
-    if height % 32 or width % 32:
-        raise ValueError(f"pixel_values height and width must be multiples of 32, got {height}x{width}")
+    batch, height, width = check_pixel_values(pixel_values)
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != batch:
         raise ValueError(
-            f"input_ids must be a ({batch}, L) tensor (one expression per image), got {_shape(input_ids)}"
+            f"input_ids must be a ({batch}, L) tensor (one expression per image), got {shape_or_type(input_ids)}"
         )
+    check_attention_mask(attention_mask, input_ids)
     if attention_mask is not None:
-        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask {_shape(attention_mask)} must have the shape of input_ids {tuple(input_ids.shape)}"
-            )
         if input_ids.shape[1] and not bool(attention_mask[:, 0].bool().all()):
             raise ValueError(
                 "the first token of every expression ([CLS], the global cue) must be valid in attention_mask"
             )
     if mask_labels is not None:
-        if not isinstance(mask_labels, (list, tuple)) or len(mask_labels) != batch:
-            got = len(mask_labels) if isinstance(mask_labels, (list, tuple)) else type(mask_labels).__name__
-            raise ValueError(f"mask_labels must be a list of {batch} tensors (one per expression), got {got}")
-        for b, masks in enumerate(mask_labels):
-            if (
-                not isinstance(masks, torch.Tensor)
-                or masks.dim() != 3
-                or tuple(masks.shape[-2:]) != (height, width)
-            ):
-                raise ValueError(
-                    f"mask_labels[{b}] must be a (n, {height}, {width}) tensor at the pixel_values resolution, "
-                    f"got {_shape(masks)}"
-                )
+        check_mask_labels(mask_labels, batch, height, width)
 
 
 class MetrisModel(MetrisPreTrainedModel):

@@ -8,20 +8,19 @@ default, [CLS] and [SEP] included). ``post_process_referring_segmentation`` forw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 
-from ..instalign.processing_instalign import InstAlignProcessor
+from ...processing_utils import ReferringSegmentationProcessorBase
 
 __all__ = ["MetrisProcessor"]
 
 DEFAULT_MAX_TEXT_LENGTH = 20
 
 
-class MetrisProcessor(InstAlignProcessor):
+class MetrisProcessor(ReferringSegmentationProcessorBase):
     r"""Wraps a :class:`MetrisImageProcessor` and a tokenizer (BERT-base uncased in the paper).
 
     Args:
@@ -30,30 +29,14 @@ class MetrisProcessor(InstAlignProcessor):
     """
 
     def __call__(
-        self,
-        images: Any = None,
-        text: str | Sequence[str] | None = None,
-        instances: Sequence[Sequence[Any]] | None = None,
-        image_indices: Sequence[int] | torch.Tensor | None = None,
-        return_tensors: str | None = "pt",
-        padding: bool | str = True,
-        truncation: bool = True,
-        max_length: int | None = DEFAULT_MAX_TEXT_LENGTH,
-        **kwargs,
+        self, *args: Any, max_length: int | None = DEFAULT_MAX_TEXT_LENGTH, **kwargs: Any
     ) -> BatchFeature:
-        """Encode images and one sentence per image: ``pixel_values`` (B, 3, H, W), ``input_ids`` and
-        ``attention_mask`` (B, L) padded to the longest sentence (``padding``) and truncated to ``max_length``
-        tokens, and ``mask_labels`` (list of (n_b, H, W)) when ``instances`` are given. METRIS encodes one image
-        per expression, so ``image_indices`` is refused."""
-        if image_indices is not None:
-            raise ValueError("MetrisProcessor takes one image per sentence; image_indices is not supported")
-        return super().__call__(
-            images=images,
-            text=text,
-            instances=instances,
-            return_tensors=return_tensors,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length,
-            **kwargs,
-        )
+        """Encode images and one sentence per image as
+        :meth:`~refseg.processing_utils.ReferringSegmentationProcessorBase.__call__` does: ``pixel_values``
+        (B, 3, H, W), ``input_ids`` and ``attention_mask`` (B, L) padded to the longest sentence (``padding``) and
+        truncated to ``max_length`` tokens (20 by default), and ``mask_labels`` (list of (n_b, H, W)) when
+        ``instances`` are given. METRIS encodes one image per expression, so ``image_indices`` is refused."""
+        return super().__call__(*args, max_length=max_length, **kwargs)
+
+    def _pair_images(self, data: dict[str, Any], indices: torch.Tensor) -> dict[str, Any]:
+        raise ValueError("MetrisProcessor takes one image per sentence; image_indices is not supported")

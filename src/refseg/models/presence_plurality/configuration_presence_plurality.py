@@ -15,29 +15,17 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ...modeling.config_presets import (
+    BERT_BASE_UNCASED,
+    SWIN_BASE,
+    check_preset_name,
+    merge_preset_overrides,
+    swin_preset,
+    synthetic_vocabulary,
+)
+
 PRESETS = ("tiny", "demo", "paper")
 FUSIONS = ("pwam", "none")
-
-SWIN_BASE = {
-    "image_size": 384,
-    "patch_size": 4,
-    "embed_dim": 128,
-    "depths": [2, 2, 18, 2],
-    "num_heads": [4, 8, 16, 32],
-    "window_size": 12,
-    "drop_path_rate": 0.3,
-    "out_features": ["stage1", "stage2", "stage3", "stage4"],
-}
-BERT_BASE_UNCASED = {
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
-    "pad_token_id": 0,
-}
 
 
 @strict
@@ -215,22 +203,11 @@ class PresencePluralityConfig(PreTrainedConfig):
           without padding), Swin embed 32 depths (1, 1, 2, 1) MLP ratio 2, a 2-layer BERT of width 96 over the
           synthetic word vocabulary, hidden 64 with 4 heads, 2 pixel-decoder layers, FFNs of 256.
         """
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        check_preset_name(name, PRESETS)
         if name == "paper":
             return cls(**overrides)
         if name == "tiny":
-            backbone = {
-                "model_type": "swin",
-                "image_size": 64,
-                "patch_size": 4,
-                "embed_dim": 16,
-                "depths": [1, 1, 1, 1],
-                "num_heads": [1, 2, 2, 4],
-                "window_size": 4,
-                "drop_path_rate": 0.0,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"],
-            }
+            backbone = swin_preset("tiny")
             text = {
                 "model_type": "bert",
                 "vocab_size": 100,
@@ -252,19 +229,8 @@ class PresencePluralityConfig(PreTrainedConfig):
                 target_query_ffn_dim=64,
             )
         else:  # demo
-            backbone = {
-                "model_type": "swin",
-                "image_size": 160,
-                "patch_size": 4,
-                "embed_dim": 32,
-                "depths": [1, 1, 2, 1],
-                "num_heads": [1, 2, 4, 8],
-                "window_size": 5,
-                "mlp_ratio": 2.0,
-                "drop_path_rate": 0.0,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"],
-            }
-            vocab_size, pad_id = _synthetic_vocabulary()
+            backbone = swin_preset("demo")
+            vocab_size, pad_id, _, _ = synthetic_vocabulary()
             text = {
                 "model_type": "bert",
                 "vocab_size": vocab_size,
@@ -285,20 +251,7 @@ class PresencePluralityConfig(PreTrainedConfig):
                 pixel_decoder_num_points=4,
                 target_query_ffn_dim=256,
             )
-        for key, sub in (("backbone_config", backbone), ("text_config", text)):
-            if isinstance(overrides.get(key), dict):
-                sub = {**sub, **overrides.pop(key)}
-            values[key] = overrides.pop(key, sub)
-        values.update(overrides)
-        return cls(**values)
-
-
-def _synthetic_vocabulary() -> tuple[int, int]:
-    """(vocab_size, pad id) of refseg's synthetic-scene tokenizer."""
-    from refseg.data import synthetic_tokenizer
-
-    tokenizer = synthetic_tokenizer()
-    return len(tokenizer), tokenizer.pad_token_id
+        return cls(**merge_preset_overrides(values, backbone, text, overrides))
 
 
 __all__ = ["PresencePluralityConfig"]

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
 from ...modeling.pixel_word_attention import LanguageGate
@@ -152,43 +153,19 @@ def _check_inputs(
         raise TypeError(
             f"PresencePluralityForReferringSegmentation.forward() got unexpected keyword argument(s) {sorted(unknown)}"
         )
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-        shape = (
-            tuple(pixel_values.shape)
-            if isinstance(pixel_values, torch.Tensor)
-            else type(pixel_values).__name__
-        )
-        raise ValueError(f"pixel_values must be a (B, 3, H, W) tensor, got {shape}")
-    batch, _, height, width = pixel_values.shape
-    if height % 32 or width % 32:
-        raise ValueError(f"pixel_values height and width must be multiples of 32, got {height}x{width}")
+    batch, height, width = check_pixel_values(pixel_values)
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != batch:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(
             f"input_ids must be a (B, L) tensor with one sentence per image (B = {batch}), got {shape}"
         )
-    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-        raise ValueError(
-            f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
-        )
+    check_attention_mask(attention_mask, input_ids)
     if pixel_mask is not None and tuple(pixel_mask.shape) != (batch, height, width):
         raise ValueError(
             f"pixel_mask must be (B, H, W) = {(batch, height, width)}, got {tuple(pixel_mask.shape)}"
         )
     if mask_labels is not None:
-        if not isinstance(mask_labels, (list, tuple)) or len(mask_labels) != batch:
-            got = len(mask_labels) if isinstance(mask_labels, (list, tuple)) else type(mask_labels).__name__
-            raise ValueError(f"mask_labels must be a list of {batch} tensors (one per expression), got {got}")
-        for b, masks in enumerate(mask_labels):
-            if (
-                not isinstance(masks, torch.Tensor)
-                or masks.dim() != 3
-                or tuple(masks.shape[-2:]) != (height, width)
-            ):
-                shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
-                raise ValueError(
-                    f"mask_labels[{b}] must be a (n, {height}, {width}) tensor at the pixel_values resolution, got {shape}"
-                )
+        check_mask_labels(mask_labels, batch, height, width)
 
 
 class PresencePluralityModel(PresencePluralityPreTrainedModel):
