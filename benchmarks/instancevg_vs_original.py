@@ -41,6 +41,11 @@ from pathlib import Path
 
 import torch
 
+# refseg (and the transformers modules it registers with) must be imported before the parity harness installs
+# its stub packages (a stub torchvision would confuse transformers' version checks)
+from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
+from refseg.models.instancevg.convert_instancevg import config_from_state_dict, convert_state_dict
+
 TARGET_RATIO = 0.7
 GREFCOCO = "configs/gres/InstanceVG-grefcoco.py"
 PARITY_DIR = Path(__file__).resolve().parent.parent / "scripts" / "parity"
@@ -52,6 +57,11 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (stdout carries only the JSON report)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _status_kb(field: str) -> int | None:
@@ -138,9 +148,6 @@ def build_original(checkout: str, seed: int):
 
 def refseg_from_original(original: torch.nn.Module):
     """refseg's model holding the original's weights, through refseg's checkpoint converter."""
-    from refseg.models.instancevg import InstanceVGForReferringSegmentation
-    from refseg.models.instancevg.convert_instancevg import config_from_state_dict, convert_state_dict
-
     state = original.state_dict()
     model = InstanceVGForReferringSegmentation(config_from_state_dict(state))
     model.load_state_dict(convert_state_dict(state), strict=True)
@@ -149,8 +156,6 @@ def refseg_from_original(original: torch.nn.Module):
 
 def build_refseg(preset: str):
     """refseg's model from a preset (image size and text length as the preset's), random weights."""
-    from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
-
     return InstanceVGForReferringSegmentation(InstanceVGConfig.preset(preset)).eval()
 
 
@@ -282,6 +287,9 @@ def time_interleaved(runners: dict[str, tuple], warmup: int, repeats: int) -> di
             run()
             latencies[name].append(round((time.perf_counter() - start) * 1000, 1))
             timer.enabled = False
+            progress(
+                f"round {index + 1}/{repeats} {name}: {latencies[name][-1]:.0f} ms, load {load_average()}"
+            )
     return {
         name: {
             "latencies_ms": values,
@@ -352,6 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
             (theirs["pred_class"] - mine.pred_class_logits).abs().max()
         )
     build_seconds = round(time.perf_counter() - started, 1)
+    progress(f"built in {build_seconds} s; timing {list(runners)}")
 
     load_before_timing = load_average()
     results = time_interleaved(runners, args.warmup, args.repeats)
@@ -388,6 +397,7 @@ def main(argv: list[str] | None = None) -> dict:
     gc.collect()
     if not args.no_memory:
         for name in results:
+            progress(f"memory of {name} (subprocess)")
             results[name]["memory"] = measure_memory(args, name)
         report["load_average_after_memory"] = load_average()
     report.update(results)
