@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Train and evaluate a refseg model with 🤗 Accelerate on any dataset of the refseg schema.
 
-Follows transformers' ``run_*_no_trainer.py`` skeleton (hf_conventions.md section 5): argparse, an
+Follows transformers' ``run_*_no_trainer.py`` skeleton: argparse, an
 ``Accelerator``, ``accelerator.prepare``, ``accelerator.accumulate``, ``save_state`` checkpoints, a real
 ``--resume_from_checkpoint latest``, ``save_pretrained`` (model + processor) and a model card at the end.
 
 Data: synthetic referring scenes by default (no download); ``--dataset_dir`` (a parquet file or folder,
 or a ``save_to_disk`` folder) or ``--dataset_name`` (a Hub id) for real data in the refseg schema
-(DESIGN.md "Dataset rows"). Metrics: GRES gIoU / cIoU / N-acc / T-acc (``refseg.metrics``, ReLA's
+(``docs/data.md``, "Row schema"). Metrics: GRES gIoU / cIoU / N-acc / T-acc (``refseg.metrics``, ReLA's
 definitions) at the model input resolution.
 
 Batch semantics: ``--per_device_train_batch_size`` samples go through the model on each process per

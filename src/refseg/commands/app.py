@@ -6,6 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``refseg app``'s options (model, host, port, device) to ``parser``."""
     parser.add_argument(
         "--model", default=None, help="model folder or Hub id (default: the demo model bundled with refseg)"
     )
@@ -27,6 +28,7 @@ def _require_gradio():
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the Gradio app and serve it until interrupted; returns the exit status."""
     import os
 
     if not 0 < args.port < 65536:

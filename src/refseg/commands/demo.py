@@ -18,6 +18,7 @@ KINDS = ("single", "multi", "no_target")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``refseg demo``'s options to ``parser``."""
     add_model_arguments(parser, "default: the demo model bundled with refseg")
     parser.add_argument("--seed", type=int, default=None, help="scene seed (default: random, printed)")
     parser.add_argument("--num-scenes", type=int, default=3, help="number of synthetic scenes (default 3)")
@@ -39,6 +40,7 @@ def pick_rows(dataset, kinds=KINDS) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Segment fresh synthetic scenes, print each verdict and IoU, write the overlay picture."""
     import numpy as np
 
     from ..data import decode_rle, synthetic_scenes

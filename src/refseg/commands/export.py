@@ -6,6 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``refseg export``'s options to ``parser``."""
     sub = parser.add_subparsers(dest="format", required=True)
     onnx = sub.add_parser("onnx", help="export to ONNX (image + text in, masks, scores, no-target logit out)")
     onnx.add_argument(
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export the model, check the exported graph against PyTorch unless told not to."""
     if args.opset < 16:
         raise SystemExit(f"--opset must be at least 16 (ONNX GridSample), got {args.opset}")
     missing = [name for name in ("onnx", "onnxscript") if not _importable(name)]

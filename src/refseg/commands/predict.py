@@ -9,6 +9,7 @@ from ._demo_notice import demo_model_notice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``refseg predict``'s options (image, sentences, model, thresholds) to ``parser``."""
     parser.add_argument("--image", required=True, help="image path or URL")
     parser.add_argument(
         "--text", required=True, action="append", help="referring sentence (repeat --text for several)"
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Segment what each ``--text`` refers to in ``--image``; print the results, optionally draw them."""
     from ..image_utils import DEFAULT_URL_TIMEOUT, load_image
     from ..validation import check_sentences
     from ..visualization import draw_result, make_grid

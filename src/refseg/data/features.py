@@ -6,6 +6,7 @@ import datasets
 
 
 def instance_feature() -> dict:
+    """The ``datasets`` feature of one referred instance (ids, COCO ``bbox``, RLE ``segmentation``)."""
     return {
         "ann_id": datasets.Value("int64"),
         "category_id": datasets.Value("int64"),

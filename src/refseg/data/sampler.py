@@ -34,6 +34,7 @@ class ImageGroupedSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the next iteration's order (as ``DistributedSampler.set_epoch``)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:

@@ -108,6 +108,7 @@ def build_key() -> str:
 
 
 def cache_root() -> Path:
+    """Folder that holds the compiled kernels: ``$REFSEG_KERNELS_CACHE`` or ``~/.cache/refseg/kernels``."""
     if os.environ.get("REFSEG_KERNELS_CACHE"):
         return Path(os.environ["REFSEG_KERNELS_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -115,6 +116,7 @@ def cache_root() -> Path:
 
 
 def build_dir() -> Path:
+    """This build's folder in the cache (keyed by torch version and a hash of sources and flags)."""
     return cache_root() / build_key()
 
 

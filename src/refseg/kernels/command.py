@@ -13,6 +13,7 @@ import torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``refseg kernels``'s actions (build, info, check-cuda) to ``parser``."""
     sub = parser.add_subparsers(dest="action", required=True)
     b = sub.add_parser("build", help="compile the C++ CPU op (and with --cuda the CUDA extension) and report")
     b.add_argument("--force", action="store_true", help="rebuild even if a build for this key exists")
@@ -97,4 +98,5 @@ def _check_cuda(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the chosen ``refseg kernels`` action; returns the exit status."""
     return {"build": _build, "info": _info, "check-cuda": _check_cuda}[args.action](args)

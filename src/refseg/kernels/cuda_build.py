@@ -28,6 +28,7 @@ _CUDA_FLAGS = ["-O3", "-std=c++17", "-diag-suppress=3306"]
 
 
 def build_dir() -> Path:
+    """The CUDA build's folder (keyed by torch, CUDA, the arch list and the sources)."""
     digest = hashlib.sha256(
         (torch.__version__ + str(torch.version.cuda) + os.environ.get("TORCH_CUDA_ARCH_LIST", "")).encode()
     )
@@ -37,6 +38,7 @@ def build_dir() -> Path:
 
 
 def library_path() -> Path:
+    """Path of the compiled CUDA library in :func:`build_dir`."""
     return build_dir() / f"{NAME}.so"
 
 

@@ -2,7 +2,7 @@
 
 After ``import refseg``, ``AutoConfig``, ``AutoModel``, ``AutoModelForImageSegmentation``,
 ``AutoImageProcessor`` and ``AutoProcessor`` resolve every refseg ``model_type``
-(hf_conventions.md section 3.1); registrations are process-local, so they run on import.
+(transformers' ``AutoConfig.register`` and friends); registrations are process-local, so they run on import.
 """
 
 from __future__ import annotations

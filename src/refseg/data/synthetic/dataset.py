@@ -100,6 +100,7 @@ def _generate(
 
 
 def synthetic_features(include_kind: bool = True) -> datasets.Features:
+    """The row features of synthetic scenes: the common schema, plus the sentence ``kind`` if asked."""
     return referring_features({"kind": datasets.Value("string")} if include_kind else None)
 
 

@@ -60,6 +60,7 @@ class Referring:
 
 
 def kind_of(targets: frozenset[int]) -> str:
+    """``"no_target"``, ``"single"`` or ``"multi"`` for a set of referred object indices."""
     return "no_target" if not targets else "single" if len(targets) == 1 else "multi"
 
 

@@ -55,6 +55,7 @@ class Description:
             raise ValueError(f"unknown size {self.size!r}; expected one of {SIZES} or None")
 
     def matches(self, obj: SceneObject) -> bool:
+        """Whether ``obj`` has every attribute this description names."""
         return (
             (self.shape is None or obj.shape == self.shape)
             and (self.colour is None or obj.colour == self.colour)
@@ -62,6 +63,7 @@ class Description:
         )
 
     def words(self, plural: bool = False) -> str:
+        """The noun phrase, e.g. ``"small red circles"`` (``plural`` adds the plural ``s``)."""
         noun = self.shape or GENERIC_NOUN
         return " ".join(w for w in (self.size, self.colour, noun + ("s" if plural else "")) if w)
 

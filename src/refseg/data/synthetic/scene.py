@@ -82,6 +82,7 @@ class Scene:
         return self._coverages
 
     def full_masks(self) -> list[np.ndarray]:
+        """Each object's mask before occlusion (its coverage >= 0.5)."""
         return [c >= 0.5 for c in self.coverages()]
 
     def visible_masks(self) -> list[np.ndarray]:
@@ -94,6 +95,7 @@ class Scene:
         return visible[::-1]
 
     def visible_fractions(self) -> list[float]:
+        """Each object's visible share of its full mask, in [0, 1]."""
         return [
             float(v.sum()) / max(float(m.sum()), 1.0)
             for v, m in zip(self.visible_masks(), self.full_masks(), strict=True)

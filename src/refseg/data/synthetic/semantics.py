@@ -49,6 +49,7 @@ def _coord(obj: SceneObject, axis: str, size: int) -> float:
 
 
 def matching(desc: Description, scene: Scene) -> list[int]:
+    """Indices of the scene's objects that ``desc`` describes."""
     return [i for i, o in enumerate(scene.objects) if desc.matches(o)]
 
 

@@ -17,6 +17,7 @@ MASK_TOKEN = "<mask>"
 
 
 def synthetic_vocab() -> dict[str, int]:
+    """Token -> id of the synthetic word-level tokenizer: special tokens, the grammar's words, mask."""
     tokens = [*SPECIAL_TOKENS, *vocabulary(), MASK_TOKEN]
     return {t: i for i, t in enumerate(tokens)}
 
