@@ -23,8 +23,6 @@ from .loading import check_refseg_model_type
 
 __all__ = ["ReferringSegmentationPipeline"]
 
-_OUTPUT_KEYS = ("pred_masks", "pred_scores", "semantic_mask_logits", "no_target_logits")
-
 
 def _mask_to_pil(mask: torch.Tensor) -> PIL.Image.Image:
     return PIL.Image.fromarray(mask.to(torch.uint8).mul(255).numpy(), mode="L")
@@ -52,8 +50,8 @@ class ReferringSegmentationPipeline(Pipeline):
     (probability that something is referred to), "no_target": bool, "instances": [{"mask": PIL "L"
     image, "box": {"xmin", "ymin", "xmax", "ymax"}, "score": float}]}``.
 
-    Parameters: ``threshold`` (instance score threshold, 0.5), ``mask_threshold`` (0.5),
-    ``no_target_threshold`` (0.5), all finite numbers in [0, 1]; ``timeout`` (seconds for fetching
+    Parameters: ``threshold`` (instance score threshold), ``mask_threshold``, ``no_target_threshold``
+    (each model's processor has its defaults: 0.5, and 0.7 for InstanceVG's score threshold as released), all finite numbers in [0, 1]; ``timeout`` (seconds for fetching
     URLs, default ``refseg.image_utils.DEFAULT_URL_TIMEOUT``); ``max_length`` (tokens per sentence,
     at most what the text encoder can embed; longer sentences are truncated to it by default).
 
@@ -186,24 +184,18 @@ class ReferringSegmentationPipeline(Pipeline):
     def _forward(self, model_inputs: dict) -> dict:
         target_size = model_inputs.pop("target_size")
         outputs = self.model(**model_inputs)
-        # models without instance queries (e.g. METRIS) have no pred_masks / pred_scores
-        result = {key: outputs[key] for key in _OUTPUT_KEYS if key in outputs}
+        # every tensor the model returns reaches its processor's post-processing: models without instance
+        # queries (e.g. METRIS) have no pred_masks, others add fields (e.g. InstanceVG's box and class heads)
+        result = {
+            key: value for key, value in outputs.items() if isinstance(value, torch.Tensor) and key != "loss"
+        }
         result["target_size"] = target_size
         return result
 
-    def postprocess(
-        self,
-        model_outputs: dict,
-        threshold: float = 0.5,
-        mask_threshold: float = 0.5,
-        no_target_threshold: float = 0.5,
-    ) -> dict:
+    def postprocess(self, model_outputs: dict, **thresholds: float) -> dict:
+        """One result dict; the thresholds the caller gave go to the processor, which has each model's defaults."""
         processed = self.processor.post_process_referring_segmentation(
-            model_outputs,
-            target_sizes=model_outputs["target_size"].tolist(),
-            threshold=threshold,
-            mask_threshold=mask_threshold,
-            no_target_threshold=no_target_threshold,
+            model_outputs, target_sizes=model_outputs["target_size"].tolist(), **thresholds
         )[0]
         instances = []
         for inst in processed["instances"]:

@@ -7,7 +7,7 @@ import sentencepiece as spm
 import torch
 from conftest import train_sentencepiece
 from torch.nn import functional as F
-from transformers import AutoProcessor, pipeline
+from transformers import AutoModel, AutoProcessor, pipeline
 from transformers.utils import ModelOutput
 
 import refseg  # noqa: F401
@@ -187,3 +187,29 @@ def test_processor_round_trip_and_pipeline(tiny_model_dir):
         assert 0 <= inst["box"]["xmin"] <= inst["box"]["xmax"] <= 50
     batch = segmenter([image, image], ["the red circle", "a dog"], batch_size=2, threshold=0.0)
     assert len(batch) == 2
+
+
+def test_pipeline_uses_the_box_head_and_the_released_score_threshold(tiny_model_dir):
+    """The pipeline hands every model output to post-processing: boxes come from the box head (GREC), and
+    without a ``threshold`` the processor's released default (0.7) applies, not a pipeline-wide 0.5."""
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = AutoModel.from_pretrained(tiny_model_dir).eval()
+    segmenter = pipeline("referring-segmentation", model=str(tiny_model_dir))
+    image = PIL.Image.new("RGB", (50, 30), (200, 30, 30))
+    sentence = "the red circle on the left"
+    inputs = processor(images=image, text=sentence)
+    with torch.no_grad():
+        outputs = model(**inputs)
+    for threshold in (None, 0.0):
+        kwargs = {} if threshold is None else {"threshold": threshold}
+        expected = processor.post_process_referring_segmentation(outputs, target_sizes=[(30, 50)], **kwargs)[
+            0
+        ]
+        result = segmenter(image, sentence, **kwargs)
+        assert result["no_target"] == expected["no_target"]
+        got = [[i["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for i in result["instances"]]
+        want = [[int(round(float(v))) for v in i["box"]] for i in expected["instances"]]
+        assert got == want
+        assert [i["score"] for i in result["instances"]] == pytest.approx(
+            [i["score"] for i in expected["instances"]]
+        )
