@@ -20,7 +20,7 @@ SCANNED = [
 SUFFIXES = {".py", ".md", ".sh", ".toml", ".yml", ".yaml", ".json", ".txt", ".cpp", ".h", ".cu"}
 # design notes and shared folders of the founders' workspace, which are not part of the repository
 OUTSIDE = re.compile(
-    r"notes/|DESIGN\.md|hf_conventions|originals\.md|instancevg_port|metris_presence_spec|"
+    r"notes/|papers/[a-z_-]+\.md|DESIGN\.md|hf_conventions|originals\.md|instancevg_port|metris_presence_spec|"
     r"\bkernel\.md\b|\busers\.md\b|/work/shared|\.\./shared/"
 )
 

@@ -1,4 +1,4 @@
-"""InstAlign (papers/instalign.md): instance-aware alignment for generalized referring segmentation."""
+"""InstAlign (Nguyen, Le, Samaras, Ryoo): instance-aware alignment for generalized referring segmentation."""
 
 from .configuration_instalign import InstAlignConfig
 from .image_processing_instalign import InstAlignImageProcessor

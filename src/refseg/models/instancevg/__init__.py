@@ -1,4 +1,4 @@
-"""InstanceVG (papers/instancevg.md): instance-aware joint learning for generalized visual grounding."""
+"""InstanceVG (Dai et al., IEEE TPAMI): instance-aware joint learning for generalized visual grounding."""
 
 from .configuration_instancevg import InstanceVGConfig
 from .image_processing_instancevg import InstanceVGImageProcessor

@@ -1,5 +1,5 @@
 """InstanceVG configuration (Dai et al., "Improving Generalized Visual Grounding with Instance-aware Joint
-Learning", papers/instancevg.md).
+Learning", IEEE TPAMI).
 
 The defaults are the configuration of the released gRefCOCO checkpoint (BEiT-3 base at 320x320, C = 256,
 N_q = 10 instance queries, a 3-layer point-prior deformable decoder). Where the paper's text and the code the

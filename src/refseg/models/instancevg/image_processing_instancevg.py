@@ -1,4 +1,4 @@
-"""Image processor for InstanceVG: the released pre-processing (papers/instancevg.md Sec. 4.3) and post-processing
+"""Image processor for InstanceVG: the released pre-processing (paper Sec. 4.3) and post-processing
 (Sec. 3.5, Fig. 5).
 
 Pre-processing: resize to 320 x 320 without keeping the aspect ratio, bilinear **without antialiasing** (the
