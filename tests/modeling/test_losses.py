@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from refseg.modeling.losses import dice_loss, sigmoid_ce_loss
+from refseg.modeling.losses import dice_loss, foreground_dice_loss, sigmoid_ce_loss
 
 # two masks of two pixels: sigmoid(logits) = [[0.5, 0.75], [0.5, 0.5]]
 LOGITS = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
@@ -52,3 +52,22 @@ def test_bad_inputs_raise():
         dice_loss(LOGITS, TARGETS[:, :1], 1)
     with pytest.raises(ValueError, match="num_masks must be positive"):
         sigmoid_ce_loss(LOGITS, TARGETS, 0)
+
+
+def test_foreground_dice_loss_hand_computed():
+    # the two masks above as a batch of two 1x2 maps: the per-sample Dice is 5/13 and 1/4, averaged
+    loss = foreground_dice_loss(LOGITS[:, None], TARGETS[:, None])
+    assert loss.item() == pytest.approx((5 / 13 + 1 / 4) / 2, abs=1e-6)
+    assert loss.item() == pytest.approx(dice_loss(LOGITS, TARGETS, num_masks=2).item(), abs=1e-6)
+
+
+def test_foreground_dice_loss_ignores_invalid_pixels_and_penalises_foreground_on_empty_targets():
+    valid = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])  # sample 0 loses its pixel with p = 0.75, t = 0
+    loss = foreground_dice_loss(LOGITS[:, None], TARGETS[:, None], valid)
+    # sample 0: 1 - (2 * 0.5 + 1) / (0.5 + 1 + 1) = 1/5
+    assert loss.item() == pytest.approx((1 / 5 + 1 / 4) / 2, abs=1e-6)
+    # an empty target (no-target sample): 1 - 1 / (|p| + 1) with |p| = 0.5 + 0.75
+    empty = foreground_dice_loss(LOGITS[:1, None], torch.zeros(1, 1, 2))
+    assert empty.item() == pytest.approx(1 - 1 / 2.25, abs=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        foreground_dice_loss(LOGITS[:, None], TARGETS)

@@ -53,3 +53,33 @@ def sigmoid_ce_loss(
     targets = targets.flatten(1).to(logits.dtype)
     loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     return loss.mean(1).sum() / num_masks
+
+
+def foreground_dice_loss(
+    foreground_logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Dice loss of one foreground map per sample, averaged over the batch (not part of any paper's loss).
+
+    ``1 - (2 |p t| + 1) / (|p| + |t| + 1)`` per sample with ``p = sigmoid(foreground_logits)``, the same
+    formula as :func:`dice_loss` (Mask2Former's), then the mean over the ``B`` samples; an empty target (a
+    no-target sample) gives ``|p| / (|p| + 1)``, which pushes its foreground towards zero. The one-mask models
+    (presence & plurality, METRIS) can add it to their cross-entropy (``lambda_dice``): the Dice term does not
+    scale with the share of foreground pixels, so a model cannot lower it by predicting all background.
+
+    Args:
+        foreground_logits: ``(B, H, W)`` foreground logits (``logit_fg - logit_bg`` for a 2-class head).
+        targets: ``(B, H, W)`` in {0, 1}.
+        valid: optional ``(B, H, W)``, 0 where pixels count for neither ``p`` nor ``t`` (letterbox padding).
+    """
+    if foreground_logits.shape != targets.shape:
+        raise ValueError(
+            f"foreground_logits {tuple(foreground_logits.shape)} and targets {tuple(targets.shape)} must have "
+            "the same shape"
+        )
+    probs = foreground_logits.sigmoid().flatten(1)
+    targets = targets.flatten(1).to(probs.dtype)
+    if valid is not None:
+        keep = valid.flatten(1).to(probs.dtype)
+        probs, targets = probs * keep, targets * keep
+    loss = 1 - (2 * (probs * targets).sum(-1) + 1) / (probs.sum(-1) + targets.sum(-1) + 1)
+    return loss.mean()

@@ -2,9 +2,12 @@
 
 import math
 
+import pytest
 import torch
 
-from refseg.models.metris.criterion import no_target_loss, segmentation_loss
+from refseg.modeling.losses import foreground_dice_loss
+from refseg.models.metris import MetrisConfig, MetrisForReferringSegmentation
+from refseg.models.metris.criterion import no_target_loss, segmentation_loss, upsample_logits
 from refseg.models.metris.pixel_contrastive_loss import PixelContrastiveLoss
 
 
@@ -76,3 +79,45 @@ def test_no_target_loss_hand_computed():
     labels = torch.tensor([False, True])
     expected = (0.9 * -math.log(0.5) + 1.1 * -math.log(0.8)) / 2.0
     assert abs(no_target_loss(logits, labels, [0.9, 1.1]).item() - expected) < 1e-6
+
+
+def test_dice_switch_adds_the_dice_term_hand_computed():
+    logits = torch.zeros(1, 2, 1, 2)
+    logits[0, 1, 0, 0] = math.log(3.0)  # p(fg) = 3/4 at pixel 0, 1/2 at pixel 1
+    targets = torch.tensor([[[1.0, 0.0]]])
+    ce = (1.1 * -math.log(0.75) + 0.9 * -math.log(0.5)) / 2.0
+    dice = 1 - (2 * 0.75 + 1) / (1.25 + 1 + 1)  # 1 - 2.5 / 3.25 = 3/13
+    assert segmentation_loss(logits, targets, "ce", [0.9, 1.1]).item() == pytest.approx(ce, abs=1e-6)
+    assert segmentation_loss(logits, targets, "ce", [0.9, 1.1], 0.0).item() == pytest.approx(ce, abs=1e-6)
+    with_dice = segmentation_loss(logits, targets, "ce", [0.9, 1.1], dice_weight=2.0)
+    assert with_dice.item() == pytest.approx(ce + 2 * dice, abs=1e-6)
+    # bce: the one channel is the foreground logit (p = 1/2, 0.8808)
+    bce_logits = torch.tensor([[[[0.0, 2.0]]]])
+    p1 = 1 / (1 + math.exp(-2.0))
+    bce = (_bce(0.0, 1) + _bce(2.0, 0)) / 2
+    bce_dice = 1 - (2 * 0.5 + 1) / (0.5 + p1 + 1 + 1)
+    got = segmentation_loss(bce_logits, targets, "bce", [0.9, 1.1], dice_weight=1.0)
+    assert got.item() == pytest.approx(bce + bce_dice, abs=1e-6)
+
+
+def test_lambda_dice_defaults_to_the_papers_loss_and_reaches_the_model():
+    assert MetrisConfig().lambda_dice == 0.0 and MetrisConfig.preset("paper").lambda_dice == 0.0
+    assert MetrisConfig.preset("tiny").lambda_dice == 0.0
+    with pytest.raises(ValueError, match="lambda_dice"):
+        MetrisConfig.preset("tiny", lambda_dice=-1.0)
+    torch.manual_seed(0)
+    pixel_values, input_ids = torch.randn(2, 3, 64, 64), torch.randint(1, 50, (2, 6))
+    labels = [torch.zeros(1, 64, 64), torch.zeros(0, 64, 64)]
+    labels[0][0, 8:24, 16:40] = 1
+    outs = []
+    for weight in (0.0, 0.5):
+        torch.manual_seed(1)
+        model = MetrisForReferringSegmentation(MetrisConfig.preset("tiny", lambda_dice=weight)).eval()
+        with torch.no_grad():
+            outs.append(model(pixel_values=pixel_values, input_ids=input_ids, mask_labels=labels))
+    off, on = outs
+    targets = torch.stack([labels[0][0], labels[1].new_zeros(64, 64)])
+    up = upsample_logits(off.mask_logits, (64, 64))
+    dice = foreground_dice_loss(up[:, 1] - up[:, 0], targets)
+    torch.testing.assert_close(on.loss_dict["loss_seg"], off.loss_dict["loss_seg"] + 0.5 * dice)
+    torch.testing.assert_close(on.loss - off.loss, 2.0 * 0.5 * dice)  # lambda_seg = 2 scales it

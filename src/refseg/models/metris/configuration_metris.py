@@ -77,6 +77,9 @@ class MetrisConfig(PreTrainedConfig):
         no_target_class_weights (`list[float]`, defaults to `[0.9, 1.1]`): CE weights (target, no-target).
         lambda_nt (`float`, defaults to 0.1): weight of the no-target loss.
         init_std (`float`, defaults to 0.02): std of the normal init of linear and conv layers.
+        lambda_dice (`float`, defaults to 0.0): beyond the paper: weight of a Dice loss of the foreground
+            probability added to the mask loss (inside `lambda_seg`; `refseg.modeling.losses.foreground_dice_loss`).
+            0 is the paper's loss; see `docs/demo_model.md` for why a small model trained from scratch may want it.
     """
 
     model_type = "metris"
@@ -121,6 +124,7 @@ class MetrisConfig(PreTrainedConfig):
     no_target_class_weights: list[float] | tuple[float, ...] | None = None
     lambda_nt: float | int = 0.1
     init_std: float = 0.02
+    lambda_dice: float | int = 0.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.seg_class_weights is None:
@@ -187,7 +191,7 @@ class MetrisConfig(PreTrainedConfig):
             weights = getattr(self, name)
             if len(weights) != 2 or min(weights) < 0:
                 raise ValueError(f"{name} must be two non-negative weights, got {weights}")
-        for name in ("lambda_seg", "lambda_cl", "lambda_nt"):
+        for name in ("lambda_seg", "lambda_cl", "lambda_nt", "lambda_dice"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -201,7 +205,7 @@ class MetrisConfig(PreTrainedConfig):
           expressions).
         * ``"demo"``: a CPU-trainable size for synthetic scenes: 160x160 (window 5 tiles every stage), Swin embed
           32 depths (1, 1, 2, 1), a 2-layer BERT of width 96 over the synthetic word vocabulary, decoder width 64,
-          the no-target classifier on.
+          FFN width 192 (the fused model stays under 10 MB of float32 weights), the no-target classifier on.
         """
         check_preset_name(name, PRESETS)
         if name == "paper":
@@ -245,7 +249,7 @@ class MetrisConfig(PreTrainedConfig):
                 image_size=160,
                 joint_dim=64,
                 num_heads=4,
-                ffn_dim=256,
+                ffn_dim=192,  # 256 made the fused (encoder_fusion="pwam") model 10.2 MB in float32; 192: 9.9 MB
                 decoder_hidden_dim=64,
                 no_target_head=True,
                 no_target_hidden_dim=64,

@@ -5,12 +5,18 @@ binary cross-entropy loss is used for the network training." The paper's code li
 projects to two classes and uses a cross-entropy weighted (0.9, 1.1) for (background, foreground) at the
 input resolution; that is our default (``mask_loss="ce"``), and a one-channel BCE is the alternative. The
 no-target classifier is trained as ReLA's: a cross-entropy weighted (0.9, 1.1) for (target, no-target).
+
+Beyond the paper, ``dice_weight > 0`` (the config's ``lambda_dice``) adds a Dice loss of the foreground
+probability (``refseg.modeling.losses.foreground_dice_loss``) to the mask loss; 0, the default, is the paper's
+loss (docs/demo_model.md: it helps a small model trained from scratch leave the all-background start).
 """
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
+
+from ...modeling.losses import foreground_dice_loss
 
 
 def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -21,7 +27,11 @@ def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 
 
 def segmentation_loss(
-    mask_logits: torch.Tensor, targets: torch.Tensor, mask_loss: str, class_weights: list[float]
+    mask_logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask_loss: str,
+    class_weights: list[float],
+    dice_weight: float = 0.0,
 ) -> torch.Tensor:
     """Mask loss at the target resolution.
 
@@ -30,12 +40,19 @@ def segmentation_loss(
         targets: (B, H, W) in {0, 1}, the union of the referred objects (all zero for no-target).
         mask_loss: ``"ce"`` (2-class cross-entropy weighted by ``class_weights``) or ``"bce"``.
         class_weights: (background, foreground) weights of ``"ce"``.
+        dice_weight: weight of an added Dice term on the foreground probability (not in the paper; 0 = off).
     """
     logits = upsample_logits(mask_logits, tuple(targets.shape[-2:]))
     if mask_loss == "ce":
         weight = torch.tensor(class_weights, dtype=logits.dtype, device=logits.device)
-        return F.cross_entropy(logits, targets.long(), weight=weight)
-    return F.binary_cross_entropy_with_logits(logits[:, 0], targets.to(logits.dtype))
+        loss = F.cross_entropy(logits, targets.long(), weight=weight)
+        foreground = logits[:, 1] - logits[:, 0]  # its sigmoid is the softmax foreground probability
+    else:
+        loss = F.binary_cross_entropy_with_logits(logits[:, 0], targets.to(logits.dtype))
+        foreground = logits[:, 0]
+    if dice_weight > 0:
+        loss = loss + dice_weight * foreground_dice_loss(foreground, targets)
+    return loss
 
 
 def no_target_loss(logits: torch.Tensor, no_target: torch.Tensor, class_weights: list[float]) -> torch.Tensor:

@@ -355,7 +355,7 @@ class MetrisForReferringSegmentation(MetrisPreTrainedModel):
             targets = (targets > 0.5).to(semantic.dtype)
             loss_dict = {
                 "loss_seg": segmentation_loss(
-                    mask_logits, targets, config.mask_loss, config.seg_class_weights
+                    mask_logits, targets, config.mask_loss, config.seg_class_weights, config.lambda_dice
                 )
             }
             loss = config.lambda_seg * loss_dict["loss_seg"]

@@ -82,6 +82,9 @@ class PresencePluralityConfig(PreTrainedConfig):
             below it (Sec. 3.4).
         mask_threshold (`float`, defaults to 0.5): foreground probability threshold (Sec. 3.4).
         init_std (`float`, defaults to 0.02): std of the normal init of linear layers.
+        lambda_dice (`float`, defaults to 0.0): beyond the paper: weight of a Dice loss of the foreground
+            probability added to `L_pixel` (`refseg.modeling.losses.foreground_dice_loss`). 0 is the paper's
+            eq. 5; see `docs/demo_model.md` for why a small model trained from scratch may want it.
     """
 
     model_type = "presence_plurality"
@@ -124,6 +127,7 @@ class PresencePluralityConfig(PreTrainedConfig):
     presence_threshold: float | int = 0.5
     mask_threshold: float | int = 0.5
     init_std: float = 0.02
+    lambda_dice: float | int = 0.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.pwam_gate_stages = [int(i) for i in self.pwam_gate_stages]
@@ -187,7 +191,7 @@ class PresencePluralityConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("lambda_pixel", "lambda_presence", "lambda_plurality"):
+        for name in ("lambda_pixel", "lambda_presence", "lambda_plurality", "lambda_dice"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

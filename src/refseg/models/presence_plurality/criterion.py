@@ -7,6 +7,10 @@
 * ``y_pr = 1`` iff ``Y`` is not empty (index 1 = present);
 * ``y_pl = 1`` iff the expression refers to two or more annotated instances (free from the annotations,
   Sec. 3.4); no-target samples are left out when ``ignore_no_target``.
+
+Beyond the paper, ``lambda_dice > 0`` adds ``lambda_dice`` times a Dice loss of the foreground probability
+(``refseg.modeling.losses.foreground_dice_loss``) to ``L_pixel``; the default 0 is the paper's loss
+(docs/demo_model.md: it helps a small model trained from scratch leave the all-background start).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ...modeling.losses import foreground_dice_loss
 
 IGNORE_INDEX = -100
 
@@ -45,13 +51,14 @@ def presence_plurality_targets(
 
 
 class PresencePluralityCriterion(nn.Module):
-    """Eq. 5 with class weights for the pixel and presence terms.
+    """Eq. 5 with class weights for the pixel and presence terms (and an optional Dice term, off by default).
 
     Args:
         lambda_pixel, lambda_presence, lambda_plurality: the weights of the three terms (1, 0.1, 0.01).
         pixel_class_weights, presence_class_weights: cross-entropy class weights (background/absent first).
         use_plurality: include the plurality term.
         ignore_no_target: no-target samples do not enter the plurality term.
+        lambda_dice: weight of a Dice term added to ``L_pixel`` (not in the paper; 0 = the paper's loss).
     """
 
     def __init__(
@@ -63,6 +70,7 @@ class PresencePluralityCriterion(nn.Module):
         presence_class_weights: tuple[float, float] = (0.9, 1.1),
         use_plurality: bool = True,
         ignore_no_target: bool = True,
+        lambda_dice: float = 0.0,
     ) -> None:
         super().__init__()
         self.lambda_pixel, self.lambda_presence, self.lambda_plurality = (
@@ -74,6 +82,7 @@ class PresencePluralityCriterion(nn.Module):
         self.register_buffer("presence_class_weights", torch.tensor(presence_class_weights), persistent=False)
         self.use_plurality = use_plurality
         self.ignore_no_target = ignore_no_target
+        self.lambda_dice = lambda_dice
 
     def forward(
         self,
@@ -92,10 +101,16 @@ class PresencePluralityCriterion(nn.Module):
             pixel_mask: ``(B, H, W)``, 0 at letterbox padding (ignored by ``L_pixel``).
         """
         target, presence, plurality = presence_plurality_targets(mask_labels, self.ignore_no_target)
+        union = target
         if pixel_mask is not None:
             target = target.masked_fill(pixel_mask.to(target.device) < 0.5, IGNORE_INDEX)
         weights = self.pixel_class_weights.to(mask_logits.dtype)
         loss_pixel = F.cross_entropy(mask_logits, target, weight=weights, ignore_index=IGNORE_INDEX)
+        if self.lambda_dice > 0:
+            valid = None if pixel_mask is None else pixel_mask.to(union.device) >= 0.5
+            # the sigmoid of the logit difference is the softmax foreground probability
+            foreground = mask_logits[:, 1] - mask_logits[:, 0]
+            loss_pixel = loss_pixel + self.lambda_dice * foreground_dice_loss(foreground, union, valid)
         loss_presence = F.cross_entropy(
             presence_logits, presence, weight=self.presence_class_weights.to(presence_logits.dtype)
         )

@@ -254,6 +254,7 @@ class PresencePluralityForReferringSegmentation(PresencePluralityPreTrainedModel
             presence_class_weights=tuple(config.presence_class_weights),
             use_plurality=config.use_plurality,
             ignore_no_target=config.plurality_ignore_no_target,
+            lambda_dice=config.lambda_dice,
         )
         self.post_init()
 
