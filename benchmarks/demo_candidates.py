@@ -9,6 +9,7 @@ re-implements a metric, a loader or a data rule. One JSON file per candidate, th
     python benchmarks/demo_candidates.py --candidates instalign presence_plurality \
         --max_train_steps 800 --output_dir runs/demo_candidates
     python benchmarks/demo_candidates.py --table runs/demo_candidates   # JSON files -> markdown table
+    python benchmarks/demo_candidates.py --overfit_steps 60 --logging_steps 10   # wiring check on one batch
 
 Seconds per step are measured from train.py's step log lines (training steps only, not data generation
 or saving) and depend on the machine's load, so the 1-minute load average is sampled during training and
@@ -88,6 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--table", default=None, help="only print the markdown table of the JSON files in this folder"
+    )
+    p.add_argument(
+        "--overfit_steps",
+        type=int,
+        default=0,
+        help="instead of the side-by-side: train each candidate this many steps on ONE fixed batch of the "
+        "first training sentences and report its masks every --logging_steps (a wiring check)",
     )
     return p.parse_args(argv)
 
@@ -208,6 +216,64 @@ def run_candidate(name: str, args: argparse.Namespace) -> dict:
     return record
 
 
+def overfit_candidate(name: str, args: argparse.Namespace) -> dict:
+    """Train one candidate on one fixed batch (in this process) and record, every ``--logging_steps``, the loss
+    terms, the share of pixels predicted foreground, each sample's IoU with its target and whether the
+    no-target verdict is right. A model whose targets, logits or heads were misaligned could not fit it."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    import train  # examples/train.py: the same model, processor, data and collate as the side-by-side
+
+    spec = CANDIDATES[name]
+    torch.manual_seed(args.seed)
+    train_args = train.parse_args(
+        ["--model_type", spec["model_type"], "--config_preset", args.config_preset,
+         "--config_overrides", json.dumps(spec["overrides"] or {}), "--train_images", "8", "--val_images", "1",
+         "--data_seed", str(args.data_seed), "--output_dir", str(Path(args.output_dir) / "overfit")]
+    )  # fmt: skip
+    model, processor = train.build_model_and_processor(train_args)
+    rows, _ = train.load_splits(train_args, model.config.image_size)
+    rows = [rows[i] for i in range(min(args.per_device_train_batch_size, len(rows)))]
+    batch = train.make_collate_fn(processor, train_args.max_text_length)(rows)
+    size = tuple(batch["pixel_values"].shape[-2:])
+    target = torch.stack([m.amax(0) if len(m) else torch.zeros(size) for m in batch["mask_labels"]]) > 0.5
+    empty = [not bool(t.any()) for t in target]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
+    record: dict = {"candidate": name, "config_overrides": spec["overrides"], "steps": []}
+    record["target_foreground_share"] = [round(float(t.float().mean()), 4) for t in target]
+    model.train()
+    for step in range(1, args.overfit_steps + 1):
+        out = model(**batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % args.logging_steps and step != args.overfit_steps:
+            continue
+        with torch.no_grad():
+            logits = out.semantic_mask_logits[:, None]
+            fg = (
+                torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)[:, 0]
+                > 0
+            )
+            inter, union = (fg & target).sum((1, 2)), (fg | target).sum((1, 2))
+            iou = [round(float(i / u), 3) for i, u, e in zip(inter, union, empty) if not e]
+            verdict = [bool(v > 0) == e for v, e in zip(out.no_target_logits, empty)]
+        record["steps"].append(
+            {
+                "step": step,
+                "loss": {k: round(v.item(), 4) for k, v in out.loss_dict.items()},
+                "predicted_foreground_share": round(float(fg.float().mean()), 4),
+                "max_foreground_logit": round(float(logits.max()), 3),
+                "iou_of_targeted_samples": iou,
+                "no_target_verdicts_right": sum(verdict),
+            }
+        )
+        print(name, json.dumps(record["steps"][-1]), flush=True)
+    return record
+
+
 TABLE_KEYS = ("gIoU", "cIoU", "N-acc", "T-acc")
 
 
@@ -235,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         records = [json.loads(f.read_text()) for f in sorted(Path(args.table).glob("*.json"))]
         print(markdown_table(records))
+        return 0
+    if args.overfit_steps:
+        folder = Path(args.output_dir) / "overfit"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in args.candidates:
+            record = overfit_candidate(name, args)
+            (folder / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
         return 0
     for name in args.candidates:
         record = run_candidate(name, args)
