@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from refseg.data import synthetic_tokenizer
 from refseg.modeling.losses import foreground_dice_loss
 from refseg.models.metris import MetrisConfig, MetrisForReferringSegmentation
 from refseg.models.metris.criterion import no_target_loss, segmentation_loss, upsample_logits
@@ -121,3 +122,13 @@ def test_lambda_dice_defaults_to_the_papers_loss_and_reaches_the_model():
     dice = foreground_dice_loss(up[:, 1] - up[:, 0], targets)
     torch.testing.assert_close(on.loss_dict["loss_seg"], off.loss_dict["loss_seg"] + 0.5 * dice)
     torch.testing.assert_close(on.loss - off.loss, 2.0 * 0.5 * dice)  # lambda_seg = 2 scales it
+
+
+def test_demo_preset_turns_the_dice_term_on_and_fits_in_10_mb():
+    tokenizer = synthetic_tokenizer()  # what examples/train.py gives the demo model
+    text = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+    config = MetrisConfig.preset("demo", encoder_fusion="pwam", text_config=text)
+    assert config.lambda_dice == 1.0 and MetrisConfig.preset("demo", lambda_dice=0.0).lambda_dice == 0.0
+    assert config.ffn_dim == 192 and MetrisConfig.preset("paper").ffn_dim == 2048
+    model = MetrisForReferringSegmentation(config)
+    assert sum(p.numel() for p in model.parameters()) * 4 <= 10_000_000  # float32 bytes

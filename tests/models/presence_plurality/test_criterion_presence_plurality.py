@@ -56,3 +56,9 @@ def test_lambda_dice_is_off_in_the_paper_config_and_reaches_the_criterion():
         ).criterion.lambda_dice
         == 0.0
     )
+
+
+def test_only_the_demo_preset_turns_the_dice_term_on():
+    assert PresencePluralityConfig.preset("demo").lambda_dice == 1.0
+    assert PresencePluralityConfig.preset("tiny").lambda_dice == 0.0
+    assert PresencePluralityConfig.preset("demo", lambda_dice=0.0).lambda_dice == 0.0

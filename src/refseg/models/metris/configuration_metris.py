@@ -205,7 +205,9 @@ class MetrisConfig(PreTrainedConfig):
           expressions).
         * ``"demo"``: a CPU-trainable size for synthetic scenes: 160x160 (window 5 tiles every stage), Swin embed
           32 depths (1, 1, 2, 1), a 2-layer BERT of width 96 over the synthetic word vocabulary, decoder width 64,
-          FFN width 192 (the fused model stays under 10 MB of float32 weights), the no-target classifier on.
+          FFN width 192 (the fused model stays under 10 MB of float32 weights), the no-target classifier on, and
+          a Dice term added to the mask loss (``lambda_dice=1.0``, not in the paper: with the paper's loss alone a
+          300-step run from scratch predicted no foreground at all, docs/demo_model.md).
         """
         check_preset_name(name, PRESETS)
         if name == "paper":
@@ -253,6 +255,7 @@ class MetrisConfig(PreTrainedConfig):
                 decoder_hidden_dim=64,
                 no_target_head=True,
                 no_target_hidden_dim=64,
+                lambda_dice=1.0,  # beyond the paper: without it the mask stays all background at first
             )
         return cls(**merge_preset_overrides(values, backbone, text, overrides))
 

@@ -205,7 +205,9 @@ class PresencePluralityConfig(PreTrainedConfig):
           width 32, hidden 32 with 4 heads, 2 pixel-decoder layers (so eq. 4 has two blocks).
         * ``"demo"``: for CPU training on synthetic scenes: 160x160 with window 5 (stages 40, 20, 10, 5 tile
           without padding), Swin embed 32 depths (1, 1, 2, 1) MLP ratio 2, a 2-layer BERT of width 96 over the
-          synthetic word vocabulary, hidden 64 with 4 heads, 2 pixel-decoder layers, FFNs of 256.
+          synthetic word vocabulary, hidden 64 with 4 heads, 2 pixel-decoder layers, FFNs of 256, and a Dice term
+          added to `L_pixel` (``lambda_dice=1.0``, not in the paper: with eq. 5 alone a small model trained from
+          scratch predicts no foreground for its first hundreds of steps, docs/demo_model.md).
         """
         check_preset_name(name, PRESETS)
         if name == "paper":
@@ -254,6 +256,7 @@ class PresencePluralityConfig(PreTrainedConfig):
                 pixel_decoder_ffn_dim=256,
                 pixel_decoder_num_points=4,
                 target_query_ffn_dim=256,
+                lambda_dice=1.0,  # beyond the paper: without it the mask stays all background at first
             )
         return cls(**merge_preset_overrides(values, backbone, text, overrides))
 
