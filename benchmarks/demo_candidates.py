@@ -10,6 +10,7 @@ re-implements a metric, a loader or a data rule. One JSON file per candidate, th
         --max_train_steps 800 --output_dir runs/demo_candidates
     python benchmarks/demo_candidates.py --table runs/demo_candidates   # JSON files -> markdown table
     python benchmarks/demo_candidates.py --overfit_steps 60 --logging_steps 10   # wiring check on one batch
+    python benchmarks/demo_candidates.py --grounding runs/demo_candidates/metris   # does the mask follow the text?
 
 Seconds per step are measured from train.py's step log lines (training steps only, not data generation
 or saving) and depend on the machine's load, so the 1-minute load average is sampled during training and
@@ -89,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--table", default=None, help="only print the markdown table of the JSON files in this folder"
+    )
+    p.add_argument(
+        "--grounding",
+        nargs="+",
+        default=None,
+        help="only measure whether these trained models' masks depend on the sentence (see sentence_dependence)",
     )
     p.add_argument(
         "--overfit_steps",
@@ -274,6 +281,56 @@ def overfit_candidate(name: str, args: argparse.Namespace) -> dict:
     return record
 
 
+def sentence_dependence(model_dir: str, args: argparse.Namespace, scenes: int = 60) -> dict:
+    """Does the mask follow the sentence? On the first ``scenes`` validation scenes of the side-by-side, for
+    every ordered pair (i, j) of targeted sentences of one image whose targets overlap at IoU <= 0.5, the IoU
+    of sentence i's predicted mask (before the no-target decision) with its own target and with sentence j's.
+    A model that segments the same objects whatever the sentence scores about the same on both."""
+    import itertools
+
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    from refseg.data import synthetic_scenes
+    from refseg.data.masks import merge_instances
+
+    torch.set_grad_enabled(False)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    by_image: dict = {}
+    for row in synthetic_scenes(scenes, seed=args.eval_seed + 1, image_size=160, split="validation"):
+        if not row["no_target"] and row["instances"]:
+            by_image.setdefault(row["image_id"], []).append(row)
+    own, other = [], []
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        return float((a & b).sum() / max(1, (a | b).sum()))
+
+    for rows in by_image.values():
+        if len(rows) < 2:
+            continue
+        image = rows[0]["image"].convert("RGB")
+        inputs = processor(images=[image] * len(rows), text=[r["sentence"] for r in rows])
+        preds = processor.post_process_referring_segmentation(
+            model(**inputs), target_sizes=[(image.height, image.width)] * len(rows)
+        )
+        masks = [np.asarray(p["semantic_mask"], dtype=bool) for p in preds]
+        targets = [merge_instances(r["instances"], image.height, image.width) for r in rows]
+        for i, j in itertools.permutations(range(len(rows)), 2):
+            if iou(targets[i], targets[j]) <= 0.5:
+                own.append(iou(masks[i], targets[i]))
+                other.append(iou(masks[i], targets[j]))
+    own_a, other_a = np.array(own), np.array(other)
+    return {
+        "model": model_dir,
+        "pairs": len(own),
+        "iou_with_own_target": round(float(own_a.mean()), 3),
+        "iou_with_other_sentences_target": round(float(other_a.mean()), 3),
+        "share_own_above_other": round(float((own_a > other_a).mean()), 3),
+    }
+
+
 TABLE_KEYS = ("gIoU", "cIoU", "N-acc", "T-acc")
 
 
@@ -301,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         records = [json.loads(f.read_text()) for f in sorted(Path(args.table).glob("*.json"))]
         print(markdown_table(records))
+        return 0
+    if args.grounding:
+        for model_dir in args.grounding:
+            print(json.dumps(sentence_dependence(model_dir, args)), flush=True)
         return 0
     if args.overfit_steps:
         folder = Path(args.output_dir) / "overfit"
