@@ -1,0 +1,34 @@
+"""Start a model's BEiT-3 encoder from a BEiT-3 pretraining checkpoint before training (InstanceVG)."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from ..modeling.beit3 import Beit3Encoder
+from ..modeling.beit3_pretrained import Beit3LoadingReport, load_beit3_pretrained
+
+__all__ = ["init_beit3_encoder"]
+
+
+def init_beit3_encoder(model: nn.Module, path: str | os.PathLike) -> Beit3LoadingReport:
+    """Load the BEiT-3 pretraining checkpoint ``path`` into the model's (single) BEiT-3 encoder, in place.
+
+    The file is read safely (safetensors, or ``torch.load(weights_only=True)``) and the image position table
+    is interpolated when the checkpoint was pretrained at another resolution (224x224 -> 320x320 for
+    InstanceVG), see :func:`refseg.modeling.beit3_pretrained.load_beit3_pretrained`.
+
+    Raises:
+        ValueError: the model has no BEiT-3 encoder (only InstanceVG has one), or the file is not a BEiT-3
+            checkpoint that fits the encoder's config.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    encoders = [module for module in model.modules() if isinstance(module, Beit3Encoder)]
+    if len(encoders) != 1:
+        model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+        raise ValueError(
+            f"a BEiT-3 initialisation needs a model with one BEiT-3 encoder (model type instancevg); "
+            f"model type {model_type!r} has {len(encoders)}"
+        )
+    return load_beit3_pretrained(encoders[0], path)
