@@ -194,6 +194,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--learning_rate and --min_learning_rate must be >= 0")
     if args.init_from_beit3 and args.model_name_or_path:
         p.error("--init_from_beit3 builds a new model; it cannot be combined with --model_name_or_path")
+    if args.init_from_beit3 and args.model_type != "instancevg":
+        p.error(
+            f"--init_from_beit3 starts a BEiT-3 encoder: only --model_type instancevg has one, not {args.model_type!r}"
+        )
+    if args.init_from_beit3 and not os.path.isfile(args.init_from_beit3):
+        p.error(f"--init_from_beit3: no such file {args.init_from_beit3}")
     if args.per_device_train_batch_size < 1 or args.gradient_accumulation_steps < 1:
         p.error("batch sizes and --gradient_accumulation_steps must be >= 1")
     if not (0.0 <= args.tau_no <= 1.0 and 0.0 <= args.tau_multi <= 1.0):

@@ -31,4 +31,19 @@ def init_beit3_encoder(model: nn.Module, path: str | os.PathLike) -> Beit3Loadin
             f"a BEiT-3 initialisation needs a model with one BEiT-3 encoder (model type instancevg); "
             f"model type {model_type!r} has {len(encoders)}"
         )
-    return load_beit3_pretrained(encoders[0], path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"BEiT-3 checkpoint not found: {os.fspath(path)}")
+    try:
+        return load_beit3_pretrained(encoders[0], path)
+    except ValueError as error:
+        if "text_embedding" in str(error):
+            raise ValueError(
+                f"{error}\n(the text embedding's vocabulary is the tokenizer's: train with BEiT-3's XLM-R "
+                "sentencepiece tokenizer, e.g. --tokenizer_name_or_path of a folder that holds it)"
+            ) from error
+        raise
+    except Exception as error:  # not a checkpoint at all: truncated, foreign format, garbage
+        raise ValueError(
+            f"cannot read {os.fspath(path)} as a BEiT-3 checkpoint (a torch.save state dict or safetensors "
+            f"file): {type(error).__name__}: {error}"
+        ) from error
