@@ -38,8 +38,10 @@ def init_beit3_encoder(model: nn.Module, path: str | os.PathLike) -> Beit3Loadin
     except ValueError as error:
         if "text_embedding" in str(error):
             raise ValueError(
-                f"{error}\n(the text embedding's vocabulary is the tokenizer's: train with BEiT-3's XLM-R "
-                "sentencepiece tokenizer, e.g. --tokenizer_name_or_path of a folder that holds it)"
+                f"{error}\n(the text embedding has a row per token of the tokenizer: train with BEiT-3's XLM-R "
+                "sentencepiece tokenizer (--tokenizer_name_or_path), and give the encoder the checkpoint's row count, "
+                "64010 for the released BEiT-3 files, with --config_overrides "
+                '\'{"text_config": {"vocab_size": 64010}}\')'
             ) from error
         raise
     except Exception as error:  # not a checkpoint at all: truncated, foreign format, garbage
