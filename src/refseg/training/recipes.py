@@ -247,15 +247,15 @@ _register(
     ),
 )
 
-# METRIS Appendix A: AdamW, initial lr 3e-5, polynomial decay. Unstated, as in the LAVT code it builds on:
-# weight decay 0.01 except on normalisation layers and position tables, power 0.9 per iteration, no
-# warm-up, no clipping.
+# METRIS Sec. 4.1 and Appendix A: AdamW, initial lr 3e-5, polynomial decay. Unstated, as in the LAVT code
+# it builds on: weight decay 0.01 except on normalisation layers and position tables, power 0.9 per
+# iteration, no warm-up, no clipping.
 _register(
     "metris",
     "paper",
     TrainingRecipe(
         name="paper",
-        source="METRIS Appendix A; unstated parts from LAVT's code",
+        source="METRIS Sec. 4.1 and Appendix A; unstated parts from LAVT's code",
         learning_rate=3e-5,
         weight_decay=0.01,
         no_decay="norms_and_position_tables",
