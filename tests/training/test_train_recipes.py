@@ -55,6 +55,13 @@ def test_instancevg_paper_recipe_resumes_exactly_and_is_recorded(tmp_path):
     resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
 
+    # the clipping at 0.15 binds: without it (--max_grad_norm 0 overrides the recipe) the weights differ
+    _train(*args, "--output_dir", str(tmp_path / "unclipped"), "--max_grad_norm", "0")
+    unclipped = load_file(str(tmp_path / "unclipped" / "model.safetensors"))
+    assert any(not torch.equal(full[k], unclipped[k]) for k in full)
+    record = json.loads((tmp_path / "unclipped" / "training_args.json").read_text())
+    assert record["max_grad_norm"] == 0.0 and record["recipe"]["max_grad_norm"] == 0.0
+
     record = json.loads((tmp_path / "full" / "training_args.json").read_text())
     assert record["recipe"]["name"] == "paper" and record["recipe"]["optimizer"] == "adam"
     assert record["recipe"]["max_grad_norm"] == 0.15 and record["max_grad_norm"] == 0.15
