@@ -189,6 +189,8 @@ class TrainingRecipe:
         return data
 
 
+# examples/train.py's default for every model type: AdamW, 1e-4 linearly to 1e-6, weight decay 0.01 except on
+# 1-d parameters and names with "norm", gradient norm clipped at 1.0
 GENERIC = TrainingRecipe(
     name="generic",
     source="refseg's default for every model",
