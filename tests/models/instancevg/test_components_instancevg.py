@@ -38,6 +38,33 @@ def test_layer_norm_2d_normalises_channels_with_eps_1e5():
     torch.testing.assert_close(norm(x).flatten(), expected)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_layer_norm_2d_matches_the_per_pixel_formula_in_both_memory_formats(memory_format):
+    norm = LayerNorm2d(5)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 5, 3, 4).contiguous(memory_format=memory_format)
+    mean = x.mean(1, keepdim=True)
+    var = (x - mean).pow(2).mean(1, keepdim=True)
+    expected = norm.weight[:, None, None] * (x - mean) / torch.sqrt(var + 1e-5) + norm.bias[:, None, None]
+    out = norm(x)
+    assert out.shape == (2, 5, 3, 4)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_simple_fpn_levels_are_channels_last_and_match_the_contiguous_computation():
+    fpn = SimpleFPN(16).eval()
+    x = torch.randn(2, 16, 4, 4)
+    levels = fpn(x)
+    assert all(level.is_contiguous(memory_format=torch.channels_last) for level in levels)
+    # the same layers applied in the default (NCHW) layout give the same maps up to float rounding
+    inputs = (fpn.upsample_4x(x), fpn.upsample_2x(x), x, F.max_pool2d(x, 2))
+    for level, y, lateral, output in zip(levels, inputs, fpn.lateral_convs, fpn.output_convs):
+        expected = output(lateral(y).contiguous()).contiguous()
+        torch.testing.assert_close(level, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_simple_fpn_levels_and_channels():
     fpn = SimpleFPN(16)
     assert fpn.upsample_4x[3].out_channels == 4 and fpn.upsample_2x[0].out_channels == 8
