@@ -18,6 +18,7 @@ from refseg.models.instancevg.instance_query_generator import (
     InstanceQueryGenerator,
     TextToImageDecoder,
     attention_minimap,
+    cell_distances,
     text_filter,
 )
 from refseg.models.instancevg.point_prior_decoder import PointPriorDeformableDecoder
@@ -177,6 +178,14 @@ def test_point_selector_diagonal_normalisation_and_exact_rule():
                     best, best_score = cell, score
             chosen.append(best)
         assert indices[b].tolist() == chosen
+
+
+def test_cell_distances_are_the_exact_euclidean_distances_between_cells():
+    distances = cell_distances(3, 4)
+    assert distances.shape == (12, 12) and distances.dtype == torch.float32
+    expected = [[math.hypot(a // 4 - b // 4, a % 4 - b % 4) for b in range(12)] for a in range(12)]
+    assert torch.equal(distances, torch.tensor(expected, dtype=torch.float32))
+    assert float(distances[0, 11]) == pytest.approx(math.sqrt(2**2 + 3**2))
 
 
 def test_point_selector_ties_go_to_first_cell_and_points_are_centres():
