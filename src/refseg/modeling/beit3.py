@@ -6,8 +6,8 @@ sequence ``[CLS, patch_1 .. patch_hw ; text_1 .. text_L]``. Every layer is a pre
 self-attention runs over the whole sequence, but every linear layer and layer norm exists twice: the *vision
 expert* processes the ``1 + h*w`` image tokens and the *language expert* the text tokens (the "multiway" split).
 As in the released BEiT-3 code, the attention and feed-forward blocks carry an extra layer norm before their
-output projection (sub-LN), softmax and GELU are computed in float32 whatever the working precision, padded text
-tokens are masked keys and their embeddings are zeroed before the first layer, and both position tables start at
+output projection (sub-LN), the GELU is computed in float32 whatever the working precision (the attention
+softmax runs inside ``scaled_dot_product_attention``, see below), padded text tokens are masked keys and their embeddings are zeroed before the first layer, and both position tables start at
 row 2 (rows 0-1 are never read).
 
 Computation layout (same results as the released code's, up to float rounding): the image and text tokens stay
