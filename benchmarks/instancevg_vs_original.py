@@ -374,6 +374,8 @@ def main(argv: list[str] | None = None) -> dict:
             "cpu": platform.processor() or platform.machine(),
             "logical_cpus": os.cpu_count(),
             "threads": args.threads,
+            # the default (spinning) OpenMP wait policy costs milliseconds per parallel operator on a busy machine
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "torch": torch.__version__,
             "preset": "b-grefcoco (converted)" if args.original else args.preset,
             "image_size": config.image_size,
