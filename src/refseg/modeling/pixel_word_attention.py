@@ -71,7 +71,7 @@ class PixelWordAttention(nn.Module):
         """The language feature of every pixel ``G`` ``(B, N, C)`` and the weights ``A`` ``(B, heads, N, T)``.
 
         ``text_mask`` ``(B, T)`` is 1 for words and 0 for padding; padded words get weight exactly 0. A
-        sentence with no valid word yields ``G = IN(W_w 0)`` (its values are zero).
+        sentence with no valid word yields ``G = IN(W_w 0)`` (zero up to rounding).
         """
         batch, num_pixels, channels = visual.shape
         num_words = text.shape[1]
