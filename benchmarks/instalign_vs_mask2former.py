@@ -6,53 +6,28 @@ Both models are built from their configs with random weights (no download): Inst
 transformers' ``grid_sample`` deformable attention; ours uses ``refseg.kernels``). Inputs are one
 480x480 image and, for InstAlign, a ``--text-length``-token expression. Timed runs alternate between the two
 models in one process so that both see the same machine load. Prints one JSON document with, per model:
-parameter count, median / min latency (ms), peak-RSS growth during one forward (MB; VmHWM reset through
-/proc/self/clear_refs) and the median time of the main components (forward hooks); plus the latency ratio
+parameter count, median / min latency (ms), the RSS after building and the peak RSS during the first forward,
+each model measured in a fresh subprocess (``peak_memory.py``), and the median time of the main components (forward hooks); plus the latency ratio
 and whether InstAlign meets the target ratio (<= 0.8).
 
-    python benchmarks/instalign_vs_mask2former.py [--threads 2] [--repeats 5] [--image-size 480]
+    python benchmarks/instalign_vs_mask2former.py [--threads 2] [--repeats 5] [--image-size 480] [--skip-memory]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import platform
 import statistics
+import sys
 import time
 from collections import defaultdict
 
 import torch
+from peak_memory import forward_peak_rss, peak_rss_in_subprocess
 
 TARGET_RATIO = 0.8
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def peak_rss_growth_mb(run) -> float | None:
-    """Peak resident memory above the current level while ``run()`` executes (Linux only)."""
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-    except OSError:
-        return None
-    before = _status_kb("VmRSS")
-    run()
-    peak = _status_kb("VmHWM")
-    if before is None or peak is None:
-        return None
-    return round((peak - before) / 1024, 1)
+MODELS = ("instalign", "mask2former")
 
 
 class ComponentTimer:
@@ -124,16 +99,32 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model (after one warm-up)")
     parser.add_argument("--image-size", type=int, default=480)
     parser.add_argument("--text-length", type=int, default=20)
+    parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument(
+        "--memory-child", choices=MODELS, help=argparse.SUPPRESS
+    )  # internal: one model's memory
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    memory = {}
+    if args.memory_child is None and not args.skip_memory:
+        # before building the models here, so that each child has the RAM to itself
+        child_argv = [a for a in sys.argv[1:] if a != "--skip-memory"]
+        for name in MODELS:
+            memory[name] = peak_rss_in_subprocess(__file__, [*child_argv, "--memory-child", name])
     import transformers
 
     from refseg.kernels import implementation
 
-    instalign, instalign_timer, instalign_config = build_instalign(args.image_size)
-    mask2former, mask2former_timer, _ = build_mask2former(instalign_config.backbone_config)
+    if args.memory_child == "mask2former":  # the child builds only the model it measures
+        from refseg.models.instalign.configuration_instalign import InstAlignConfig
+
+        instalign, instalign_config = None, InstAlignConfig(image_size=args.image_size)
+    else:
+        instalign, instalign_timer, instalign_config = build_instalign(args.image_size)
+    if args.memory_child != "instalign":
+        mask2former, mask2former_timer, _ = build_mask2former(instalign_config.backbone_config)
 
     pixel_values = torch.randn(1, 3, args.image_size, args.image_size)
     input_ids = torch.randint(3, 1000, (1, args.text_length))
@@ -148,6 +139,11 @@ def main() -> None:
         with torch.inference_mode():
             mask2former(pixel_values=pixel_values)
 
+    if args.memory_child is not None:  # in the fresh subprocess: one model's first forward
+        run = run_instalign if args.memory_child == "instalign" else run_mask2former
+        print(json.dumps({"model": args.memory_child, **forward_peak_rss(run)}))
+        return
+
     runners = {
         "instalign": (run_instalign, instalign_timer),
         "mask2former": (run_mask2former, mask2former_timer),
@@ -155,7 +151,7 @@ def main() -> None:
     results = {}
     for name, (run, _) in runners.items():
         run()  # warm-up (kernel load, allocator)
-        results[name] = {"peak_rss_growth_mb": peak_rss_growth_mb(run), "latencies_ms": []}
+        results[name] = {"memory": memory.get(name, "skipped (--skip-memory)"), "latencies_ms": []}
     for _ in range(args.repeats):
         for name, (run, timer) in runners.items():
             timer.enabled = True

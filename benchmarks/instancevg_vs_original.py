@@ -9,7 +9,8 @@ that they give the same mask logits before timing. Without ``--original`` only r
 
 What is timed: one network forward per run, batch 1, the preset's image size (320 for the released models) and an expression
 of ``--valid-tokens`` tokens (BOS ... EOS) right-padded to the preset's ``max_text_length`` (50 for gRefCOCO), as
-the original's data pipeline pads. refseg: ``InstanceVGForReferringSegmentation(pixel_values, input_ids,
+the original's data pipeline pads (refseg's encoder does not encode the columns after the longest sentence,
+its processor would not pad them in the first place). refseg: ``InstanceVGForReferringSegmentation(pixel_values, input_ids,
 attention_mask)``; original: ``vis_enc`` + ``head.forward_test`` (``run_original_heads``), i.e. everything before
 post-processing. After ``--warmup`` runs each, the timed runs alternate between the two models (the order
 flips every round) so that both see the same machine load; the report gives medians, minima, the ratio of
@@ -40,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from transformers.initialization import no_init_weights
 
 # refseg (and the transformers modules it registers with) must be imported before the parity harness installs
 # its stub packages (a stub torchvision would confuse transformers' version checks)
@@ -149,7 +151,8 @@ def build_original(checkout: str, seed: int):
 def refseg_from_original(original: torch.nn.Module):
     """refseg's model holding the original's weights, through refseg's checkpoint converter."""
     state = original.state_dict()
-    model = InstanceVGForReferringSegmentation(config_from_state_dict(state))
+    with no_init_weights():  # every weight is loaded next; skipping the random init saves minutes on CPU
+        model = InstanceVGForReferringSegmentation(config_from_state_dict(state))
     model.load_state_dict(convert_state_dict(state), strict=True)
     return model.eval()
 
@@ -371,6 +374,8 @@ def main(argv: list[str] | None = None) -> dict:
             "cpu": platform.processor() or platform.machine(),
             "logical_cpus": os.cpu_count(),
             "threads": args.threads,
+            # the default (spinning) OpenMP wait policy costs milliseconds per parallel operator on a busy machine
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "torch": torch.__version__,
             "preset": "b-grefcoco (converted)" if args.original else args.preset,
             "image_size": config.image_size,

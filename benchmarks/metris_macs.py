@@ -9,15 +9,20 @@ reports 432 G (Table 2). transformers' fast path of ``nn.MultiheadAttention`` is
 
 The latency part builds METRIS and ``Mask2FormerForUniversalSegmentation`` with the same Swin-B backbone config
 (random weights, no download) and alternates timed forwards of the two in one process (2 threads by default),
-reusing the timing helpers of ``benchmarks/instalign_vs_mask2former.py``. Prints one JSON document.
+reusing the timing helpers of ``benchmarks/instalign_vs_mask2former.py``. Peak memory is measured for each model
+in a fresh subprocess (``peak_memory.py``: RSS after building the model, peak RSS during its first forward):
+in the timing process the allocator reuses the pages freed by earlier forwards, so the RSS does not grow there.
+Prints one JSON document.
 
     python benchmarks/metris_macs.py [--threads 2] [--repeats 5] [--image-size 480] [--skip-latency]
+    python benchmarks/metris_macs.py --skip-variants --skip-memory   # paper config only, no memory subprocesses
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -28,7 +33,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from instalign_vs_mask2former import ComponentTimer, build_mask2former, peak_rss_growth_mb  # noqa: E402
+from instalign_vs_mask2former import ComponentTimer, build_mask2former  # noqa: E402
+from peak_memory import forward_peak_rss, peak_rss_in_subprocess  # noqa: E402
+
+MODELS = ("metris", "mask2former")
 
 PAPER_MACS_G = 432.0
 COMPONENTS = {
@@ -42,18 +50,49 @@ COMPONENTS = {
 }
 
 
-def build_metris(image_size: int, **overrides):
+def build_metris(image_size: int, preset: str = "paper", **overrides):
+    """METRIS of ``preset`` (the paper's by default) in eval mode, and its config."""
     from refseg.models.metris import MetrisConfig, MetrisForReferringSegmentation
 
-    config = MetrisConfig(image_size=image_size, **overrides)
+    config = MetrisConfig.preset(preset, image_size=image_size, **overrides)
     return MetrisForReferringSegmentation(config).eval(), config
 
 
-def inputs(image_size: int, text_length: int):
+def inputs(image_size: int, text_length: int, vocab_size: int = 30522):
+    """One image and a ``text_length``-token sentence (``[CLS] ... [SEP]`` for BERT's vocabulary)."""
     pixel_values = torch.randn(1, 3, image_size, image_size)
-    input_ids = torch.randint(1000, 2000, (1, text_length))
-    input_ids[0, 0], input_ids[0, -1] = 101, 102  # [CLS] ... [SEP]
+    low, high = (1000, 2000) if vocab_size > 2000 else (3, vocab_size)
+    input_ids = torch.randint(low, high, (1, text_length))
+    if vocab_size > 2000:
+        input_ids[0, 0], input_ids[0, -1] = 101, 102  # BERT's [CLS] ... [SEP]
     return pixel_values, input_ids, torch.ones_like(input_ids)
+
+
+def runner(name: str, model, pixel_values, input_ids, attention_mask):
+    """A no-argument inference forward of ``model`` (Mask2Former reads the image only)."""
+    kwargs = {"pixel_values": pixel_values}
+    if name == "metris":
+        kwargs.update(input_ids=input_ids, attention_mask=attention_mask)
+
+    def run():
+        with torch.inference_mode():
+            model(**kwargs)
+
+    return run
+
+
+def memory_child(args: argparse.Namespace) -> dict:
+    """In a fresh subprocess: build one model, then measure the RSS before and the peak during one forward."""
+    from refseg.models.metris import MetrisConfig
+
+    config = MetrisConfig.preset(args.preset, image_size=args.image_size)
+    if args.memory_child == "metris":
+        model, _ = build_metris(args.image_size, args.preset)
+    else:
+        model, _, _ = build_mask2former(config.backbone_config)
+    vocab = config.text_config.vocab_size
+    run = runner(args.memory_child, model, *inputs(args.image_size, args.text_length, vocab))
+    return {"model": args.memory_child, **forward_peak_rss(run)}
 
 
 def count_macs(model, pixel_values, input_ids, attention_mask) -> dict:
@@ -85,14 +124,29 @@ def main() -> None:
     parser.add_argument("--text-length", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true", help="count MACs only")
     parser.add_argument("--skip-variants", action="store_true", help="count the paper config only")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--preset", default="paper", help="config preset (paper; tiny for a smoke test)")
+    parser.add_argument(
+        "--memory-child", choices=MODELS, help=argparse.SUPPRESS
+    )  # internal: one model's memory
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.memory_child:
+        print(json.dumps(memory_child(args)))
+        return
+    memory = {}
+    if not (args.skip_latency or args.skip_memory):  # first, so that the children have the RAM to themselves
+        child_argv = [a for a in sys.argv[1:] if a != "--skip-memory"]
+        for name in MODELS:
+            memory[name] = peak_rss_in_subprocess(__file__, [*child_argv, "--memory-child", name])
     import transformers
 
-    pixel_values, input_ids, attention_mask = inputs(args.image_size, args.text_length)
-    metris, config = build_metris(args.image_size)
+    metris, config = build_metris(args.image_size, args.preset)
+    pixel_values, input_ids, attention_mask = inputs(
+        args.image_size, args.text_length, config.text_config.vocab_size
+    )
     report: dict = {
         "benchmark": "metris_macs",
         "device": "cpu",
@@ -100,6 +154,7 @@ def main() -> None:
         "threads": args.threads,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        "preset": args.preset,
         "image_size": args.image_size,
         "text_length": args.text_length,
         "paper_macs_g": PAPER_MACS_G,
@@ -113,7 +168,7 @@ def main() -> None:
             ("encoder_fusion_none", {"encoder_fusion": "none"}),
             ("decoder_512", {"decoder_hidden_dim": 512}),
         ):
-            variant, _ = build_metris(args.image_size, **overrides)
+            variant, _ = build_metris(args.image_size, args.preset, **overrides)
             report["variants"][name] = {
                 "parameters": sum(p.numel() for p in variant.parameters()),
                 **count_macs(variant, pixel_values, input_ids, attention_mask),
@@ -124,19 +179,18 @@ def main() -> None:
         mask2former, mask2former_timer, _ = build_mask2former(config.backbone_config)
         metris_timer = ComponentTimer({name: metris.get_submodule(path) for name, path in COMPONENTS.items()})
 
-        def run_metris():
-            with torch.inference_mode():
-                metris(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
-
-        def run_mask2former():
-            with torch.inference_mode():
-                mask2former(pixel_values=pixel_values)
-
-        runners = {"metris": (run_metris, metris_timer), "mask2former": (run_mask2former, mask2former_timer)}
+        models = {"metris": (metris, metris_timer), "mask2former": (mask2former, mask2former_timer)}
+        runners = {
+            name: (runner(name, model, pixel_values, input_ids, attention_mask), timer)
+            for name, (model, timer) in models.items()
+        }
+        load_start = os.getloadavg()
         results = {}
         for name, (run, _) in runners.items():
             run()  # warm-up
-            results[name] = {"peak_rss_growth_mb": peak_rss_growth_mb(run), "latencies_ms": []}
+            results[name] = {"latencies_ms": []}
+            if memory:
+                results[name]["memory"] = memory[name]
         for _ in range(args.repeats):
             for name, (run, timer) in runners.items():
                 timer.enabled = True
@@ -151,6 +205,7 @@ def main() -> None:
             entry["latency_ms_min"] = min(entry["latencies_ms"])
             entry["components_ms_median"] = runners[name][1].medians()
         report["latency"] = results
+        report["load_average_1_5_15_min"] = {"start": load_start, "end": os.getloadavg()}
         report["latency_ratio_metris_over_mask2former"] = round(
             results["metris"]["latency_ms_median"] / results["mask2former"]["latency_ms_median"], 3
         )

@@ -5,35 +5,49 @@ with ``PresencePluralityConfig()`` (language-aware Swin-B, BERT-base, 6-layer pi
 mask MLP at the input resolution) and ``Mask2FormerForUniversalSegmentation`` with the same Swin-B backbone
 config, as in ``instalign_vs_mask2former.py`` (whose timing and memory helpers this script reuses). Inputs are
 one 480x480 image (a square image: the letterbox adds no padding) and a ``--text-length``-token expression.
-Timed runs alternate between the two models in one process. Prints one JSON document with, per model:
-parameter count (and the Swin backbone's), median / min latency (ms), peak-RSS growth during one forward (MB)
-and the median time of the main components; plus the latency ratio and whether the target (<= 0.8) is met.
+Timed runs alternate between the two models in one process. Peak memory is measured for each model in a
+fresh subprocess (``peak_memory.py``: the RSS after building the model, and the peak RSS during its first
+forward), because in the timing process the allocator reuses the pages freed by earlier forwards and the RSS
+barely grows. Prints one JSON document with, per model: parameter count (and the Swin backbone's), median /
+min latency (ms), the memory figures (MB) and the median time of the main components; plus the latency ratio
+and whether the target (<= 0.8) is met.
 
     python benchmarks/presence_plurality_vs_mask2former.py [--threads 2] [--repeats 5] [--image-size 480]
     python benchmarks/presence_plurality_vs_mask2former.py --mask-head-at-stride-4   # the cheaper mask head
+    python benchmarks/presence_plurality_vs_mask2former.py --skip-memory             # no memory subprocesses
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
-from instalign_vs_mask2former import TARGET_RATIO, ComponentTimer, build_mask2former, peak_rss_growth_mb
+from instalign_vs_mask2former import TARGET_RATIO, ComponentTimer, build_mask2former
+from peak_memory import forward_peak_rss, peak_rss_in_subprocess
+
+MODELS = ("presence_plurality", "mask2former")
+
+
+def presence_plurality_config(preset: str, image_size: int, full_resolution: bool):
+    """The benchmarked configuration (``preset`` with the given canvas size and mask head)."""
+    from refseg.models.presence_plurality import PresencePluralityConfig
+
+    return PresencePluralityConfig.preset(
+        preset, image_size=image_size, mask_head_at_full_resolution=full_resolution
+    )
 
 
 def build_presence_plurality(preset: str, image_size: int, full_resolution: bool):
-    from refseg.models.presence_plurality import (
-        PresencePluralityConfig,
-        PresencePluralityForReferringSegmentation,
-    )
+    """The model in eval mode, a component timer on it, and its config."""
+    from refseg.models.presence_plurality import PresencePluralityForReferringSegmentation
 
-    config = PresencePluralityConfig.preset(
-        preset, image_size=image_size, mask_head_at_full_resolution=full_resolution
-    )
+    config = presence_plurality_config(preset, image_size, full_resolution)
     model = PresencePluralityForReferringSegmentation(config).eval()
     inner = model.model
     timer = ComponentTimer(
@@ -42,10 +56,53 @@ def build_presence_plurality(preset: str, image_size: int, full_resolution: bool
             "text_encoder": inner.text_encoder,
             "pixel_decoder": inner.pixel_decoder,
             "target_query": model.target_query,
-            "mask_head": model.mask_head,
         }
     )
+    mask_logits = model.mask_logits
+
+    def timed_mask_logits(*args, **kwargs):  # the whole head: MLP and upsampling, in either order
+        start = time.perf_counter()
+        logits = mask_logits(*args, **kwargs)
+        if timer.enabled:
+            timer.times["mask_head"].append((time.perf_counter() - start) * 1000)
+        return logits
+
+    model.mask_logits = timed_mask_logits
     return model, timer, config
+
+
+def make_inputs(config, image_size: int, text_length: int) -> dict:
+    """One square image (the letterbox adds no padding) and a ``text_length``-token sentence."""
+    vocab = config.text_config.vocab_size
+    input_ids = torch.randint(1000 if vocab > 2000 else 3, vocab, (1, text_length))
+    return {
+        "pixel_values": torch.randn(1, 3, image_size, image_size),
+        "pixel_mask": torch.ones(1, image_size, image_size, dtype=torch.long),
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+    }
+
+
+def runner(name: str, model, inputs: dict):
+    """A no-argument inference forward of ``model`` (Mask2Former reads the image only)."""
+    kwargs = inputs if name == "presence_plurality" else {"pixel_values": inputs["pixel_values"]}
+
+    def run():
+        with torch.inference_mode():
+            model(**kwargs)
+
+    return run
+
+
+def memory_child(args: argparse.Namespace) -> dict:
+    """In a fresh subprocess: build one model, then measure the RSS before and the peak during one forward."""
+    config = presence_plurality_config(args.preset, args.image_size, not args.mask_head_at_stride_4)
+    if args.memory_child == "presence_plurality":
+        model, _, _ = build_presence_plurality(args.preset, args.image_size, not args.mask_head_at_stride_4)
+    else:
+        model, _, _ = build_mask2former(config.backbone_config)
+    run = runner(args.memory_child, model, make_inputs(config, args.image_size, args.text_length))
+    return {"model": args.memory_child, **forward_peak_rss(run)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -60,10 +117,26 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="mask_head_at_full_resolution=False: MLP at stride 4, then upsample the logits",
     )
+    parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument(
+        "--memory-child", choices=MODELS, help=argparse.SUPPRESS
+    )  # internal: one model's memory
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.memory_child:
+        report = memory_child(args)
+        print(json.dumps(report))
+        return report
+    memory = {}
+    if (
+        not args.skip_memory
+    ):  # before building the models here, so that the children have the RAM to themselves
+        child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--skip-memory"]
+        for name in MODELS:
+            memory[name] = peak_rss_in_subprocess(__file__, [*child_argv, "--memory-child", name])
+
     import transformers
 
     from refseg.kernels import implementation
@@ -72,34 +145,18 @@ def main(argv: list[str] | None = None) -> dict:
         args.preset, args.image_size, not args.mask_head_at_stride_4
     )
     mask2former, mask2former_timer, _ = build_mask2former(config.backbone_config)
-
-    pixel_values = torch.randn(1, 3, args.image_size, args.image_size)
-    pixel_mask = torch.ones(1, args.image_size, args.image_size, dtype=torch.long)
-    vocab = config.text_config.vocab_size
-    input_ids = torch.randint(1000 if vocab > 2000 else 3, vocab, (1, args.text_length))
-    attention_mask = torch.ones_like(input_ids)
-
-    def run_ours():
-        with torch.inference_mode():
-            ours(
-                pixel_values=pixel_values,
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                pixel_mask=pixel_mask,
-            )
-
-    def run_mask2former():
-        with torch.inference_mode():
-            mask2former(pixel_values=pixel_values)
-
+    inputs = make_inputs(config, args.image_size, args.text_length)
     runners = {
-        "presence_plurality": (run_ours, ours_timer),
-        "mask2former": (run_mask2former, mask2former_timer),
+        "presence_plurality": (runner("presence_plurality", ours, inputs), ours_timer),
+        "mask2former": (runner("mask2former", mask2former, inputs), mask2former_timer),
     }
+    load_start = os.getloadavg()
     results = {}
     for name, (run, _) in runners.items():
         run()  # warm-up
-        results[name] = {"peak_rss_growth_mb": peak_rss_growth_mb(run), "latencies_ms": []}
+        results[name] = {"latencies_ms": []}
+        if not args.skip_memory:
+            results[name]["memory"] = memory[name]
     for _ in range(args.repeats):
         for name, (run, timer) in runners.items():
             timer.enabled = True
@@ -128,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
         "threads": args.threads,
+        "load_average_1_5_15_min": {"start": load_start, "end": os.getloadavg()},
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "preset": args.preset,

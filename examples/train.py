@@ -14,6 +14,8 @@ Batch semantics: ``--per_device_train_batch_size`` samples go through the model 
 forward pass; one optimizer step sees the global batch
 ``per_device_train_batch_size x num_processes x gradient_accumulation_steps`` (printed at start).
 Optimisation defaults are the paper's (InstAlign Sec. 4.1): AdamW, lr 1e-4, linear decay to 1e-6.
+``--recipe paper`` uses the model's paper recipe instead (``refseg.training.recipes``, ``docs/training.md``:
+optimizer, learning-rate groups, weight decay, schedule, clipping); the optimisation flags override it.
 
 Examples (see examples/README.md)::
 
@@ -52,6 +54,8 @@ from refseg.hub import push_to_hub, write_model_card
 from refseg.metrics import gres_metrics
 from refseg.modeling.pretrained import load_pretrained_encoders
 from refseg.training import checkpoint_name, load_checkpoint, resolve_checkpoint, save_checkpoint
+from refseg.training.encoder_init import init_beit3_encoder
+from refseg.training.recipes import build_optimizer, get_recipe
 
 logger = get_logger(__name__)
 
@@ -84,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="tokenizer (default: the model's, else refseg's synthetic word-level tokenizer)",
     )
     p.add_argument("--max_text_length", type=int, default=32, help="sentences are padded/truncated to this")
+    p.add_argument(
+        "--init_from_beit3",
+        default=None,
+        help="BEiT-3 pretraining checkpoint (e.g. beit3_base_patch16_224.pth, or .safetensors) to start the "
+        "BEiT-3 encoder of an InstanceVG model from; the image positions are interpolated to the model's size",
+    )
     # data
     p.add_argument("--dataset_dir", default=None, help="parquet file/folder or a save_to_disk folder")
     p.add_argument("--dataset_name", default=None, help="Hub dataset id in the refseg schema")
@@ -120,14 +130,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per_device_train_batch_size", type=int, default=8)
     p.add_argument("--per_device_eval_batch_size", type=int, default=16)
     p.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    p.add_argument("--learning_rate", type=float, default=1e-4)
-    p.add_argument("--min_learning_rate", type=float, default=1e-6, help="end of the linear decay")
-    p.add_argument("--weight_decay", type=float, default=0.01)
-    p.add_argument("--adam_beta1", type=float, default=0.9)
-    p.add_argument("--adam_beta2", type=float, default=0.999)
-    p.add_argument("--adam_epsilon", type=float, default=1e-8)
-    p.add_argument("--max_grad_norm", type=float, default=1.0, help="0 disables clipping")
-    p.add_argument("--num_warmup_steps", type=int, default=0)
+    p.add_argument(
+        "--recipe",
+        default="generic",
+        help="optimizer, learning-rate groups, schedule and clipping: 'generic' (AdamW, lr 1e-4 linear to 1e-6, "
+        "weight decay 0.01, clip 1.0), or 'paper' (the model's paper recipe; InstanceVG also 'paper-refcoco'); "
+        "the flags below override the recipe's values (see docs/training.md)",
+    )
+    p.add_argument(
+        "--learning_rate",
+        type=float,
+        default=None,
+        help="the recipe's main learning rate (generic: 1e-4); its other groups are scaled by the same factor",
+    )
+    p.add_argument("--min_learning_rate", type=float, default=None, help="end of the decay (generic: 1e-6)")
+    p.add_argument("--weight_decay", type=float, default=None, help="(generic: 0.01)")
+    p.add_argument("--adam_beta1", type=float, default=None, help="(generic: 0.9)")
+    p.add_argument("--adam_beta2", type=float, default=None, help="(generic: 0.999)")
+    p.add_argument("--adam_epsilon", type=float, default=None, help="(generic: 1e-8)")
+    p.add_argument("--max_grad_norm", type=float, default=None, help="0 disables clipping (generic: 1.0)")
+    p.add_argument("--num_warmup_steps", type=int, default=None, help="linear warm-up steps (generic: 0)")
     p.add_argument("--num_train_epochs", type=int, default=1)
     p.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
     p.add_argument("--seed", type=int, default=42)
@@ -168,8 +190,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--push_to_hub needs --hub_model_id")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be an integer or 'epoch'")
-    if args.learning_rate < 0 or args.min_learning_rate < 0:
+    if (args.learning_rate or 0) < 0 or (args.min_learning_rate or 0) < 0:
         p.error("--learning_rate and --min_learning_rate must be >= 0")
+    if args.init_from_beit3 and args.model_name_or_path:
+        p.error("--init_from_beit3 builds a new model; it cannot be combined with --model_name_or_path")
+    if args.init_from_beit3 and args.model_type != "instancevg":
+        p.error(
+            f"--init_from_beit3 starts a BEiT-3 encoder: only --model_type instancevg has one, not {args.model_type!r}"
+        )
+    if args.init_from_beit3 and not os.path.isfile(args.init_from_beit3):
+        p.error(f"--init_from_beit3: no such file {args.init_from_beit3}")
     if args.per_device_train_batch_size < 1 or args.gradient_accumulation_steps < 1:
         p.error("batch sizes and --gradient_accumulation_steps must be >= 1")
     if not (0.0 <= args.tau_no <= 1.0 and 0.0 <= args.tau_multi <= 1.0):
@@ -301,6 +331,18 @@ def build_model_and_processor(args: argparse.Namespace):
         overrides["backbone_config"] = {**vision, **overrides.get("backbone_config", {})}
     config = config_cls.preset(args.config_preset, text_config=text, **overrides)
     model = AutoModel.from_config(config)
+    if args.init_from_beit3:
+        report = init_beit3_encoder(model, args.init_from_beit3)
+        resized = report.interpolated_positions
+        logger.info(
+            f"BEiT-3 encoder: {len(report.loaded_keys)} tensors from {args.init_from_beit3}"
+            + (
+                f" (image positions {resized[0]}x{resized[0]} -> {resized[1]}x{resized[1]})"
+                if resized
+                else ""
+            ),
+            main_process_only=True,
+        )
     if args.vision_model_name_or_path or args.text_model_name_or_path:
         reports = load_pretrained_encoders(
             model, vision=args.vision_model_name_or_path, text=args.text_model_name_or_path
@@ -313,6 +355,31 @@ def build_model_and_processor(args: argparse.Namespace):
     image_processor_cls, processor_cls = refseg.models.processor_classes(args.model_type)
     processor = processor_cls(image_processor_cls(size=config.image_size), tokenizer)
     return model, processor
+
+
+def resolve_recipe(args: argparse.Namespace, model_type: str):
+    """``--recipe`` of ``model_type`` with the optimisation flags that were given; fills the others into ``args``."""
+    recipe = get_recipe(args.recipe, model_type)
+    betas = None
+    if args.adam_beta1 is not None or args.adam_beta2 is not None:
+        betas = (
+            recipe.betas[0] if args.adam_beta1 is None else args.adam_beta1,
+            recipe.betas[1] if args.adam_beta2 is None else args.adam_beta2,
+        )
+    recipe = recipe.with_overrides(
+        learning_rate=args.learning_rate,
+        min_learning_rate=args.min_learning_rate,
+        weight_decay=args.weight_decay,
+        betas=betas,
+        eps=args.adam_epsilon,
+        max_grad_norm=args.max_grad_norm,
+        warmup_steps=args.num_warmup_steps,
+    )
+    args.learning_rate, args.min_learning_rate = recipe.learning_rate, recipe.min_learning_rate
+    args.weight_decay, (args.adam_beta1, args.adam_beta2) = recipe.weight_decay, recipe.betas
+    args.adam_epsilon, args.max_grad_norm = recipe.eps, recipe.max_grad_norm
+    args.num_warmup_steps = recipe.warmup_steps
+    return recipe
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -421,14 +488,8 @@ def main(argv: list[str] | None = None) -> dict:
         num_workers=args.dataloader_num_workers,
     )
 
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "norm" not in n.lower()]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "norm" not in n.lower())]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon,
-    )
+    recipe = resolve_recipe(args, model.config.model_type)
+    optimizer = build_optimizer(model, recipe)
 
     # steps are optimizer updates; computed from the per-process dataloader length
     batches_per_process = math.ceil(len(train_dl) / accelerator.num_processes)
@@ -436,24 +497,15 @@ def main(argv: list[str] | None = None) -> dict:
     if args.max_train_steps is None:
         args.max_train_steps = args.num_train_epochs * steps_per_epoch
     args.num_train_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
-    total, warmup, floor = (
-        args.max_train_steps,
-        args.num_warmup_steps,
-        args.min_learning_rate / args.learning_rate if args.learning_rate > 0 else 1.0,
-    )
-    num_processes = accelerator.num_processes
+    total, num_processes, schedule_epoch = args.max_train_steps, accelerator.num_processes, steps_per_epoch
 
     def lr_lambda(step: int) -> float:
-        """Linear warm-up, then linear decay from lr to min_lr at max_train_steps (paper: 1e-4 -> 1e-6).
+        """The recipe's schedule (generic: linear warm-up, then linear decay from lr to min_lr at max_train_steps).
 
         The prepared scheduler is stepped ``num_processes`` times per optimizer step (Accelerate's
         convention without ``split_batches``), so ``step // num_processes`` counts optimizer steps.
         """
-        step = step // num_processes
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1.0 - floor) * (1.0 - progress)
+        return recipe.lr_factor(step // num_processes, total, schedule_epoch)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     model, optimizer, train_dl, eval_dl, scheduler = accelerator.prepare(
@@ -470,7 +522,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"  batch: {args.per_device_train_batch_size} per device x {accelerator.num_processes} process(es) x "
         f"{args.gradient_accumulation_steps} accumulation step(s) = global batch {global_batch} per optimizer step\n"
         f"  optimizer steps = {args.max_train_steps} ({steps_per_epoch} per epoch, {args.num_train_epochs} epoch(s)), "
-        f"lr {args.learning_rate:g} -> {args.min_learning_rate:g} (linear)"
+        f"lr {args.learning_rate:g} -> {args.min_learning_rate:g} ({recipe.schedule})\n"
+        f"  recipe {recipe.describe()}"
     )
     if args.with_tracking:
         accelerator.init_trackers("refseg_train", {k: v for k, v in vars(args).items() if v is not None})
@@ -504,8 +557,8 @@ def main(argv: list[str] | None = None) -> dict:
                 outputs = model(**batch)
                 loss = outputs.loss
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                if accelerator.sync_gradients and recipe.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
@@ -580,6 +633,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = {**metrics, "completed_steps": completed_steps, "train_wall_time_s": round(wall_time, 1)}
         with open(os.path.join(args.output_dir, "all_results.json"), "w") as f:
             json.dump(results, f, indent=2)
+        with open(os.path.join(args.output_dir, "training_args.json"), "w") as f:
+            json.dump({**vars(args), "recipe": recipe.to_dict()}, f, indent=2)
         card_kwargs = dict(
             model_type=unwrapped.config.model_type,
             results={k: v for k, v in metrics.items() if k in ("gIoU", "cIoU", "N-acc", "T-acc")},
@@ -592,7 +647,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "processes": accelerator.num_processes,
                 "global batch": global_batch,
                 "optimizer steps": completed_steps,
-                "learning rate": f"{args.learning_rate:g} -> {args.min_learning_rate:g} linear (AdamW)",
+                "learning rate": f"{args.learning_rate:g} -> {args.min_learning_rate:g} {recipe.schedule} "
+                f"({'AdamW' if recipe.optimizer == 'adamw' else 'Adam'})",
+                "recipe": recipe.describe(),
                 "validation samples": metrics.get("num_samples", 0),
                 "refseg": refseg.__version__,
             },

@@ -3,7 +3,8 @@
 ``processor(images=..., text=...)`` validates the sentences once, encodes the images with the model's image
 processor and the sentences with its tokenizer, and returns what the task model's ``forward`` takes.
 ``image_indices`` (one per sentence) pairs several sentences with one image; how a model consumes that
-pairing (encode each image once, or repeat it per sentence) is the :meth:`_pair_images` hook.
+pairing (encode each image once, or repeat it per sentence) is the :meth:`_pair_images` hook; a model whose
+original code normalises the sentences before tokenizing them overrides :meth:`_prepare_texts`.
 ``post_process_referring_segmentation`` forwards to the image processor (``docs/pipeline.md``).
 """
 
@@ -68,7 +69,7 @@ class ReferringSegmentationProcessorBase(ProcessorMixin):
         if return_tensors not in (None, "pt"):
             raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
         image_list = self.image_processor.make_list_of_images(images)
-        texts = check_sentences(text)
+        texts = self._prepare_texts(check_sentences(text))
         check_max_length(max_length, self._tokenizer_limit(), "the tokenizer (model_max_length)")
         if image_indices is None:
             if len(texts) != len(image_list):
@@ -106,6 +107,10 @@ class ReferringSegmentationProcessorBase(ProcessorMixin):
         data["input_ids"] = text_inputs["input_ids"]
         data["attention_mask"] = text_inputs["attention_mask"]
         return BatchFeature(data=data)
+
+    def _prepare_texts(self, texts: list[str]) -> list[str]:
+        """The sentences as the tokenizer gets them (validated, non-blank); by default unchanged."""
+        return texts
 
     def _pair_images(self, data: dict[str, Any], indices: torch.Tensor) -> dict[str, Any]:
         """Image inputs (one entry per image) + ``image_indices`` (one per sentence) -> the model's inputs.

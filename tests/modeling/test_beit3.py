@@ -1,4 +1,5 @@
-"""BEiT-3 multiway encoder: shapes, padding, experts, float32 softmax/GELU, position offset, drop path."""
+"""BEiT-3 multiway encoder: shapes, padding and its trimming, experts, the separate-stream layer against the
+reference joint-sequence computation, float32 GELU, position offset, drop path."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from refseg.modeling import beit3 as beit3_module
-from refseg.modeling.beit3 import Beit3Encoder, build_beit3_encoder, masked_softmax_float32
+from refseg.modeling.beit3 import Beit3Encoder, Beit3Layer, build_beit3_encoder
 from refseg.modeling.beit3_config import Beit3Config
 
 
@@ -72,15 +73,41 @@ def test_padding_does_not_change_valid_outputs():
 
 def test_padded_embeddings_are_zeroed_before_the_first_layer():
     encoder = _encoder()
-    pixels, ids = _inputs(batch=1, length=4)
-    padding = torch.tensor([[False, False, True, True]])
+    pixels, ids = _inputs(batch=2, length=4)
+    padding = torch.tensor([[False, False, True, True], [False, False, False, False]])
     captured = {}
-    hook = encoder.layers[0].register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
+    hook = encoder.layers[0].register_forward_pre_hook(lambda module, args: captured.update(text=args[1]))
     encoder(pixels, ids, padding)
     hook.remove()
-    split = 1 + 16
-    assert torch.equal(captured["x"][0, split + 2 :], torch.zeros(2, 32))
-    assert captured["x"][0, split : split + 2].abs().min() > 0
+    assert captured["text"].shape == (2, 4, 32)
+    assert torch.equal(captured["text"][0, 2:], torch.zeros(2, 32))
+    assert captured["text"][0, :2].abs().min() > 0 and captured["text"][1].abs().min() > 0
+
+
+def test_padding_after_the_longest_sentence_is_not_encoded():
+    """Columns that are padding in every sample are dropped before the first layer: the outputs of the real
+    tokens are bit-identical to encoding the trimmed batch, and the dropped columns come back as zeros."""
+    encoder = _encoder()
+    pixels, ids = _inputs(batch=2, length=9)
+    padding = torch.zeros(2, 9, dtype=torch.bool)
+    padding[0, 3:] = True
+    padding[1, 6:] = True
+    seen = []
+    hook = encoder.layers[0].register_forward_pre_hook(lambda module, args: seen.append(args[1].shape[1]))
+    padded = encoder(pixels, ids, padding)
+    trimmed = encoder(pixels, ids[:, :6], padding[:, :6])
+    hook.remove()
+    assert seen == [6, 6]
+    assert padded.text_tokens.shape == (2, 9, 32)
+    assert torch.equal(padded.text_tokens[:, 6:], torch.zeros(2, 3, 32))
+    assert torch.equal(padded.text_tokens[:, :6], trimmed.text_tokens)
+    assert torch.equal(padded.image_tokens, trimmed.image_tokens)
+    assert torch.equal(padded.cls_token, trimmed.cls_token)
+    # each sample alone, without padding: the same valid outputs (the pads of sample 0 are masked keys)
+    for b, length in enumerate((3, 6)):
+        alone = encoder(pixels[b : b + 1], ids[b : b + 1, :length])
+        torch.testing.assert_close(padded.text_tokens[b, :length], alone.text_tokens[0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(padded.image_tokens[b], alone.image_tokens[0], rtol=0, atol=1e-5)
 
 
 def _perturbed_outputs(path: str, num_layers: int = 1):
@@ -126,16 +153,16 @@ def test_shared_attention_mixes_modalities():
 def test_positions_start_at_row_two():
     encoder = _encoder()
     pixels, ids = _inputs(batch=1, length=3)
-    embeddings, split = encoder.embed(pixels, ids)
-    assert split == 17
+    image, text = encoder.embed(pixels, ids)
+    assert image.shape[1] == 17 and text.shape[1] == 3
     image_table = encoder.image_position_embedding.weight
     text_table = encoder.text_position_embedding.weight
     assert image_table.shape[0] == 2 + 1 + 16
-    torch.testing.assert_close(embeddings[0, 0], encoder.cls_token[0, 0] + image_table[2], rtol=0, atol=0)
+    torch.testing.assert_close(image[0, 0], encoder.cls_token[0, 0] + image_table[2], rtol=0, atol=0)
     patches = encoder.patch_embedding(pixels).flatten(2).transpose(1, 2)[0]
-    torch.testing.assert_close(embeddings[0, 1:split], patches + image_table[3:], rtol=0, atol=0)
-    text = encoder.text_embedding.weight[ids[0]]
-    torch.testing.assert_close(embeddings[0, split:], text + text_table[2:5], rtol=0, atol=0)
+    torch.testing.assert_close(image[0, 1:], patches + image_table[3:], rtol=0, atol=0)
+    embedded_ids = encoder.text_embedding.weight[ids[0]]
+    torch.testing.assert_close(text[0], embedded_ids + text_table[2:5], rtol=0, atol=0)
     # rows 0 and 1 of both tables are never read
     before = encoder(pixels, ids)
     with torch.no_grad():
@@ -146,36 +173,86 @@ def test_positions_start_at_row_two():
         assert torch.equal(before[name], after[name])
 
 
-def test_masked_softmax_is_float32_and_masks_keys():
-    scores = (torch.randn(2, 3, 4, 5) * 8).to(torch.bfloat16)
-    mask = torch.tensor([[False, False, False, True, True], [False] * 5])
-    probabilities = masked_softmax_float32(scores, mask)
-    assert probabilities.dtype == torch.bfloat16
-    reference = F.softmax(scores.float().masked_fill(mask[:, None, None], float("-inf")), dim=-1)
-    assert torch.equal(probabilities, reference.to(torch.bfloat16))
-    assert torch.all(probabilities[0, ..., 3:] == 0)
+def _reference_layer(layer: Beit3Layer, x: torch.Tensor, split: int, key_padding_mask: torch.Tensor):
+    """The released BEiT-3 layer on the joint sequence ``x`` ``(B, N, D)``, written out: every expert block
+    splits the sequence at ``split`` and concatenates the results, queries are scaled before ``q k^T``, padded
+    keys get ``-inf``, softmax in float32, drop path on the joint residual branch."""
+
+    def multiway(block, h):
+        return torch.cat([block.vision(h[:, :split]), block.text(h[:, split:])], dim=1)
+
+    def drop_path(branch):
+        if not layer.training or layer.drop_path_prob == 0:
+            return branch
+        keep = branch.new_empty(branch.shape[0], 1, 1).bernoulli_(1 - layer.drop_path_prob)
+        return branch * keep / (1 - layer.drop_path_prob)
+
+    attention = layer.attention
+    batch, length, width = x.shape
+    heads, head_dim = attention.num_heads, attention.head_dim
+
+    def split_heads(t):
+        return t.view(batch, length, heads, head_dim).transpose(1, 2)
+
+    h = multiway(layer.attention_layer_norm, x)
+    q = split_heads(multiway(attention.query, h) * head_dim**-0.5)
+    k, v = split_heads(multiway(attention.key, h)), split_heads(multiway(attention.value, h))
+    scores = (q @ k.transpose(-1, -2)).masked_fill(key_padding_mask[:, None, None], float("-inf"))
+    o = (F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores) @ v).transpose(1, 2)
+    o = multiway(attention.output, multiway(attention.sub_layer_norm, o.reshape(batch, length, width)))
+    x = x + drop_path(o)
+    return x + drop_path(multiway(layer.feed_forward, multiway(layer.feed_forward_layer_norm, x)))
 
 
-def test_softmax_and_gelu_run_in_float32_under_bfloat16(monkeypatch):
-    """In a bfloat16 encoder the attention softmax and the FFN GELU receive / produce float32 (as BEiT-3)."""
-    calls = {"softmax": [], "gelu": []}
+@pytest.mark.parametrize("training", [False, True])
+def test_separate_stream_layer_equals_the_joint_sequence_computation(training):
+    encoder = _encoder(num_hidden_layers=2, drop_path_rate=0.5)
+    layer = encoder.layers[1].train(training)
+    generator = torch.Generator().manual_seed(5)
+    image, text = torch.randn(3, 17, 32, generator=generator), torch.randn(3, 6, 32, generator=generator)
+    padding = torch.zeros(3, 6, dtype=torch.bool)
+    padding[0, 2:] = True
+    padding[1, 5:] = True
+    keys = torch.cat([torch.zeros(3, 17, dtype=torch.bool), padding], dim=1)
+    joint = torch.cat([image, text], dim=1)
+    torch.manual_seed(11)
+    expected = _reference_layer(layer, joint, 17, keys)
+    torch.manual_seed(11)
+    out_image, out_text = layer(image, text, ~keys[:, None, None, :])
+    torch.testing.assert_close(out_image, expected[:, :17], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_text, expected[:, 17:], rtol=1e-5, atol=1e-5)
+    if training:  # the drop path really dropped something (the eval result differs)
+        assert not torch.allclose(expected, _reference_layer(layer.eval(), joint, 17, keys))
+        layer.train()
+    # without padding no mask is needed
+    torch.manual_seed(11)
+    expected = _reference_layer(layer, joint, 17, torch.zeros_like(keys))
+    torch.manual_seed(11)
+    out_image, out_text = layer(image, text, None)
+    torch.testing.assert_close(torch.cat([out_image, out_text], 1), expected, rtol=1e-5, atol=1e-5)
 
-    def softmax(x, dim=None, dtype=None):
-        calls["softmax"].append((x.dtype, dtype))
-        return F.softmax(x, dim=dim, dtype=dtype)
+
+def test_gelu_runs_in_float32_under_bfloat16(monkeypatch):
+    """In a bfloat16 encoder the FFN GELU receives float32 (as BEiT-3), and the outputs stay close to the
+    float32 encoder's."""
+    calls = []
 
     def gelu(x):
-        calls["gelu"].append(x.dtype)
+        calls.append(x.dtype)
         return F.gelu(x)
 
-    spy = types.SimpleNamespace(softmax=softmax, gelu=gelu)
+    spy = types.SimpleNamespace(
+        gelu=gelu, scaled_dot_product_attention=F.scaled_dot_product_attention, pad=F.pad
+    )
     monkeypatch.setattr(beit3_module, "F", spy)
-    encoder = _encoder().to(torch.bfloat16)
+    encoder = _encoder()
     pixels, ids = _inputs()
-    out = encoder(pixels.to(torch.bfloat16), ids)
+    reference = encoder(pixels, ids).image_tokens
+    calls.clear()
+    out = encoder.to(torch.bfloat16)(pixels.to(torch.bfloat16), ids)
     assert out.image_tokens.dtype == torch.bfloat16
-    assert calls["softmax"] == [(torch.bfloat16, torch.float32)] * 2
-    assert calls["gelu"] == [torch.float32] * 4  # 2 layers x 2 experts
+    assert calls == [torch.float32] * 4  # 2 layers x 2 experts
+    torch.testing.assert_close(out.image_tokens.float(), reference, rtol=0.05, atol=0.1)
 
 
 def test_drop_path_schedule_and_training_behaviour():
@@ -189,12 +266,18 @@ def test_drop_path_schedule_and_training_behaviour():
     assert (encoder(pixels, ids).image_tokens - eval_out).abs().max() > 1e-3
     # per sample, the branch is dropped (0) or kept and rescaled by 1 / (1 - p)
     torch.manual_seed(0)
-    branch = torch.ones(64, 3, 2)
-    dropped = beit3_module.drop_path(branch, 0.25, training=True)
-    per_sample = dropped[:, 0, 0]
-    assert set(per_sample.tolist()) == {0.0, torch.tensor(4.0 / 3.0).item()}
-    assert torch.equal(dropped, per_sample[:, None, None].expand(64, 3, 2))
-    assert torch.equal(beit3_module.drop_path(branch, 0.25, training=False), branch)
+    scale = beit3_module.sample_keep_scale(64, 0.25, torch.ones(1))
+    assert scale.shape == (64, 1, 1)
+    assert set(scale.flatten().tolist()) == {0.0, torch.tensor(4.0 / 3.0).item()}
+    # a dropped sample loses the branches of its image and its text tokens together
+    layer = encoder.layers[2]
+    streams = (torch.zeros(64, 3, 2), torch.zeros(64, 2, 2))
+    branches = (torch.ones(64, 3, 2), torch.ones(64, 2, 2))
+    image, text = layer._add_residuals(streams, branches)
+    assert set(image.flatten().tolist()) == {0.0, 2.0}
+    assert torch.equal(image[:, :2], text) and torch.equal(image, image[:, :1, :1].expand(64, 3, 2))
+    layer.eval()
+    assert torch.equal(layer._add_residuals(streams, branches)[0], branches[0])
 
 
 def test_beit3_initialisation():

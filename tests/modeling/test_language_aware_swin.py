@@ -3,6 +3,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import SwinBackbone, SwinConfig, SwinModel
 
 from refseg.modeling.backbone import VisionBackbone, build_vision_backbone
@@ -79,6 +80,63 @@ def test_single_word_gets_all_attention_and_output_follows_the_formula():
     out = pwam(visual, text, mask)
     fused = torch.nn.functional.gelu(pwam.visual_projection(visual)) * language
     torch.testing.assert_close(out, torch.nn.functional.gelu(pwam.multimodal_projection(fused)))
+
+
+def _reference_pwam(pwam: PixelWordAttention, visual, text, mask):
+    """LAVT's PWAM written step by step: ``F.instance_norm`` over the pixels, the output projection applied to
+    the attended pixel features (the module applies it to the words instead)."""
+    norm = lambda x: F.instance_norm(x.transpose(1, 2), eps=1e-5).transpose(1, 2)  # noqa: E731
+    batch, pixels, _ = visual.shape
+    words, heads, dim = text.shape[1], pwam.num_heads, pwam.head_dim
+    valid = mask.bool()
+    keep = valid[:, :, None].to(text.dtype)
+    query = norm(pwam.query_projection(visual)).view(batch, pixels, heads, dim).transpose(1, 2)
+    key = (pwam.key_projection(text) * keep).view(batch, words, heads, dim).transpose(1, 2)
+    value = (pwam.value_projection(text) * keep).view(batch, words, heads, dim).transpose(1, 2)
+    scores = (query @ key.transpose(-1, -2) / dim**0.5).masked_fill(~valid[:, None, None], -torch.inf)
+    weights = torch.nan_to_num(scores.softmax(-1))  # a sentence without words: all weights 0
+    attended = (weights @ value).transpose(1, 2).reshape(batch, pixels, -1)
+    language = norm(pwam.output_projection(attended))
+    fused = F.gelu(pwam.visual_projection(visual)) * language
+    return F.gelu(pwam.multimodal_projection(fused)), language, weights
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_pwam_equals_the_step_by_step_formula_in_values_and_gradients(heads):
+    torch.manual_seed(0)
+    pwam = PixelWordAttention(16, TEXT_DIM, num_heads=heads)
+    visual = torch.randn(3, 30, 16, requires_grad=True)
+    text, mask = _text(batch=3, valid=(5, 2, 0))  # the last sentence has no valid word
+    language, weights = pwam.word_attention(visual, text, mask)
+    expected, expected_language, expected_weights = _reference_pwam(pwam, visual, text, mask)
+    torch.testing.assert_close(weights, expected_weights)
+    torch.testing.assert_close(language, expected_language, rtol=1e-5, atol=1e-5)
+    assert language[2].abs().max() < 1e-4  # IN of a constant map: zero up to rounding
+    out = pwam(visual, text, mask)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    probe = torch.randn(out.shape)
+    params = [visual, *pwam.parameters()]
+    grads = torch.autograd.grad((out * probe).sum(), params)
+    expected_grads = torch.autograd.grad((expected * probe).sum(), params)
+    for got, want in zip(grads, expected_grads):  # the output bias's true gradient is 0 (IN removes it)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_language_gate_equals_its_formula_in_values_and_gradients():
+    gate = LanguageGate(8)
+    with torch.no_grad():
+        gate.fc2.weight.normal_(0, 0.5)
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    out = gate(x)
+    expected = torch.tanh(F.linear(F.relu(F.linear(x, gate.fc1.weight)), gate.fc2.weight))
+    torch.testing.assert_close(out, expected)
+    params = [x, gate.fc1.weight, gate.fc2.weight]
+    probe = torch.randn(out.shape)
+    for got, want in zip(
+        torch.autograd.grad((out * probe).sum(), params),
+        torch.autograd.grad((expected * probe).sum(), params),
+    ):
+        torch.testing.assert_close(got, want)
 
 
 def test_language_gate_is_closed_at_init_but_learns():

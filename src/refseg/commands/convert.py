@@ -2,6 +2,8 @@
 
 ``refseg convert instancevg CHECKPOINT.pth --output DIR [--tokenizer beit3.spm] [--config_overrides JSON]``
 writes a folder that ``from_pretrained`` and ``pipeline("referring-segmentation", model=DIR)`` load.
+``--push-to-hub ORG/NAME [--private]`` then adds a model card, creates the Hub repository (if needed) and
+uploads the folder with ``huggingface_hub``; the token is the usual one (``HF_TOKEN`` or ``hf auth login``).
 """
 
 from __future__ import annotations
@@ -33,11 +35,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="config preset for what the weights cannot tell (default: inferred, b-grefcoco / b-refcoco / l-refcoco)",
     )
+    parser.add_argument(
+        "--push-to-hub",
+        "--push_to_hub",
+        dest="push_to_hub",
+        default=None,
+        metavar="ORG/NAME",
+        help="after writing the folder, create this Hub model repository (if needed) and upload the folder "
+        "(token: HF_TOKEN or `hf auth login`)",
+    )
+    parser.add_argument(
+        "--private", action="store_true", help="with --push-to-hub: create the repository as private"
+    )
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
 def run(args: argparse.Namespace) -> int:
     """Convert; one error line on stderr and exit status 1 on a user error (``--debug`` shows the traceback)."""
+    if args.private and not args.push_to_hub:
+        print("refseg convert: error: --private needs --push-to-hub ORG/NAME", file=sys.stderr)
+        return 1
+    if args.push_to_hub:  # a malformed id fails now, not after the conversion
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(args.push_to_hub)
+        except HFValidationError as err:
+            print(f"refseg convert: error: --push-to-hub {args.push_to_hub!r}: {err}", file=sys.stderr)
+            return 1
     try:
         from ..models.instancevg.convert_instancevg import convert_checkpoint, parse_overrides
 
@@ -59,4 +85,41 @@ def run(args: argparse.Namespace) -> int:
         print(
             "refseg convert: no --tokenizer given: add BEiT-3's beit3.spm to use the processor and pipeline"
         )
+    if args.push_to_hub:
+        return _push(args)
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    """Upload the converted folder to ``args.push_to_hub`` (model card first); one error line on failure."""
+    from pathlib import Path
+
+    from ..hub import push_to_hub
+
+    source = Path(args.checkpoint).name
+    card = {
+        "model_type": args.model_type,
+        "description": f"InstanceVG converted for refseg from the released checkpoint `{source}` "
+        "(`refseg convert`, see docs/models/instancevg.md).",
+        "tags": ["converted"],
+    }
+    try:
+        url = push_to_hub(
+            args.output,
+            args.push_to_hub,
+            private=True if args.private else None,
+            commit_message=f"Convert {source} with refseg",
+            card_kwargs=card,
+        )
+    except Exception as err:  # network, authentication, permissions: the folder stays written
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(
+            f"refseg convert: error: wrote {args.output}, but uploading it to {args.push_to_hub} failed: {message} "
+            f"(log in with `hf auth login` or set HF_TOKEN, then run `hf upload {args.push_to_hub} {args.output}`)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"refseg convert: uploaded {args.output} to {args.push_to_hub} ({url})")
     return 0

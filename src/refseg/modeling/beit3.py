@@ -6,9 +6,16 @@ sequence ``[CLS, patch_1 .. patch_hw ; text_1 .. text_L]``. Every layer is a pre
 self-attention runs over the whole sequence, but every linear layer and layer norm exists twice: the *vision
 expert* processes the ``1 + h*w`` image tokens and the *language expert* the text tokens (the "multiway" split).
 As in the released BEiT-3 code, the attention and feed-forward blocks carry an extra layer norm before their
-output projection (sub-LN), softmax and GELU are computed in float32 whatever the working precision, padded text
-tokens are masked keys and their embeddings are zeroed before the first layer, and both position tables start at
+output projection (sub-LN), the GELU is computed in float32 whatever the working precision (the attention
+softmax runs inside ``scaled_dot_product_attention``, see below), padded text tokens are masked keys and their embeddings are zeroed before the first layer, and both position tables start at
 row 2 (rows 0-1 are never read).
+
+Computation layout (same results as the released code's, up to float rounding): the image and text tokens stay
+separate tensors through every layer, so that each expert reads its own stream without a split and concatenation
+per block; only the projected keys, values and queries of the two streams are joined for the shared attention,
+which runs through ``torch.nn.functional.scaled_dot_product_attention``. Text columns after the longest sentence
+of the batch are dropped before the first layer: they are masked keys, so the other outputs do not depend on
+them.
 """
 
 from __future__ import annotations
@@ -40,47 +47,25 @@ class Beit3EncoderOutput(ModelOutput):
     text_tokens: torch.Tensor | None = None
 
 
-def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
-    """Stochastic depth (Huang et al., 2016): zero the residual branch of whole samples with probability
-    ``drop_prob`` during training and rescale the kept ones by ``1 / (1 - drop_prob)``."""
-    if drop_prob == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - drop_prob)
-    return x * keep / (1.0 - drop_prob)
-
-
-def masked_softmax_float32(scores: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
-    """Attention probabilities ``softmax(scores)`` over the last axis, computed in float32 and returned in the
-    dtype of ``scores``, as BEiT-3 does under reduced precision.
-
-    Args:
-        scores: ``(B, heads, N_query, N_key)`` attention logits.
-        key_padding_mask: ``(B, N_key)`` bool, True for keys that must receive zero probability, or None.
-    """
-    if key_padding_mask is not None:
-        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-    return F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
+def sample_keep_scale(batch: int, drop_prob: float, like: torch.Tensor) -> torch.Tensor:
+    """Stochastic depth (Huang et al., 2016) factors ``(B, 1, 1)``: 0 for the samples whose residual branch is
+    dropped (probability ``drop_prob``), ``1 / (1 - drop_prob)`` for the others."""
+    keep = like.new_empty((batch, 1, 1)).bernoulli_(1.0 - drop_prob)
+    return keep / (1.0 - drop_prob)
 
 
 class MultiwayExperts(nn.Module):
-    """A vision and a language copy of one block (BEiT-3 Sec. 2.1): ``vision`` maps the first
-    ``split_position`` tokens of the sequence, ``text`` maps the others; the results are concatenated."""
+    """A vision and a language copy of one block (BEiT-3 Sec. 2.1): ``vision`` maps the image tokens (CLS and
+    patches), ``text`` maps the text tokens."""
 
     def __init__(self, vision: nn.Module, text: nn.Module) -> None:
         super().__init__()
         self.vision = vision
         self.text = text
 
-    def forward(self, hidden_states: torch.Tensor, split_position: int) -> torch.Tensor:
-        """Apply the experts to ``hidden_states[:, :split_position]`` and ``hidden_states[:, split_position:]``."""
-        if split_position >= hidden_states.shape[1]:
-            return self.vision(hidden_states)
-        if split_position <= 0:
-            return self.text(hidden_states)
-        image_part, text_part = torch.split(
-            hidden_states, [split_position, hidden_states.shape[1] - split_position], dim=1
-        )
-        return torch.cat([self.vision(image_part), self.text(text_part)], dim=1)
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vision(image), text(text))``."""
+        return self.vision(image), self.text(text)
 
 
 def _multiway_linear(in_features: int, out_features: int) -> MultiwayExperts:
@@ -92,11 +77,13 @@ def _multiway_layer_norm(width: int, eps: float) -> MultiwayExperts:
 
 
 class Beit3SelfAttention(nn.Module):
-    """Multi-head self-attention over the joint sequence with expert-specific projections and a sub-LN
-    (``sub_layer_norm``) on the attention output before the output projection.
+    """Multi-head self-attention over the joint sequence ``[image ; text]`` with expert-specific projections
+    and a sub-LN (``sub_layer_norm``) on the attention output before the output projection.
 
-    ``q = W_q h / sqrt(d_head)``, ``k = W_k h``, ``v = W_v h`` (each with the vision or language expert),
-    ``o = W_o LN(softmax(q k^T) v)``; padded keys get zero weight.
+    ``q = W_q h``, ``k = W_k h``, ``v = W_v h`` (each with the vision or language expert),
+    ``o = W_o LN(softmax(q k^T / sqrt(d_head)) v)``; padded keys get zero weight. The projections run on each
+    stream; queries, keys and values are joined along the sequence (already split into heads) for
+    ``scaled_dot_product_attention``, and its output is split back.
     """
 
     def __init__(self, config: Beit3Config) -> None:
@@ -104,36 +91,40 @@ class Beit3SelfAttention(nn.Module):
         width = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = width // self.num_heads
-        self.scaling = self.head_dim**-0.5
         self.query = _multiway_linear(width, width)
         self.key = _multiway_linear(width, width)
         self.value = _multiway_linear(width, width)
         self.sub_layer_norm = _multiway_layer_norm(width, config.layer_norm_eps)
         self.output = _multiway_linear(width, width)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, N, D) -> (B * heads, N, d_head)``."""
-        batch, length, _ = x.shape
-        heads = x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-        return heads.reshape(batch * self.num_heads, length, self.head_dim)
+    def _joint_heads(
+        self, projection: MultiwayExperts, image: torch.Tensor, text: torch.Tensor
+    ) -> torch.Tensor:
+        """Project both streams and join them: ``(B, N_i + N_t, D) -> (B, heads, N_i + N_t, d_head)``."""
+        batch = image.shape[0]
+        return torch.cat(
+            [
+                x.view(batch, -1, self.num_heads, self.head_dim).transpose(1, 2)
+                for x in projection(image, text)
+            ],
+            dim=2,
+        )
 
     def forward(
-        self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None, split_position: int
-    ) -> torch.Tensor:
-        """``(B, N, D) -> (B, N, D)``; ``padding_mask`` ``(B, N)`` is True at padded tokens."""
-        batch, length, width = hidden_states.shape
-        query = self.query(hidden_states, split_position) * self.scaling
-        key = self.key(hidden_states, split_position)
-        value = self.value(hidden_states, split_position)
-        scores = torch.bmm(self._split_heads(query), self._split_heads(key).transpose(1, 2))
-        scores = scores.view(batch, self.num_heads, length, length)
-        probabilities = masked_softmax_float32(scores, padding_mask)
-        attended = torch.bmm(
-            probabilities.view(batch * self.num_heads, length, length), self._split_heads(value)
-        )
-        attended = attended.view(batch, self.num_heads, length, self.head_dim).transpose(1, 2)
-        attended = self.sub_layer_norm(attended.reshape(batch, length, width), split_position)
-        return self.output(attended, split_position)
+        self, image: torch.Tensor, text: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image`` ``(B, N_i, D)``, ``text`` ``(B, N_t, D)`` -> the attention outputs of both streams.
+
+        ``attention_mask`` ``(B, 1, 1, N_i + N_t)`` bool is True at the keys that may be attended to (None: all).
+        """
+        batch, num_image, width = image.shape
+        query = self._joint_heads(self.query, image, text)
+        key = self._joint_heads(self.key, image, text)
+        value = self._joint_heads(self.value, image, text)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
+        attended = attended.transpose(1, 2).reshape(batch, -1, width)
+        image_out, text_out = self.sub_layer_norm(attended[:, :num_image], attended[:, num_image:])
+        return self.output(image_out, text_out)
 
 
 class Beit3FeedForward(nn.Module):
@@ -169,18 +160,24 @@ class Beit3Layer(nn.Module):
         self.feed_forward = MultiwayExperts(Beit3FeedForward(config), Beit3FeedForward(config))
         self.drop_path_prob = drop_path_prob
 
+    def _add_residuals(
+        self, streams: tuple[torch.Tensor, torch.Tensor], branches: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x + DropPath(branch)`` for both streams; a dropped sample loses the branch of both."""
+        if self.training and self.drop_path_prob > 0.0:
+            scale = sample_keep_scale(streams[0].shape[0], self.drop_path_prob, streams[0])
+            branches = tuple(branch * scale for branch in branches)
+        return streams[0] + branches[0], streams[1] + branches[1]
+
     def forward(
-        self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None, split_position: int
-    ) -> torch.Tensor:
-        """``(B, N, D) -> (B, N, D)``; tokens before ``split_position`` use the vision expert."""
-        attended = self.attention(
-            self.attention_layer_norm(hidden_states, split_position), padding_mask, split_position
-        )
-        hidden_states = hidden_states + drop_path(attended, self.drop_path_prob, self.training)
-        transformed = self.feed_forward(
-            self.feed_forward_layer_norm(hidden_states, split_position), split_position
-        )
-        return hidden_states + drop_path(transformed, self.drop_path_prob, self.training)
+        self, image: torch.Tensor, text: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image`` ``(B, N_i, D)`` (vision expert) and ``text`` ``(B, N_t, D)`` (language expert) -> the
+        same shapes; ``attention_mask`` as in [`Beit3SelfAttention`]."""
+        attended = self.attention(*self.attention_layer_norm(image, text), attention_mask)
+        image, text = self._add_residuals((image, text), attended)
+        transformed = self.feed_forward(*self.feed_forward_layer_norm(image, text))
+        return self._add_residuals((image, text), transformed)
 
     def extra_repr(self) -> str:
         """Show the drop-path probability in ``print(model)``."""
@@ -277,22 +274,19 @@ class Beit3Encoder(nn.Module):
                 f"(True = padding), got {text_padding_mask.dtype} {tuple(text_padding_mask.shape)}"
             )
 
-    def embed(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Token embeddings plus positions of ``[CLS, patches ; text]`` ``(B, 1 + h*w + L, D)`` and the
-        multiway split position ``1 + h*w``."""
+    def embed(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings plus positions: image ``[CLS, patches]`` ``(B, 1 + h*w, D)`` and text ``(B, L, D)``."""
         batch = pixel_values.shape[0]
         image = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
         image = torch.cat([self.cls_token.expand(batch, -1, -1), image], dim=1)
-        split_position = image.shape[1]
         text = self.text_embedding(input_ids)
         image_positions = self.image_position_embedding.weight[
-            POSITION_OFFSET : POSITION_OFFSET + split_position
+            POSITION_OFFSET : POSITION_OFFSET + image.shape[1]
         ]
         text_positions = self.text_position_embedding.weight[
             POSITION_OFFSET : POSITION_OFFSET + text.shape[1]
         ]
-        embeddings = torch.cat([image + image_positions, text + text_positions], dim=1)
-        return embeddings, split_position
+        return image + image_positions, text + text_positions
 
     def forward(
         self,
@@ -306,23 +300,27 @@ class Beit3Encoder(nn.Module):
             pixel_values: ``(B, C, H, W)`` normalised images of exactly ``config.image_size``.
             input_ids: ``(B, L)`` token ids, ``L <= max_text_positions - 2``.
             text_padding_mask: ``(B, L)`` bool, True at padding tokens (they are masked keys, their embeddings are
-                zeroed); None means no padding. With right padding the valid outputs do not depend on ``L``.
+                zeroed); None means no padding. The valid outputs do not depend on the amount of padding: the
+                columns after the last valid token of the batch are not encoded (their outputs are zeros).
         """
         self._check_inputs(pixel_values, input_ids, text_padding_mask)
-        hidden_states, split_position = self.embed(pixel_values, input_ids)
-        padding_mask = None
+        length = input_ids.shape[1]
+        attention_mask = None
         if text_padding_mask is not None:
-            image_mask = text_padding_mask.new_zeros(text_padding_mask.shape[0], split_position)
-            padding_mask = torch.cat([image_mask, text_padding_mask], dim=1)
-            hidden_states = hidden_states.masked_fill(padding_mask[..., None], 0.0)
+            valid_columns = (~text_padding_mask).any(0).nonzero()
+            kept = int(valid_columns[-1]) + 1 if len(valid_columns) else 0
+            input_ids, text_padding_mask = input_ids[:, :kept], text_padding_mask[:, :kept]
+        image, text = self.embed(pixel_values, input_ids)
+        if text_padding_mask is not None and bool(text_padding_mask.any()):
+            text = text.masked_fill(text_padding_mask[..., None], 0.0)
+            image_keys = text_padding_mask.new_ones(image.shape[0], image.shape[1])
+            attention_mask = torch.cat([image_keys, ~text_padding_mask], dim=1)[:, None, None, :]
         for layer in self.layers:
-            hidden_states = layer(hidden_states, padding_mask, split_position)
-        hidden_states = self.output_layer_norm(hidden_states, split_position)
-        return Beit3EncoderOutput(
-            cls_token=hidden_states[:, 0],
-            image_tokens=hidden_states[:, 1:split_position],
-            text_tokens=hidden_states[:, split_position:],
-        )
+            image, text = layer(image, text, attention_mask)
+        image, text = self.output_layer_norm(image, text)
+        if text.shape[1] < length:
+            text = F.pad(text, (0, 0, 0, length - text.shape[1]))
+        return Beit3EncoderOutput(cls_token=image[:, 0], image_tokens=image[:, 1:], text_tokens=text)
 
 
 def build_beit3_encoder(config: Beit3Config) -> Beit3Encoder:

@@ -21,9 +21,14 @@ from torch.nn import functional as F
 from transformers import initialization as init
 
 
-def _instance_norm(x: torch.Tensor) -> torch.Tensor:
-    """Instance normalisation over the tokens of each channel (``InstanceNorm1d`` without affine) of ``(B, N, C)``."""
-    return F.instance_norm(x.transpose(1, 2), eps=1e-5).transpose(1, 2)
+def _instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Instance normalisation over the tokens of each channel (``InstanceNorm1d`` without affine) of ``(B, N, C)``.
+
+    Computed in the token-last layout (biased variance, as ``F.instance_norm``): transposing to ``(B, C, N)``
+    for ``F.instance_norm`` and back would copy the map twice and leave the next ``nn.Linear`` a strided input.
+    """
+    centred = x - x.mean(dim=1, keepdim=True)
+    return centred * torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + eps)
 
 
 class PixelWordAttention(nn.Module):
@@ -66,23 +71,30 @@ class PixelWordAttention(nn.Module):
         """The language feature of every pixel ``G`` ``(B, N, C)`` and the weights ``A`` ``(B, heads, N, T)``.
 
         ``text_mask`` ``(B, T)`` is 1 for words and 0 for padding; padded words get weight exactly 0. A
-        sentence with no valid word yields ``G = IN(W_w 0)`` (its values are zero).
+        sentence with no valid word yields ``G = IN(W_w 0)`` (zero up to rounding).
         """
-        batch, num_pixels, _ = visual.shape
+        batch, num_pixels, channels = visual.shape
         num_words = text.shape[1]
         valid = text_mask.to(torch.bool)
         keep = valid[:, :, None].to(text.dtype)
         query = _instance_norm(self.query_projection(visual))
-        key = self.key_projection(text) * keep
+        key = self.key_projection(text) * (keep * self.head_dim**-0.5)
         value = self.value_projection(text) * keep
         query = query.view(batch, num_pixels, self.num_heads, self.head_dim).transpose(1, 2)
         key = key.view(batch, num_words, self.num_heads, self.head_dim).transpose(1, 2)
-        value = value.view(batch, num_words, self.num_heads, self.head_dim).transpose(1, 2)
-        scores = query @ key.transpose(-1, -2) * self.head_dim**-0.5
+        scores = query @ key.transpose(-1, -2)
         scores = scores.masked_fill(~valid[:, None, None, :], torch.finfo(scores.dtype).min)
         weights = scores.softmax(dim=-1) * valid[:, None, None, :].to(scores.dtype)
-        attended = (weights @ value).transpose(1, 2).reshape(batch, num_pixels, -1)
-        return _instance_norm(self.output_projection(attended)), weights
+        # W_w [A_1 Vl_1 | ... | A_h Vl_h] = sum_h A_h (Vl_h W_w,h^T): by associativity the output projection is
+        # applied to the T words of each head instead of the N pixels (the same function, N / T times cheaper),
+        # and one product sums over heads and words.
+        output_weight = self.output_projection.weight.view(channels, self.num_heads, self.head_dim)
+        value = value.view(batch, num_words, self.num_heads, self.head_dim)
+        projected = torch.einsum("bthd,chd->bhtc", value, output_weight)
+        attended = weights.transpose(1, 2).reshape(batch, num_pixels, -1) @ projected.reshape(
+            batch, -1, channels
+        )
+        return _instance_norm(attended + self.output_projection.bias), weights
 
     def forward(self, visual: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """Multimodal map ``F_m`` ``(B, N, C)`` of visual tokens ``(B, N, C)`` and words ``(B, T, C_t)``."""
@@ -123,7 +135,7 @@ class LanguageGate(nn.Module):
 
     def forward(self, multimodal: torch.Tensor) -> torch.Tensor:
         """The gate values ``(B, N, C)`` in ``(-1, 1)`` for the multimodal map ``(B, N, C)``."""
-        return torch.tanh(self.fc2(F.relu(self.fc1(multimodal))))
+        return torch.tanh_(self.fc2(F.relu(self.fc1(multimodal), inplace=True)))
 
 
 __all__ = ["LanguageGate", "PixelWordAttention"]

@@ -18,6 +18,7 @@ from refseg.models.instancevg.instance_query_generator import (
     InstanceQueryGenerator,
     TextToImageDecoder,
     attention_minimap,
+    cell_distances,
     text_filter,
 )
 from refseg.models.instancevg.point_prior_decoder import PointPriorDeformableDecoder
@@ -36,6 +37,33 @@ def test_layer_norm_2d_normalises_channels_with_eps_1e5():
     expected = (torch.tensor([1.0, 2.0, 6.0]) - mean) / math.sqrt(var + 1e-5) * torch.tensor([1.0, 2.0, 3.0])
     expected += torch.tensor([0.0, 1.0, -1.0])
     torch.testing.assert_close(norm(x).flatten(), expected)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_layer_norm_2d_matches_the_per_pixel_formula_in_both_memory_formats(memory_format):
+    norm = LayerNorm2d(5)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 5, 3, 4).contiguous(memory_format=memory_format)
+    mean = x.mean(1, keepdim=True)
+    var = (x - mean).pow(2).mean(1, keepdim=True)
+    expected = norm.weight[:, None, None] * (x - mean) / torch.sqrt(var + 1e-5) + norm.bias[:, None, None]
+    out = norm(x)
+    assert out.shape == (2, 5, 3, 4)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_simple_fpn_levels_are_channels_last_and_match_the_contiguous_computation():
+    fpn = SimpleFPN(16).eval()
+    x = torch.randn(2, 16, 4, 4)
+    levels = fpn(x)
+    assert all(level.is_contiguous(memory_format=torch.channels_last) for level in levels)
+    # the same layers applied in the default (NCHW) layout give the same maps up to float rounding
+    inputs = (fpn.upsample_4x(x), fpn.upsample_2x(x), x, F.max_pool2d(x, 2))
+    for level, y, lateral, output in zip(levels, inputs, fpn.lateral_convs, fpn.output_convs):
+        expected = output(lateral(y).contiguous()).contiguous()
+        torch.testing.assert_close(level, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_simple_fpn_levels_and_channels():
@@ -150,6 +178,14 @@ def test_point_selector_diagonal_normalisation_and_exact_rule():
                     best, best_score = cell, score
             chosen.append(best)
         assert indices[b].tolist() == chosen
+
+
+def test_cell_distances_are_the_exact_euclidean_distances_between_cells():
+    distances = cell_distances(3, 4)
+    assert distances.shape == (12, 12) and distances.dtype == torch.float32
+    expected = [[math.hypot(a // 4 - b // 4, a % 4 - b % 4) for b in range(12)] for a in range(12)]
+    assert torch.equal(distances, torch.tensor(expected, dtype=torch.float32))
+    assert float(distances[0, 11]) == pytest.approx(math.sqrt(2**2 + 3**2))
 
 
 def test_point_selector_ties_go_to_first_cell_and_points_are_centres():

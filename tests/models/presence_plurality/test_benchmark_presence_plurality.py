@@ -41,4 +41,11 @@ def test_benchmark_runs_on_the_tiny_preset():
         ours["components_ms_median"]
     )
     assert report["mask2former"]["latency_ms_median"] > 0
+    for name in ("presence_plurality", "mask2former"):  # measured in a fresh subprocess per model
+        memory = report[name]["memory"]
+        assert memory["model"] == name and "error" not in memory
+        assert memory["peak_rss_mb"] >= memory["rss_before_forward_mb"] > 0
+        assert memory["forward_peak_growth_mb"] == pytest.approx(
+            memory["peak_rss_mb"] - memory["rss_before_forward_mb"], abs=0.11
+        )
     assert isinstance(report["meets_target"], bool)

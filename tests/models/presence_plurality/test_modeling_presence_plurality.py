@@ -192,6 +192,34 @@ def test_mask_head_mlp_on_upsampled_features(model):
         )
 
 
+def _upsample_then_mlp(head, features, size):
+    """The reference full-resolution head: bilinear upsampling, then every layer of the MLP."""
+    hidden = F.interpolate(features, size=size, mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    for layer in head:
+        hidden = F.relu(hidden) if isinstance(layer, torch.nn.ReLU) else layer(hidden)
+    return hidden.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("size", [(32, 32), (21, 30)])
+def test_fast_full_resolution_head_equals_upsampling_first(layers, size):
+    """``mask_logits`` projects before upsampling (they commute); values and gradients must be the reference's."""
+    model = build(mask_mlp_layers=layers).train()
+    features = torch.randn(2, model.config.mask_dim, 8, 8, requires_grad=True)
+    reference_features = features.detach().clone().requires_grad_(True)
+    fast = model.mask_logits(features, size)
+    reference = _upsample_then_mlp(model.mask_head, reference_features, size)
+    assert fast.shape == (2, 2, *size)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+    weights = torch.randn(fast.shape)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), [features, *model.mask_head.parameters()])
+    reference_grads = torch.autograd.grad(
+        (reference * weights).sum(), [reference_features, *model.mask_head.parameters()]
+    )
+    for got, expected in zip(fast_grads, reference_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
 # -------------------------------------------------------------------------- eq. 5 and inference (Sec. 3.4)
 def test_loss_is_eq5_with_the_paper_weights(model):
     inputs, labels = make_inputs(), make_labels()

@@ -108,6 +108,14 @@ def attention_minimap(attention: torch.Tensor, valid: torch.Tensor, reduction: s
     return (attention * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
+def cell_distances(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """Euclidean distances (in cells, float32) between all cells of an ``(h, w)`` grid, ``(h*w, h*w)`` row-major;
+    exact (the square root of an integer sum of squares)."""
+    rows = torch.arange(height, device=device).repeat_interleave(width).float()
+    cols = torch.arange(width, device=device).repeat(height).float()
+    return torch.sqrt((rows[:, None] - rows[None]) ** 2 + (cols[:, None] - cols[None]) ** 2)
+
+
 class DynamicPointSelector(nn.Module):
     """Algorithm 2: greedy selection of ``N_q`` cells of the ``(h, w)`` minimap.
 
@@ -140,21 +148,18 @@ class DynamicPointSelector(nn.Module):
         if self.mode == "topk":
             return torch.topk(minimap.detach().flatten(1), self.num_points, dim=1).indices
         scores = minimap.detach().float().flatten(1).sigmoid()
-        rows = torch.arange(height, device=scores.device).repeat_interleave(width).float()
-        cols = torch.arange(width, device=scores.device).repeat(height).float()
         diag = math.sqrt(height**2 + width**2) if self.normalization == "diagonal" else 1.0
+        distances = cell_distances(height, width, scores.device)
+        samples = torch.arange(batch, device=scores.device)
         chosen = [scores.argmax(1)]
         taken = torch.zeros_like(scores, dtype=torch.bool)
-        taken[torch.arange(batch), chosen[0]] = True
+        taken[samples, chosen[0]] = True
         nearest = torch.full_like(scores, float("inf"))
         for _ in range(self.num_points - 1):
-            last = chosen[-1]
-            distance = torch.sqrt((rows - rows[last][:, None]) ** 2 + (cols - cols[last][:, None]) ** 2)
-            nearest = torch.minimum(nearest, distance)
+            nearest = torch.minimum(nearest, distances[chosen[-1]])
             combined = scores + (self.distance_weight * nearest) / diag
-            combined = combined.masked_fill(taken, float("-inf"))
-            index = combined.argmax(1)
-            taken[torch.arange(batch), index] = True
+            index = combined.masked_fill(taken, float("-inf")).argmax(1)
+            taken[samples, index] = True
             chosen.append(index)
         return torch.stack(chosen, dim=1)
 
@@ -248,5 +253,6 @@ __all__ = [
     "InstanceQueryGenerator",
     "TextToImageDecoder",
     "attention_minimap",
+    "cell_distances",
     "text_filter",
 ]

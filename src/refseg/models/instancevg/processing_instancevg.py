@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+
+from ...processing_utils import ReferringSegmentationProcessorBase
 
 __all__ = ["InstanceVGProcessor", "clean_expression", "tokenizer_from_sentencepiece"]
 
@@ -55,14 +56,14 @@ def tokenizer_from_sentencepiece(spm_path: str | Path, model_max_length: int = 5
     return tokenizer
 
 
-class InstanceVGProcessor(ProcessorMixin):
+class InstanceVGProcessor(ReferringSegmentationProcessorBase):
     r"""Wraps an :class:`InstanceVGImageProcessor` and the BEiT-3 XLM-R tokenizer.
 
     The tokenizer's ``model_max_length`` is the number of text tokens (50 or 20 for the released models).
+    Validation, tokenization and the out-of-vocabulary warning are those of
+    :class:`refseg.processing_utils.ReferringSegmentationProcessorBase`; the sentences are cleaned as the
+    released code does (:func:`clean_expression`) before they are tokenized.
     """
-
-    def __init__(self, image_processor=None, tokenizer=None, **kwargs) -> None:
-        super().__init__(image_processor, tokenizer, **kwargs)
 
     @property
     def model_input_names(self) -> list[str]:
@@ -85,43 +86,32 @@ class InstanceVGProcessor(ProcessorMixin):
 
         Returns ``pixel_values`` (B, 3, 320, 320), ``input_ids`` and ``attention_mask`` (B, L) (cleaned text,
         right-padded to the longest sentence, or to ``max_length`` with ``padding="max_length"``; cut to at most
-        ``max_length`` or the tokenizer's ``model_max_length`` tokens unless ``truncation=False``), and with ``instances`` the training
-        targets ``mask_labels`` (and ``box_labels``). ``image_indices`` must be None: BEiT-3 encodes every image
-        together with its sentence, so images cannot be shared between sentences.
+        ``max_length`` or the tokenizer's ``model_max_length`` tokens unless ``truncation=False``), and with
+        ``instances`` the training targets ``mask_labels`` (and ``box_labels``). ``image_indices`` must be None:
+        BEiT-3 encodes every image together with its sentence, so images cannot be shared between sentences.
         """
         if image_indices is not None:
             raise ValueError(
                 "InstanceVG encodes each image jointly with its sentence (BEiT-3); image_indices is not supported"
             )
-        if images is None or text is None:
-            raise ValueError("InstanceVGProcessor needs both images and text (one sentence per image)")
-        if return_tensors not in (None, "pt"):
-            raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
-        image_list = self.image_processor.make_list_of_images(images)
-        texts = [text] if isinstance(text, str) else list(text)
-        if not all(isinstance(t, str) for t in texts):
-            raise ValueError("text must be a string or a list of strings (one sentence per image)")
-        if len(texts) != len(image_list):
-            raise ValueError(
-                f"got {len(image_list)} image(s) and {len(texts)} sentence(s); pass exactly one sentence per image"
-            )
+        return super().__call__(
+            images=images,
+            text=text,
+            instances=instances,
+            return_tensors=return_tensors,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            **kwargs,
+        )
+
+    def _prepare_texts(self, texts: list[str]) -> list[str]:
+        """The released code's cleaning (:func:`clean_expression`); an expression left empty is refused."""
         cleaned = [clean_expression(t) for t in texts]
         for t, c in zip(texts, cleaned):
             if not c.strip():
                 raise ValueError(f"the expression {t!r} is empty after cleaning")
-        data = dict(self.image_processor(image_list, instances=instances, **kwargs))
-        max_length = max_length or self.tokenizer.model_max_length
-        encoded = self.tokenizer(
-            cleaned,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length,
-            return_tensors="pt",
-            return_token_type_ids=False,
-        )
-        data["input_ids"] = encoded["input_ids"]
-        data["attention_mask"] = encoded["attention_mask"].to(torch.long)
-        return BatchFeature(data=data)
+        return cleaned
 
     def post_process_referring_segmentation(
         self,

@@ -8,13 +8,15 @@ InstanceVG (Sec. 3.1) builds four levels at strides 4, 8, 16 and 32 from the pro
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channels of a ``(B, C, H, W)`` map (biased variance), as in ViTDet / ConvNeXt.
 
-    The released InstanceVG builds these norms with ``eps = 1e-5``.
+    The released InstanceVG builds these norms with ``eps = 1e-5``. Computed by ``layer_norm`` on the
+    channels-last view; the result has the channels-last memory format (same shape).
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
@@ -25,10 +27,8 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise every pixel's channel vector, then scale and shift per channel."""
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        pixels = x.permute(0, 2, 3, 1)
+        return F.layer_norm(pixels, (x.shape[1],), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
 
 
 class ConvNorm(nn.Module):
@@ -66,7 +66,9 @@ class SimpleFPN(nn.Module):
         self.output_convs = nn.ModuleList(ConvNorm(channels, channels, 3) for _ in level_channels)
 
     def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """Return ``[c1 (stride 4), c2 (stride 8), c3 (stride 16), c4 (stride 32)]``."""
+        """Return ``[c1 (stride 4), c2 (stride 8), c3 (stride 16), c4 (stride 32)]`` (channels-last memory
+        format, where the convolutions and channel norms run fastest on CPU)."""
+        features = features.contiguous(memory_format=torch.channels_last)
         levels = (
             self.upsample_4x(features),
             self.upsample_2x(features),

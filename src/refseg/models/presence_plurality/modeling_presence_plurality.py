@@ -280,8 +280,17 @@ class PresencePluralityForReferringSegmentation(PresencePluralityPreTrainedModel
         """``Y_hat`` ``(B, 2, H, W)``: the MLP on the upsampled mask features (Sec. 3.1), or, without
         ``mask_head_at_full_resolution``, the MLP at stride 4 with the logits upsampled."""
         if self.config.mask_head_at_full_resolution:
-            features = F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False)
-            return self.mask_head(features.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            # The MLP's first layer is affine and bilinear upsampling is a convex combination of pixels (its
+            # weights sum to 1), so the two commute: projecting at stride 4 and then upsampling computes the same
+            # map as upsampling first, with 16x fewer multiply-adds. The map stays channels-last, so the layers
+            # after the upsampling read it without a copy (the MLP's ReLU is in place).
+            first, *rest = self.mask_head
+            projected = first(mask_features.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            hidden = F.interpolate(projected, size=size, mode="bilinear", align_corners=False)
+            hidden = hidden.permute(0, 2, 3, 1)
+            for layer in rest:
+                hidden = layer(hidden)
+            return hidden.permute(0, 3, 1, 2)
         logits = self.mask_head(mask_features.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 

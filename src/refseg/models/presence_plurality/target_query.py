@@ -16,12 +16,16 @@ from torch.nn import functional as F
 
 
 def mlp(input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> nn.Sequential:
-    """``num_layers`` linear layers with ReLU in between (the heads' "single MLP", Sec. 3.1)."""
+    """``num_layers`` linear layers with ReLU in between (the heads' "single MLP", Sec. 3.1).
+
+    The ReLUs work in place (each follows a linear layer or an upsampling, whose backward does not need its
+    output), which spares a copy of the full-resolution mask head's hidden map.
+    """
     dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         if i:
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))
         layers.append(nn.Linear(a, b))
     return nn.Sequential(*layers)
 

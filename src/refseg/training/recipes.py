@@ -1,0 +1,368 @@
+"""Training recipes: each paper's optimizer, parameter groups, learning-rate schedule and gradient clipping.
+
+A :class:`TrainingRecipe` says how a model is optimised, independent of the training loop:
+
+* the optimizer (AdamW, or Adam with AMSGrad) and its betas, epsilon and weight decay;
+* learning-rate groups selected by parameter name (:class:`LearningRateGroup`: e.g. the pretrained
+  backbones at a tenth of the learning rate), every other trainable parameter in the ``rest`` group;
+* which parameters get no weight decay (``no_decay``): ``"generic"`` (1-d parameters and names with
+  ``norm``), ``"norms_and_position_tables"`` (the parameters of normalisation layers and position tables,
+  as in LAVT's optimizer) or ``"none"``;
+* the schedule (:mod:`refseg.training.schedules`) and the gradient-clipping norm (0: none).
+
+:func:`get_recipe` returns a model type's recipe by name: ``generic`` (any model; what ``examples/train.py``
+does by default) or ``paper``, the recipe of the model's paper (or, for InstanceVG, of the released code
+its checkpoints were trained with; ``paper-refcoco`` is its RefCOCO/+/g variant).
+:meth:`TrainingRecipe.with_overrides` applies command-line values (a new learning rate scales every group's
+rate by the same factor), :func:`parameter_groups` / :func:`build_optimizer` build the optimizer of a model
+and :meth:`TrainingRecipe.lr_factor` is the schedule for ``LambdaLR``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from .schedules import linear_factor, multistep_warmup_factor, poly_factor
+
+__all__ = [
+    "LearningRateGroup",
+    "TrainingRecipe",
+    "available_recipes",
+    "build_optimizer",
+    "get_recipe",
+    "parameter_groups",
+]
+
+_OPTIMIZERS = ("adamw", "adam")
+_SCHEDULES = ("linear", "poly", "multistep")
+_NO_DECAY_RULES = ("generic", "norms_and_position_tables", "none")
+# parameter names of position tables (Swin's absolute_pos_embed / relative_position_bias_table, BERT's and
+# BEiT-3's position_embeddings) that the "norms_and_position_tables" rule keeps free of weight decay
+_POSITION_TABLE = re.compile(r"pos_embed|position_embedding|relative_position_bias_table")
+_NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)
+
+
+@dataclass(frozen=True)
+class LearningRateGroup:
+    """Parameters whose full name matches ``pattern`` (``re.match``) train at ``learning_rate``.
+
+    Attributes:
+        name: the group's name (kept in the optimizer's ``param_groups`` as ``"name"``).
+        pattern: regular expression matched at the start of the parameter name.
+        learning_rate: the group's initial learning rate.
+    """
+
+    name: str
+    pattern: str
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How a model is optimised: optimizer, learning-rate groups, weight decay, schedule, clipping.
+
+    ``learning_rate`` is the rate of the parameters outside every :class:`LearningRateGroup` (the ``rest``
+    group). The schedule is ``"linear"`` (warm-up ``warmup_steps``, then linear to ``min_learning_rate``),
+    ``"poly"`` (``(1 - t / T) ** power`` per optimizer step, down to ``min_learning_rate``) or
+    ``"multistep"`` (epoch-wise: ``warmup_epochs``, then x ``gamma`` at each of ``milestones``, 1-based
+    epochs). ``max_grad_norm`` 0 means no clipping.
+    """
+
+    name: str
+    source: str
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-4
+    groups: tuple[LearningRateGroup, ...] = ()
+    weight_decay: float = 0.01
+    no_decay: str = "generic"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    amsgrad: bool = False
+    schedule: str = "linear"
+    min_learning_rate: float = 0.0
+    warmup_steps: int = 0
+    power: float = 0.9
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    max_grad_norm: float = 0.0
+    model_types: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
+        if self.no_decay not in _NO_DECAY_RULES:
+            raise ValueError(f"no_decay must be one of {_NO_DECAY_RULES}, got {self.no_decay!r}")
+        if self.learning_rate < 0 or self.min_learning_rate < 0 or self.max_grad_norm < 0:
+            raise ValueError("learning rates and max_grad_norm must be >= 0")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule == "multistep" and self.warmup_steps:
+            raise ValueError(
+                f"recipe {self.name!r} warms up per epoch (warmup_epochs={self.warmup_epochs}); "
+                "a warm-up in steps does not apply to it"
+            )
+
+    def with_overrides(
+        self,
+        *,
+        learning_rate: float | None = None,
+        min_learning_rate: float | None = None,
+        weight_decay: float | None = None,
+        betas: tuple[float, float] | None = None,
+        eps: float | None = None,
+        max_grad_norm: float | None = None,
+        warmup_steps: int | None = None,
+    ) -> TrainingRecipe:
+        """A copy with the given values (``None`` keeps the recipe's).
+
+        A new ``learning_rate`` scales every group's rate by ``learning_rate / self.learning_rate``, so the
+        ratios between the groups (e.g. backbone : rest = 1 : 10) stay the paper's.
+        """
+        changes: dict[str, Any] = {}
+        if learning_rate is not None and learning_rate != self.learning_rate:
+            scale = learning_rate / self.learning_rate if self.learning_rate > 0 else 0.0
+            changes["learning_rate"] = learning_rate
+            changes["groups"] = tuple(replace(g, learning_rate=g.learning_rate * scale) for g in self.groups)
+        for key, value in (
+            ("min_learning_rate", min_learning_rate),
+            ("weight_decay", weight_decay),
+            ("betas", None if betas is None else tuple(betas)),
+            ("eps", eps),
+            ("max_grad_norm", max_grad_norm),
+            ("warmup_steps", warmup_steps),
+        ):
+            if value is not None:
+                changes[key] = value
+        return replace(self, **changes)
+
+    def lr_factor(self, step: int, total_steps: int, steps_per_epoch: int = 1) -> float:
+        """The schedule's factor on the initial learning rates at optimizer step ``step`` (0-based)."""
+        if self.schedule == "multistep":
+            return multistep_warmup_factor(
+                step, steps_per_epoch, self.milestones, gamma=self.gamma, warmup_epochs=self.warmup_epochs
+            )
+        floor = self.min_learning_rate / self.learning_rate if self.learning_rate > 0 else 1.0
+        if self.schedule == "poly":
+            return poly_factor(step, total_steps, self.power, warmup_steps=self.warmup_steps, floor=floor)
+        return linear_factor(step, total_steps, warmup_steps=self.warmup_steps, floor=floor)
+
+    def describe(self) -> str:
+        """One line for logs and model cards: optimizer, rates per group, decay, schedule and clipping."""
+        if self.optimizer == "adam":
+            optimizer = "Adam" + (" (AMSGrad)" if self.amsgrad else "")
+        else:
+            optimizer = "AdamW"
+        rates = ", ".join(f"{g.name} {g.learning_rate:g}" for g in self.groups)
+        rates = f"{rates}, rest {self.learning_rate:g}" if rates else f"{self.learning_rate:g}"
+        if self.schedule == "multistep":
+            schedule = (
+                f"x{self.gamma:g} at epoch(s) {', '.join(map(str, self.milestones))}, "
+                f"{self.warmup_epochs} warm-up epoch(s)"
+            )
+        elif self.schedule == "poly":
+            schedule = f"poly {self.power:g} per step to {self.min_learning_rate:g}"
+        else:
+            schedule = f"linear to {self.min_learning_rate:g}"
+        if self.warmup_steps:
+            schedule += f", {self.warmup_steps} warm-up step(s)"
+        clip = f"clip {self.max_grad_norm:g}" if self.max_grad_norm > 0 else "no clipping"
+        return (
+            f"{self.name} ({self.source}): {optimizer} betas {self.betas} eps {self.eps:g}, lr {rates}, "
+            f"weight decay {self.weight_decay:g} (no decay: {self.no_decay}), {schedule}, {clip}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field (saved with the training arguments)."""
+        data = asdict(self)
+        data["groups"] = [asdict(g) for g in self.groups]
+        data["betas"] = list(self.betas)
+        data["milestones"] = list(self.milestones)
+        data["model_types"] = list(self.model_types)
+        return data
+
+
+# examples/train.py's default for every model type: AdamW, 1e-4 linearly to 1e-6, weight decay 0.01 except on
+# 1-d parameters and names with "norm", gradient norm clipped at 1.0
+GENERIC = TrainingRecipe(
+    name="generic",
+    source="refseg's default for every model",
+    learning_rate=1e-4,
+    min_learning_rate=1e-6,
+    weight_decay=0.01,
+    max_grad_norm=1.0,
+)
+
+_RECIPES: dict[tuple[str, str], TrainingRecipe] = {}
+
+
+def _register(model_type: str, name: str, recipe: TrainingRecipe) -> None:
+    _RECIPES[model_type, name] = replace(recipe, model_types=(model_type,))
+
+
+# InstAlign Sec. 4.1 and supplementary Sec. 8: AdamW, lr 1e-4 decreasing linearly to 1e-6 over the training.
+# The paper states no parameter groups, weight decay, warm-up or clipping: those stay refseg's generic ones.
+_register(
+    "instalign",
+    "paper",
+    replace(GENERIC, name="paper", source="InstAlign Sec. 4.1 / supp. Sec. 8; unstated parts generic"),
+)
+
+# The released InstanceVG code (paper Sec. 4.3: Adam, 5e-5 for the multi-modality encoder, 5e-4 for the
+# rest, x0.1 at the 7th of 10 epochs; RefCOCO/+/g: at the 15th of 20): Adam with AMSGrad, betas (0.9, 0.98),
+# eps 1e-9, no weight decay, global gradient norm clipped at 0.15 every step, and an epoch-wise step
+# schedule with a linear warm-up (1 epoch for the generalized benchmarks, 3 for RefCOCO/+/g).
+_INSTANCEVG = TrainingRecipe(
+    name="paper",
+    source="the released InstanceVG code, gRefCOCO / Ref-ZOM / R-RefCOCO (paper Sec. 4.3)",
+    optimizer="adam",
+    amsgrad=True,
+    betas=(0.9, 0.98),
+    eps=1e-9,
+    learning_rate=5e-4,
+    groups=(LearningRateGroup("beit3", r"model\.encoder\.", 5e-5),),
+    weight_decay=0.0,
+    no_decay="none",
+    schedule="multistep",
+    milestones=(7,),
+    gamma=0.1,
+    warmup_epochs=1,
+    max_grad_norm=0.15,
+)
+_register("instancevg", "paper", _INSTANCEVG)
+_register(
+    "instancevg",
+    "paper-refcoco",
+    replace(
+        _INSTANCEVG,
+        name="paper-refcoco",
+        source="the released InstanceVG code, RefCOCO/+/g (paper Sec. 4.3)",
+        milestones=(15,),
+        warmup_epochs=3,
+    ),
+)
+
+# METRIS Sec. 4.1 and Appendix A: AdamW, initial lr 3e-5, polynomial decay. Unstated, as in the LAVT code
+# it builds on: weight decay 0.01 except on normalisation layers and position tables, power 0.9 per
+# iteration, no warm-up, no clipping.
+_register(
+    "metris",
+    "paper",
+    TrainingRecipe(
+        name="paper",
+        source="METRIS Sec. 4.1 and Appendix A; unstated parts from LAVT's code",
+        learning_rate=3e-5,
+        weight_decay=0.01,
+        no_decay="norms_and_position_tables",
+        schedule="poly",
+        power=0.9,
+        max_grad_norm=0.0,
+    ),
+)
+
+# Presence & plurality Sec. 4.2: AdamW, weight decay 0.01, lr 2.5e-6 for the backbone networks (Swin-B and
+# BERT-base) and 2.5e-5 for the other components (pixel-word attention and gates included: they are new),
+# polynomial decay with power 0.9. The paper states no clipping or warm-up: none.
+_register(
+    "presence_plurality",
+    "paper",
+    TrainingRecipe(
+        name="paper",
+        source="presence & plurality (Kim et al., AAAI 2026) Sec. 4.2",
+        learning_rate=2.5e-5,
+        groups=(LearningRateGroup("backbone", r"model\.(backbone|text_encoder)\.model\.", 2.5e-6),),
+        weight_decay=0.01,
+        no_decay="norms_and_position_tables",
+        schedule="poly",
+        power=0.9,
+        max_grad_norm=0.0,
+    ),
+)
+
+
+def available_recipes(model_type: str) -> list[str]:
+    """The recipe names for ``model_type``: ``generic`` and the model's own (e.g. ``paper``)."""
+    return ["generic", *sorted(name for mt, name in _RECIPES if mt == model_type)]
+
+
+def get_recipe(name: str, model_type: str) -> TrainingRecipe:
+    """The recipe ``name`` of ``model_type`` (``generic`` works for every model type).
+
+    Raises:
+        ValueError: if the model type has no recipe of that name (the message lists those it has).
+    """
+    if name == "generic":
+        return GENERIC
+    if (model_type, name) not in _RECIPES:
+        raise ValueError(
+            f"no training recipe {name!r} for model type {model_type!r}; available: "
+            f"{', '.join(available_recipes(model_type))}"
+        )
+    return _RECIPES[model_type, name]
+
+
+def _no_decay_names(model: nn.Module, rule: str) -> set[str]:
+    """Names of the parameters that get no weight decay under ``rule``."""
+    named = dict(model.named_parameters())
+    if rule == "none":
+        return set()
+    if rule == "generic":
+        return {n for n, p in named.items() if not (p.ndim > 1 and "norm" not in n.lower())}
+    names = {n for n in named if "norm" in n.lower() or _POSITION_TABLE.search(n)}
+    for module_name, module in model.named_modules():
+        if isinstance(module, _NORM_TYPES) or type(module).__name__.lower().endswith("norm"):
+            prefix = f"{module_name}." if module_name else ""
+            names.update(prefix + n for n, _ in module.named_parameters(recurse=False))
+    return names & set(named)
+
+
+def parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups for ``model`` under ``recipe``.
+
+    Every trainable parameter lands in exactly one group: the first :class:`LearningRateGroup` whose
+    pattern matches its name, else ``rest``; each of these splits into a decayed part and a ``no_decay``
+    part (``"<group>"`` and ``"<group>/no_decay"``). Empty groups are left out. Each dict holds
+    ``params``, ``lr``, ``weight_decay`` and ``name``.
+    """
+    no_decay = _no_decay_names(model, recipe.no_decay)
+    compiled = [(g, re.compile(g.pattern)) for g in recipe.groups]
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    rates = {g.name: g.learning_rate for g in recipe.groups} | {"rest": recipe.learning_rate}
+    order = [(g.name, decay) for g in recipe.groups for decay in (True, False)]
+    order += [("rest", True), ("rest", False)]
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        group = next((g.name for g, pattern in compiled if pattern.match(name)), "rest")
+        buckets.setdefault((group, name not in no_decay), []).append(param)
+    groups = []
+    for group, decay in order:
+        params = buckets.get((group, decay))
+        if params:
+            groups.append(
+                {
+                    "params": params,
+                    "lr": rates[group],
+                    "weight_decay": recipe.weight_decay if decay else 0.0,
+                    "name": group if decay else f"{group}/no_decay",
+                }
+            )
+    return groups
+
+
+def build_optimizer(model: nn.Module, recipe: TrainingRecipe) -> torch.optim.Optimizer:
+    """``torch.optim.AdamW`` or ``Adam`` over :func:`parameter_groups` with the recipe's hyper-parameters."""
+    groups = parameter_groups(model, recipe)
+    if not groups:
+        raise ValueError("the model has no trainable parameters")
+    kwargs = dict(lr=recipe.learning_rate, betas=recipe.betas, eps=recipe.eps, amsgrad=recipe.amsgrad)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(groups, weight_decay=recipe.weight_decay, **kwargs)
+    return torch.optim.AdamW(groups, weight_decay=recipe.weight_decay, **kwargs)
