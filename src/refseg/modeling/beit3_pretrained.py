@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 
 from .beit3 import Beit3Encoder
 from .beit3_config import POSITION_OFFSET
+from .checkpoint_files import read_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -202,21 +202,7 @@ class Beit3LoadingReport:
 
 
 def _read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"BEiT-3 checkpoint not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} holds objects other than tensors and plain containers, which are not loaded for safety "
-            f"(torch.load(weights_only=True) refused: {error}); re-save its state dict with torch.save or as "
-            "safetensors"
-        ) from error
+    checkpoint = read_weights_file(path, what="BEiT-3 checkpoint")
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(checkpoint).__name__})")
     for key in ("model", "module"):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from ...modeling.beit3_pretrained import (
     beit3_state_dict_from_original,
     beit3_state_dict_to_original,
 )
+from ...modeling.checkpoint_files import read_weights_file
 from .configuration_instancevg import InstanceVGConfig
 from .image_processing_instancevg import InstanceVGImageProcessor
 from .modeling_instancevg import InstanceVGForReferringSegmentation
@@ -233,17 +233,7 @@ def state_dict_to_original(
 
 def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a released checkpoint, loaded safely (``weights_only=True``), without ``module.``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path} cannot be loaded with weights_only=True (it holds objects other than tensors and plain "
-            f"containers, e.g. a pickled optimizer or config class): {str(err).splitlines()[0]}. Re-save only its "
-            "'state_dict' from a trusted environment."
-        ) from err
+    checkpoint = read_weights_file(path, what="InstanceVG checkpoint")
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         state_dict = checkpoint["state_dict"]
     elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):

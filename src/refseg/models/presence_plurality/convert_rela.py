@@ -40,6 +40,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...modeling.checkpoint_files import read_weights_file
+
 DROPPED_PREFIXES = ("sem_seg_head.predictor.", "text_encoder.pooler.", "criterion.")
 
 _SWIN = "model.backbone.model.swin."
@@ -172,7 +174,7 @@ def load_rela_checkpoint(model: nn.Module, path: str | Path, strict: bool = True
     lists the model keys left as they were (``missing``: the target query, the heads, the Swin's unused final
     LayerNorm).
     """
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    checkpoint = read_weights_file(path, what="ReLA checkpoint")
     rela_state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(rela_state, dict):
         raise ValueError(f"{path} does not hold a state dict (or a dict with a 'model' state dict)")
