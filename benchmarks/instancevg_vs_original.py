@@ -17,7 +17,8 @@ flips every round) so that both see the same machine load; the report gives medi
 medians and the median of per-round ratios, the load average before and after, the median time of the main
 components (forward hooks) and, with ``--profile N``, the top-N operators by self CPU time (torch.profiler).
 Peak memory is measured in a fresh subprocess per implementation: VmHWM (the peak RSS of the whole process) and
-its growth during one forward after a warm-up (reset through /proc/self/clear_refs).
+the peak RSS during the first forward (``peak_memory.py``: VmHWM reset through /proc/self/clear_refs plus
+VmRSS sampling).
 
     PYTHONPATH=src /work/parity-venv/bin/python benchmarks/instancevg_vs_original.py --original /path/to/InstanceVG
     PYTHONPATH=src python benchmarks/instancevg_vs_original.py            # refseg only, b-grefcoco preset
@@ -41,10 +42,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers.initialization import no_init_weights
 
 # refseg (and the transformers modules it registers with) must be imported before the parity harness installs
 # its stub packages (a stub torchvision would confuse transformers' version checks)
+from peak_memory import forward_peak_rss, status_kb
+from transformers.initialization import no_init_weights
+
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
 from refseg.models.instancevg.convert_instancevg import config_from_state_dict, convert_state_dict
 
@@ -64,33 +67,6 @@ def load_average() -> list[float] | None:
 def progress(message: str) -> None:
     """A progress line on stderr (stdout carries only the JSON report)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def forward_peak_growth_mb(run: Callable[[], object]) -> float | None:
-    """Peak resident memory above the current level while ``run()`` executes (Linux only, else None)."""
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS
-    except OSError:
-        return None
-    before = _status_kb("VmRSS")
-    run()
-    peak = _status_kb("VmHWM")
-    if before is None or peak is None:
-        return None
-    return round((peak - before) / 1024, 1)
 
 
 class ComponentTimer:
@@ -248,13 +224,12 @@ def memory_worker(args: argparse.Namespace) -> None:
             args.seed,
         )
         run, _ = refseg_runner(model, *inputs)
-    run()  # warm-up
-    # VmHWM (this process's own high-water mark): ru_maxrss would carry the parent's peak over the fork
-    peak_before = _status_kb("VmHWM")
-    growth = forward_peak_growth_mb(run)
-    peaks = [kb for kb in (peak_before, _status_kb("VmHWM")) if kb is not None]
-    peak_kb = max(peaks) if peaks else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"process_peak_rss_mb": round(peak_kb / 1024, 1), "forward_peak_growth_mb": growth}))
+    # this process's own high-water mark so far (building the model): ru_maxrss would carry the parent's peak
+    # over the fork; then the first forward, as the other paper-config benchmarks measure it (peak_memory.py)
+    build_peak_kb = status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    forward = forward_peak_rss(run)
+    peak_mb = max(build_peak_kb / 1024, forward["peak_rss_mb"] or 0.0)
+    print(json.dumps({"process_peak_rss_mb": round(peak_mb, 1), **forward}))
 
 
 def measure_memory(args: argparse.Namespace, implementation: str) -> dict:

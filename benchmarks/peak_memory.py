@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def _status_kb(field: str) -> int | None:
+def status_kb(field: str) -> int | None:
+    """``field`` of /proc/self/status (e.g. ``"VmRSS"``) in kB; None where it cannot be read."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -43,7 +44,7 @@ def forward_peak_rss(run: Callable[[], object], interval_s: float = 0.002) -> di
     ``None`` where ``/proc/self/status`` does not exist.
     """
     gc.collect()
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current RSS
@@ -55,7 +56,7 @@ def forward_peak_rss(run: Callable[[], object], interval_s: float = 0.002) -> di
 
     def sample() -> None:
         while not done.wait(interval_s):
-            rss = _status_kb("VmRSS")
+            rss = status_kb("VmRSS")
             if rss is not None:
                 sampled.append(rss)
 
@@ -75,7 +76,7 @@ def forward_peak_rss(run: Callable[[], object], interval_s: float = 0.002) -> di
         }
     peak = max(sampled)
     if method.startswith("VmHWM"):
-        peak = max(peak, _status_kb("VmHWM") or 0)
+        peak = max(peak, status_kb("VmHWM") or 0)
     return {
         "rss_before_forward_mb": round(before / 1024, 1),
         "peak_rss_mb": round(peak / 1024, 1),

@@ -1,6 +1,7 @@
 """benchmarks/instancevg_vs_original.py in refseg-only mode (no original checkout), on the tiny preset."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "instancevg_vs_ori
 
 
 def _load_benchmark():
+    if str(SCRIPT.parent) not in sys.path:  # the script imports its sibling peak_memory.py, as when it is run
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("instancevg_vs_original", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
