@@ -11,6 +11,7 @@ re-implements a metric, a loader or a data rule. One JSON file per candidate, th
     python benchmarks/demo_candidates.py --table runs/demo_candidates   # JSON files -> markdown table
     python benchmarks/demo_candidates.py --overfit_steps 60 --logging_steps 10   # wiring check on one batch
     python benchmarks/demo_candidates.py --grounding runs/demo_candidates/metris   # does the mask follow the text?
+    python benchmarks/demo_candidates.py --no_target_scores runs/demo_candidates/metris   # no-target ranking
 
 Seconds per step are measured from train.py's step log lines (training steps only, not data generation
 or saving) and depend on the machine's load, so the 1-minute load average is sampled during training and
@@ -96,6 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=None,
         help="only measure whether these trained models' masks depend on the sentence (see sentence_dependence)",
+    )
+    p.add_argument(
+        "--no_target_scores",
+        nargs="+",
+        default=None,
+        help="only measure how these trained models' no-target probabilities separate the sentences "
+        "(see no_target_separation)",
     )
     p.add_argument(
         "--overfit_steps",
@@ -353,6 +361,56 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def no_target_separation(model_dir: str, args: argparse.Namespace, scenes: int = 60) -> dict:
+    """Does the no-target decision rank the sentences right, whatever its threshold? On the first ``scenes``
+    validation scenes of the side-by-side, the post-processed ``1 - target_score`` (the model's probability
+    that nothing is referred to) of every sentence: its range for no-target and for targeted sentences, the
+    AUROC (the chance that a no-target sentence scores above a targeted one; 0.5 = no signal) and N-acc / T-acc
+    at a few thresholds. N-acc 0 with an AUROC well above 0.5 means a calibrated threshold, not a new model,
+    would already say "no target"."""
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    from refseg.data import synthetic_scenes
+
+    torch.set_grad_enabled(False)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    scores: dict[bool, list[float]] = {True: [], False: []}
+    for row in synthetic_scenes(scenes, seed=args.eval_seed + 1, image_size=160, split="validation"):
+        image = row["image"].convert("RGB")
+        inputs = processor(images=[image], text=[row["sentence"]])
+        (pred,) = processor.post_process_referring_segmentation(
+            model(**inputs), target_sizes=[(image.height, image.width)]
+        )
+        scores[bool(row["no_target"])].append(1.0 - float(pred["target_score"]))
+    absent, present = np.array(scores[True]), np.array(scores[False])
+    if not len(absent) or not len(present):
+        return {"model": model_dir, "error": "the scenes hold no no-target or no targeted sentence"}
+    greater = (absent[:, None] > present[None, :]).mean() + 0.5 * (absent[:, None] == present[None, :]).mean()
+    thresholds = {
+        f"{t:g}": {
+            "N-acc": round(100 * float((absent > t).mean()), 1),
+            "T-acc": round(100 * float((present <= t).mean()), 1),
+        }
+        for t in (0.25, 0.3, 0.35, 0.4, 0.5)
+    }
+    return {
+        "model": model_dir,
+        "no_target_sentences": len(absent),
+        "targeted_sentences": len(present),
+        "p_no_target_of_no_target_sentences": [
+            round(float(f(absent)), 3) for f in (np.min, np.median, np.max)
+        ],
+        "p_no_target_of_targeted_sentences": [
+            round(float(f(present)), 3) for f in (np.min, np.median, np.max)
+        ],
+        "auroc": round(float(greater), 3),
+        "at_threshold": thresholds,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table:
@@ -362,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.grounding:
         for model_dir in args.grounding:
             print(json.dumps(sentence_dependence(model_dir, args)), flush=True)
+        return 0
+    if args.no_target_scores:
+        for model_dir in args.no_target_scores:
+            print(json.dumps(no_target_separation(model_dir, args)), flush=True)
         return 0
     if args.overfit_steps:
         folder = Path(args.output_dir) / "overfit"
