@@ -21,42 +21,13 @@ import platform
 import statistics
 import sys
 import time
-from collections import defaultdict
 
 import torch
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess
+from timing import ComponentTimer
 
 TARGET_RATIO = 0.8
 MODELS = ("instalign", "mask2former")
-
-
-class ComponentTimer:
-    """Wall-clock time of named sub-modules through forward pre/post hooks."""
-
-    def __init__(self, modules: dict[str, torch.nn.Module]) -> None:
-        self.times: dict[str, list[float]] = defaultdict(list)
-        self._start: dict[str, float] = {}
-        self.enabled = False
-        for name, module in modules.items():
-            module.register_forward_pre_hook(self._pre(name))
-            module.register_forward_hook(self._post(name))
-
-    def _pre(self, name):
-        def hook(module, args):
-            if self.enabled:
-                self._start[name] = time.perf_counter()
-
-        return hook
-
-    def _post(self, name):
-        def hook(module, args, output):
-            if self.enabled:
-                self.times[name].append((time.perf_counter() - self._start[name]) * 1000)
-
-        return hook
-
-    def medians(self) -> dict[str, float]:
-        return {name: round(statistics.median(values), 1) for name, values in self.times.items()}
 
 
 def build_instalign(image_size: int):

@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +45,7 @@ import torch
 # refseg (and the transformers modules it registers with) must be imported before the parity harness installs
 # its stub packages (a stub torchvision would confuse transformers' version checks)
 from peak_memory import forward_peak_rss, status_kb
+from timing import ComponentTimer
 from transformers.initialization import no_init_weights
 
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
@@ -67,36 +67,6 @@ def load_average() -> list[float] | None:
 def progress(message: str) -> None:
     """A progress line on stderr (stdout carries only the JSON report)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class ComponentTimer:
-    """Wall-clock time of named sub-modules through forward pre/post hooks (only while ``enabled``)."""
-
-    def __init__(self, modules: dict[str, torch.nn.Module]) -> None:
-        self.times: dict[str, list[float]] = defaultdict(list)
-        self._start: dict[str, float] = {}
-        self.enabled = False
-        for name, module in modules.items():
-            module.register_forward_pre_hook(self._pre(name))
-            module.register_forward_hook(self._post(name))
-
-    def _pre(self, name: str):
-        def hook(module, args):
-            if self.enabled:
-                self._start[name] = time.perf_counter()
-
-        return hook
-
-    def _post(self, name: str):
-        def hook(module, args, output):
-            if self.enabled:
-                self.times[name].append((time.perf_counter() - self._start[name]) * 1000)
-
-        return hook
-
-    def medians(self) -> dict[str, float]:
-        """Median milliseconds per component."""
-        return {name: round(statistics.median(values), 1) for name, values in self.times.items()}
 
 
 def make_inputs(image_size: int, max_length: int, valid_tokens: int, vocab_size: int, seed: int = 0):

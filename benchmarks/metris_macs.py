@@ -33,8 +33,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from instalign_vs_mask2former import ComponentTimer, build_mask2former  # noqa: E402
+from instalign_vs_mask2former import build_mask2former  # noqa: E402
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess  # noqa: E402
+from timing import ComponentTimer  # noqa: E402
 
 MODELS = ("metris", "mask2former")
 

@@ -28,8 +28,9 @@ import sys
 import time
 
 import torch
-from instalign_vs_mask2former import TARGET_RATIO, ComponentTimer, build_mask2former
+from instalign_vs_mask2former import TARGET_RATIO, build_mask2former
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess
+from timing import ComponentTimer
 
 MODELS = ("presence_plurality", "mask2former")
 
