@@ -51,6 +51,8 @@ CANDIDATES: dict[str, dict] = {
     },
     "metris": {"model_type": "metris", "overrides": {"encoder_fusion": "pwam", "lambda_dice": DICE}},
     "metris_nofusion": {"model_type": "metris", "overrides": {"encoder_fusion": "none", "lambda_dice": DICE}},
+    # joint image-text encoder (BEiT-3): the sentence and the patches attend to each other in every layer
+    "instancevg": {"model_type": "instancevg", "overrides": {"image_size": 160}},
     # controls: the paper's loss (2-class cross-entropy only), everything else the same
     "presence_plurality_paper_loss": {
         "model_type": "presence_plurality",
@@ -89,6 +91,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--logging_steps", type=int, default=25)
     p.add_argument("--threads", type=int, default=1, help="OMP/torch threads per run")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--config_overrides",
+        default=None,
+        help="JSON merged over each candidate's own overrides (a design lever measured on the same budget)",
+    )
+    p.add_argument(
+        "--tag", default="", help="suffix of each run's folder and JSON name, e.g. '_nt1' for a lever's runs"
+    )
+    p.add_argument("--tau_no", type=float, default=None, help="train.py --tau_no (extra no-target sentences)")
     p.add_argument(
         "--table", default=None, help="only print the markdown table of the JSON files in this folder"
     )
@@ -162,9 +173,23 @@ def parameter_count(model_dir: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def scene_size(model_dir: Path) -> int:
+    """Validation scenes are drawn at the trained model's input size (the scenes scale with it)."""
+    return int(json.loads((Path(model_dir) / "config.json").read_text()).get("image_size", 160))
+
+
+def candidate_overrides(name: str, args: argparse.Namespace) -> dict | None:
+    """The candidate's own config overrides with ``--config_overrides`` merged over them."""
+    overrides = dict(CANDIDATES[name]["overrides"] or {})
+    if args.config_overrides:
+        overrides.update(json.loads(args.config_overrides))
+    return overrides or None
+
+
 def run_candidate(name: str, args: argparse.Namespace) -> dict:
     spec = CANDIDATES[name]
-    out = Path(args.output_dir) / name
+    overrides = candidate_overrides(name, args)
+    out = Path(args.output_dir) / f"{name}{args.tag}"
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
@@ -178,12 +203,14 @@ def run_candidate(name: str, args: argparse.Namespace) -> dict:
         "--logging_steps", str(args.logging_steps), "--seed", str(args.seed), "--skip_eval",
         "--output_dir", str(out),
     ]  # fmt: skip
-    if spec["overrides"]:
-        train_cmd += ["--config_overrides", json.dumps(spec["overrides"])]
+    if overrides:
+        train_cmd += ["--config_overrides", json.dumps(overrides)]
+    if args.tau_no is not None:
+        train_cmd += ["--tau_no", str(args.tau_no)]
     record: dict = {
-        "candidate": name,
+        "candidate": f"{name}{args.tag}",
         "model_type": spec["model_type"],
-        "config_overrides": spec["overrides"],
+        "config_overrides": overrides,
     }
     sampler = LoadSampler()
     sampler.start()
@@ -206,7 +233,7 @@ def run_candidate(name: str, args: argparse.Namespace) -> dict:
     metrics_file = out / "eval.json"
     eval_cmd = [
         sys.executable, str(ROOT / "examples/evaluate.py"), "--model", str(out), "--dataset", "synthetic",
-        "--split", "validation", "--synthetic-images", str(args.eval_images), "--synthetic-size", "160",
+        "--split", "validation", "--synthetic-images", str(args.eval_images), "--synthetic-size", str(scene_size(out)),
         "--seed", str(args.eval_seed), "--resolution", "model", "--device", "cpu", "--output", str(metrics_file),
     ]  # fmt: skip
     start = time.time()
@@ -244,7 +271,7 @@ def overfit_candidate(name: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     train_args = train.parse_args(
         ["--model_type", spec["model_type"], "--config_preset", args.config_preset,
-         "--config_overrides", json.dumps(spec["overrides"] or {}), "--train_images", "8", "--val_images", "1",
+         "--config_overrides", json.dumps(candidate_overrides(name, args) or {}), "--train_images", "8", "--val_images", "1",
          "--data_seed", str(args.data_seed), "--output_dir", str(Path(args.output_dir) / "overfit")]
     )  # fmt: skip
     model, processor = train.build_model_and_processor(train_args)
@@ -255,7 +282,7 @@ def overfit_candidate(name: str, args: argparse.Namespace) -> dict:
     target = torch.stack([m.amax(0) if len(m) else torch.zeros(size) for m in batch["mask_labels"]]) > 0.5
     empty = [not bool(t.any()) for t in target]
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
-    record: dict = {"candidate": name, "config_overrides": spec["overrides"], "steps": []}
+    record: dict = {"candidate": name, "config_overrides": candidate_overrides(name, args), "steps": []}
     record["target_foreground_share"] = [round(float(t.float().mean()), 4) for t in target]
     model.train()
     for step in range(1, args.overfit_steps + 1):
@@ -307,7 +334,9 @@ def sentence_dependence(model_dir: str, args: argparse.Namespace, scenes: int = 
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir).eval()
     by_image: dict = {}
-    for row in synthetic_scenes(scenes, seed=args.eval_seed + 1, image_size=160, split="validation"):
+    for row in synthetic_scenes(
+        scenes, seed=args.eval_seed + 1, image_size=model.config.image_size, split="validation"
+    ):
         if not row["no_target"] and row["instances"]:
             by_image.setdefault(row["image_id"], []).append(row)
     own, other = [], []
@@ -378,7 +407,9 @@ def no_target_separation(model_dir: str, args: argparse.Namespace, scenes: int =
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir).eval()
     scores: dict[bool, list[float]] = {True: [], False: []}
-    for row in synthetic_scenes(scenes, seed=args.eval_seed + 1, image_size=160, split="validation"):
+    for row in synthetic_scenes(
+        scenes, seed=args.eval_seed + 1, image_size=model.config.image_size, split="validation"
+    ):
         image = row["image"].convert("RGB")
         inputs = processor(images=[image], text=[row["sentence"]])
         (pred,) = processor.post_process_referring_segmentation(
@@ -434,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name in args.candidates:
         record = run_candidate(name, args)
-        path = Path(args.output_dir) / f"{name}.json"
+        path = Path(args.output_dir) / f"{name}{args.tag}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(json.dumps(record, indent=2), flush=True)
     return 0
