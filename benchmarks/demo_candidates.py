@@ -101,6 +101,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--tau_no", type=float, default=None, help="train.py --tau_no (extra no-target sentences)")
     p.add_argument(
+        "--group_by_image",
+        action="store_true",
+        help="train.py --group_by_image: each batch holds the sentences of a few whole images (a data layout)",
+    )
+    p.add_argument(
         "--table", default=None, help="only print the markdown table of the JSON files in this folder"
     )
     p.add_argument(
@@ -207,6 +212,8 @@ def run_candidate(name: str, args: argparse.Namespace) -> dict:
         train_cmd += ["--config_overrides", json.dumps(overrides)]
     if args.tau_no is not None:
         train_cmd += ["--tau_no", str(args.tau_no)]
+    if args.group_by_image:
+        train_cmd.append("--group_by_image")
     record: dict = {
         "candidate": f"{name}{args.tag}",
         "model_type": spec["model_type"],
