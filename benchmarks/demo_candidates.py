@@ -12,6 +12,7 @@ re-implements a metric, a loader or a data rule. One JSON file per candidate, th
     python benchmarks/demo_candidates.py --overfit_steps 60 --logging_steps 10   # wiring check on one batch
     python benchmarks/demo_candidates.py --grounding runs/demo_candidates/metris   # does the mask follow the text?
     python benchmarks/demo_candidates.py --no_target_scores runs/demo_candidates/metris   # no-target ranking
+    python benchmarks/demo_candidates.py --breakdown runs/demo_candidates/metris   # IoU per kind of sentence
 
 Seconds per step are measured from train.py's step log lines (training steps only, not data generation
 or saving) and depend on the machine's load, so the 1-minute load average is sampled during training and
@@ -120,6 +121,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="only measure how these trained models' no-target probabilities separate the sentences "
         "(see no_target_separation)",
+    )
+    p.add_argument(
+        "--breakdown",
+        nargs="+",
+        default=None,
+        help="only measure these trained models' masks per kind of sentence (see sentence_breakdown)",
     )
     p.add_argument(
         "--overfit_steps",
@@ -397,6 +404,75 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def sentence_form(sentence: str) -> str:
+    """The grammar form of a synthetic sentence, read from the grammar's own phrase tables: "relation",
+    "superlative", "location", "conjunction", "all" (all / everything / counts) or "plain" (attributes only)."""
+    from refseg.data.synthetic.grammar import LOCATIONS, NUMBERS, RELATIONS, SUPERLATIVES
+
+    words = sentence.split()
+    if any(f" {phrase} the " in f" {sentence} " for phrase in RELATIONS.values()):
+        return "relation"
+    if any(word in SUPERLATIVES for word in words):
+        return "superlative"
+    if any(sentence.endswith(phrase) for phrase in LOCATIONS.values()):
+        return "location"
+    if " and " in sentence:
+        return "conjunction"
+    if words[0] in ("all", "everything") or any(word in NUMBERS.values() for word in words):
+        return "all"
+    return "plain"
+
+
+def sentence_breakdown(model_dir: str, args: argparse.Namespace, scenes: int = 60) -> dict:
+    """Where do a model's masks fail? On the first ``scenes`` validation scenes, per grammar form of the targeted
+    sentences: the mean IoU of the mask before the no-target decision, the share with IoU above 0.3 (the mask
+    is on the referred objects at all) and the predicted / target area ratio (above 1: the mask also covers
+    objects the sentence excludes); and, for no-target sentences, the share whose mask is empty."""
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    from refseg.data import synthetic_scenes
+    from refseg.data.masks import merge_instances
+
+    torch.set_grad_enabled(False)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    size = model.config.image_size
+    forms: dict[str, list[tuple[float, float, float]]] = {}
+    empty_on_no_target = []
+    for row in synthetic_scenes(scenes, seed=args.eval_seed + 1, image_size=size, split="validation"):
+        image = row["image"].convert("RGB")
+        (pred,) = processor.post_process_referring_segmentation(
+            model(**processor(images=[image], text=[row["sentence"]])), target_sizes=[(size, size)]
+        )
+        mask = np.asarray(pred["semantic_mask"], dtype=bool)
+        if row["no_target"]:
+            empty_on_no_target.append(not mask.any())
+            continue
+        target = merge_instances(row["instances"], size, size)
+        iou = float((mask & target).sum() / max((mask | target).sum(), 1))
+        forms.setdefault(sentence_form(row["sentence"]), []).append((iou, mask.sum(), target.sum()))
+    return {
+        "model": model_dir,
+        "forms": {
+            form: {
+                "sentences": len(rows),
+                "mean_iou": round(float(np.mean([r[0] for r in rows])), 3),
+                "share_iou_above_0.3": round(float(np.mean([r[0] > 0.3 for r in rows])), 3),
+                "predicted_over_target_area": round(
+                    float(sum(r[1] for r in rows) / sum(r[2] for r in rows)), 2
+                ),
+            }
+            for form, rows in sorted(forms.items())
+        },
+        "no_target_sentences": len(empty_on_no_target),
+        "no_target_share_with_empty_mask": round(float(np.mean(empty_on_no_target)), 3)
+        if empty_on_no_target
+        else None,
+    }
+
+
 def no_target_separation(model_dir: str, args: argparse.Namespace, scenes: int = 60) -> dict:
     """Does the no-target decision rank the sentences right, whatever its threshold? On the first ``scenes``
     validation scenes of the side-by-side, the post-processed ``1 - target_score`` (the model's probability
@@ -458,6 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.grounding:
         for model_dir in args.grounding:
             print(json.dumps(sentence_dependence(model_dir, args)), flush=True)
+        return 0
+    if args.breakdown:
+        for model_dir in args.breakdown:
+            print(json.dumps(sentence_breakdown(model_dir, args)), flush=True)
         return 0
     if args.no_target_scores:
         for model_dir in args.no_target_scores:

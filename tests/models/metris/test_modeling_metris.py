@@ -336,3 +336,37 @@ def test_pretrained_swin_and_bert_load_into_metris(tmp_path):
     assert all(torch.equal(text_state[k], v) for k, v in bert.state_dict().items())
     after = model.model.backbone.state_dict()
     assert all(torch.equal(after[k], v) for k, v in gates.items())  # PWAM and gates are not in the checkpoint
+
+
+def test_position_encoding_switch_adds_the_sine_embedding_where_documented():
+    """``position_encoding`` (beyond the paper): the stride-32 vision tokens entering the enhancer are the
+    projection of F_4 plus the 2-D sine embedding, the map entering each decoder stage gets one too, and
+    the switch changes nothing else (same parameters, other outputs); off, no embedding is added."""
+    from refseg.modeling.position_encoding import SinePositionEmbedding
+
+    pixel_values, input_ids, attention_mask = make_inputs()
+    off, on = build(), build(position_encoding=True)
+    assert on.state_dict().keys() == off.state_dict().keys()
+    on.load_state_dict(off.state_dict())
+    seen: dict[str, list[torch.Tensor]] = {"vision": [], "stage_inputs": []}
+    on.model.enhancer.register_forward_pre_hook(lambda module, args: seen["vision"].append(args[1]))
+    for attention in on.model.decoder.cross_attentions:
+        attention.register_forward_pre_hook(lambda module, args: seen["stage_inputs"].append(args[0]))
+    features: list[torch.Tensor] = []
+    on.model.backbone.register_forward_hook(lambda module, args, out: features.extend(out))
+    with torch.no_grad():
+        out_on = on(pixel_values, input_ids, attention_mask)
+        out_off = off(pixel_values, input_ids, attention_mask)
+        f4 = features[3]
+        projected = on.model.vision_projection(f4.flatten(2).transpose(1, 2))
+        sine = SinePositionEmbedding(on.config.hidden_size // 2)(f4).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(seen["vision"][0], projected + sine)
+        first_stage = on.model.decoder.input_projection(f4)
+        torch.testing.assert_close(
+            seen["stage_inputs"][0], first_stage + SinePositionEmbedding(on.config.decoder_hidden_dim // 2)(f4)
+        )
+    assert len(seen["stage_inputs"]) == 4
+    assert not torch.allclose(out_on.semantic_mask_logits, out_off.semantic_mask_logits)
+    assert off.model.position_embedding is None and off.model.decoder.position_embedding is None
+    with pytest.raises(ValueError, match="position_encoding needs an even"):
+        config(position_encoding=True, decoder_hidden_dim=9, num_heads=1)

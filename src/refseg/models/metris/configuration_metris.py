@@ -77,6 +77,12 @@ class MetrisConfig(PreTrainedConfig):
         no_target_class_weights (`list[float]`, defaults to `[0.9, 1.1]`): CE weights (target, no-target).
         lambda_nt (`float`, defaults to 0.1): weight of the no-target loss.
         init_std (`float`, defaults to 0.02): std of the normal init of linear and conv layers.
+        position_encoding (`bool`, defaults to `False`): beyond the paper, which adds no positional encoding: a
+            2-D sine position embedding (`refseg.modeling.position_encoding.SinePositionEmbedding`) added to the
+            stride-32 vision tokens ``F_v`` (so the enhancer and the extractor know where each token is) and to
+            the map entering every decoder stage, for sentences that single out an object by its place
+            ("on the left", "the topmost", "above the ring"). Needs even ``hidden_size`` and
+            ``decoder_hidden_dim``.
         lambda_dice (`float`, defaults to 0.0): beyond the paper: weight of a Dice loss of the foreground
             probability added to the mask loss (inside `lambda_seg`; `refseg.modeling.losses.foreground_dice_loss`).
             0 is the paper's loss; see `docs/demo_model.md` for why a small model trained from scratch may want it.
@@ -125,6 +131,7 @@ class MetrisConfig(PreTrainedConfig):
     lambda_nt: float | int = 0.1
     init_std: float = 0.02
     lambda_dice: float | int = 0.0
+    position_encoding: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.seg_class_weights is None:
@@ -182,6 +189,11 @@ class MetrisConfig(PreTrainedConfig):
         if self.decoder_hidden_dim % self.num_heads != 0:
             raise ValueError(
                 f"decoder_hidden_dim ({self.decoder_hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.position_encoding and (self.hidden_size % 2 or self.decoder_hidden_dim % 2):
+            raise ValueError(
+                "position_encoding needs an even text hidden size and decoder_hidden_dim (half the channels "
+                f"encode y, half x), got {self.hidden_size} and {self.decoder_hidden_dim}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")

@@ -25,6 +25,7 @@ from ...modeling.input_checks import (
 )
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.pixel_word_attention import LanguageGate
+from ...modeling.position_encoding import SinePositionEmbedding
 from ...modeling.text_encoder import build_text_encoder
 from .configuration_metris import MetrisConfig
 from .criterion import no_target_loss, segmentation_loss
@@ -191,7 +192,19 @@ class MetrisModel(MetrisPreTrainedModel):
             else None
         )
         self.decoder = GuidedSegmentationDecoder(
-            channels, config.decoder_hidden_dim, dim, config.num_heads, config.ffn_dim, config.dropout
+            channels,
+            config.decoder_hidden_dim,
+            dim,
+            config.num_heads,
+            config.ffn_dim,
+            config.dropout,
+            position_encoding=config.position_encoding,
+        )
+        # beyond the paper: where each stride-32 vision token is (config.position_encoding)
+        self.position_embedding = (
+            SinePositionEmbedding(dim // 2)
+            if config.position_encoding and self.vision_projection is not None
+            else None
         )
         self.post_init()
         # transformers skips parameter-free container modules such as LanguageGate in `_init_weights` for models
@@ -239,6 +252,9 @@ class MetrisModel(MetrisPreTrainedModel):
         vision_tokens = None
         if self.vision_projection is not None:
             vision_tokens = self.vision_projection(features[3].flatten(2).transpose(1, 2))  # F_v (B, N, D)
+            if self.position_embedding is not None:
+                position = self.position_embedding(features[3].shape, device=vision_tokens.device)
+                vision_tokens = vision_tokens + position.to(vision_tokens.dtype).flatten(2).transpose(1, 2)
             language = self.enhancer(text_tokens, vision_tokens)  # Q_L_hat
         cues = None
         if self.visual_expression_extractor is not None:

@@ -7,7 +7,8 @@ decoder stage." The paper does not give the widths or the merge layers; we follo
 (LAVT/CrossVLT/DMMI decoders): a 1x1 projection of ``F_4`` to ``hidden_dim``, then at strides 32, 16, 8 a
 guidance cross-attention, a bilinear x2 upsampling, concatenation with ``F_3``, ``F_2``, ``F_1`` and two 3x3
 conv-BN-ReLU, and a last cross-attention at stride 4. No positional encoding is added to the pixel queries
-(the paper mentions none).
+(the paper mentions none); ``position_encoding=True`` (beyond the paper) adds a 2-D sine embedding to the map
+entering every stage.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...modeling.position_encoding import SinePositionEmbedding
 from .attention import AttentionMLPLayer
 
 
@@ -60,6 +62,8 @@ class GuidedSegmentationDecoder(nn.Module):
         hidden_dim: decoder channels.
         guidance_dim: ``D``, channels of the guidance tokens.
         num_heads, ffn_dim, dropout: of the cross-attention layers.
+        position_encoding: add a sine position embedding of ``hidden_dim`` channels to the map entering every
+            stage (beyond the paper).
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class GuidedSegmentationDecoder(nn.Module):
         num_heads: int,
         ffn_dim: int,
         dropout: float = 0.0,
+        position_encoding: bool = False,
     ) -> None:
         super().__init__()
         if len(in_channels) != 4:
@@ -82,6 +87,7 @@ class GuidedSegmentationDecoder(nn.Module):
             nn.Sequential(_conv_bn_relu(hidden_dim + c, hidden_dim), _conv_bn_relu(hidden_dim, hidden_dim))
             for c in (in_channels[2], in_channels[1], in_channels[0])
         )
+        self.position_embedding = SinePositionEmbedding(hidden_dim // 2) if position_encoding else None
 
     def forward(
         self,
@@ -97,6 +103,8 @@ class GuidedSegmentationDecoder(nn.Module):
         x = self.input_projection(features[3])
         weights: list[torch.Tensor] = []
         for stage in range(4):
+            if self.position_embedding is not None:
+                x = x + self.position_embedding(x)
             x, w = self.cross_attentions[stage](x, guidance, guidance_padding_mask, return_attention)
             if return_attention:
                 weights.append(w)
