@@ -42,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+EVAL_THRESHOLD = 0.5  # examples/evaluate.py's --threshold default: the diagnostics post-process as it scores
 DICE = 1.0  # lambda_dice of the one-mask candidates (docs/demo_model.md); the *_paper_loss controls use 0
 
 CANDIDATES: dict[str, dict] = {
@@ -364,7 +365,7 @@ def sentence_dependence(model_dir: str, args: argparse.Namespace, scenes: int = 
         image = rows[0]["image"].convert("RGB")
         inputs = processor(images=[image] * len(rows), text=[r["sentence"] for r in rows])
         preds = processor.post_process_referring_segmentation(
-            model(**inputs), target_sizes=[(image.height, image.width)] * len(rows)
+            model(**inputs), target_sizes=[(image.height, image.width)] * len(rows), threshold=EVAL_THRESHOLD
         )
         masks = [np.asarray(p["semantic_mask"], dtype=bool) for p in preds]
         targets = [merge_instances(r["instances"], image.height, image.width) for r in rows]
@@ -444,7 +445,9 @@ def sentence_breakdown(model_dir: str, args: argparse.Namespace, scenes: int = 6
     for row in synthetic_scenes(scenes, seed=args.eval_seed + 1, image_size=size, split="validation"):
         image = row["image"].convert("RGB")
         (pred,) = processor.post_process_referring_segmentation(
-            model(**processor(images=[image], text=[row["sentence"]])), target_sizes=[(size, size)]
+            model(**processor(images=[image], text=[row["sentence"]])),
+            target_sizes=[(size, size)],
+            threshold=EVAL_THRESHOLD,
         )
         mask = np.asarray(pred["semantic_mask"], dtype=bool)
         if row["no_target"]:
