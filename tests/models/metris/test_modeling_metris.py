@@ -363,7 +363,8 @@ def test_position_encoding_switch_adds_the_sine_embedding_where_documented():
         torch.testing.assert_close(seen["vision"][0], projected + sine)
         first_stage = on.model.decoder.input_projection(f4)
         torch.testing.assert_close(
-            seen["stage_inputs"][0], first_stage + SinePositionEmbedding(on.config.decoder_hidden_dim // 2)(f4)
+            seen["stage_inputs"][0],
+            first_stage + SinePositionEmbedding(on.config.decoder_hidden_dim // 2)(f4),
         )
     assert len(seen["stage_inputs"]) == 4
     assert not torch.allclose(out_on.semantic_mask_logits, out_off.semantic_mask_logits)
