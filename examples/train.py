@@ -27,7 +27,6 @@ Examples (see examples/README.md)::
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import math
@@ -109,8 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--group_by_image",
         action="store_true",
         help="shuffle whole images so that the expressions of one image are consecutive (a batch holds several "
-        "sentences of the same picture); a model whose forward takes image_indices (InstAlign) also encodes "
-        "each image once per batch, the others get the image once per sentence",
+        "sentences of the same picture) and the processor gets each image once with image_indices: InstAlign "
+        "encodes it once per batch, the processors of the models that fuse the sentence into the image "
+        "encoder repeat it for each sentence",
     )
     p.add_argument(
         "--tau_no",
@@ -471,12 +471,10 @@ def main(argv: list[str] | None = None) -> dict:
         augment = refseg.data.PresencePluralityAugmentation(
             tau_no=args.tau_no, tau_multi=args.tau_multi, seed=args.seed
         )
-    # grouped order for every model; one encoding per image only where the forward takes image_indices
-    share_images = args.group_by_image and "image_indices" in inspect.signature(model.forward).parameters
     train_dl = DataLoader(
         train_ds,
         collate_fn=make_collate_fn(
-            processor, args.max_text_length, share_images=share_images, augment=augment
+            processor, args.max_text_length, share_images=args.group_by_image, augment=augment
         ),
         batch_size=args.per_device_train_batch_size,
         num_workers=args.dataloader_num_workers,

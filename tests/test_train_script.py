@@ -252,19 +252,9 @@ def test_targeted_rows_without_instances_are_dropped_from_training(tmp_path):
 
 def test_group_by_image_orders_a_model_without_image_indices(tmp_path):
     """--group_by_image with METRIS (no image_indices in its forward): the grouped order still applies (other
-    weights than the shuffled order), each sentence gets its own copy of the image."""
-    args = [
-        *TINY,
-        "--model_type",
-        "metris",
-        "--train_images",
-        "4",
-        "--val_images",
-        "1",
-        "--max_train_steps",
-        "3",
-    ]
-    args += ["--skip_eval"]
+    weights than the shuffled order), its processor repeats each image for its sentences."""
+    args = [*TINY, "--model_type", "metris", "--train_images", "4", "--val_images", "1"]
+    args += ["--max_train_steps", "3", "--skip_eval"]
     _train(*args, "--group_by_image", "--output_dir", str(tmp_path / "grouped"))
     _train(*args, "--output_dir", str(tmp_path / "shuffled"))
     assert _max_diff(_weights(tmp_path / "grouped"), _weights(tmp_path / "shuffled")) > 0.0

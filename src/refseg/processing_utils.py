@@ -120,6 +120,16 @@ class ReferringSegmentationProcessorBase(ProcessorMixin):
         data["image_indices"] = indices
         return data
 
+    def _repeat_images(self, data: dict[str, Any], indices: torch.Tensor) -> dict[str, Any]:
+        """The ``_pair_images`` of models that fuse the sentence into the image encoder (each expression needs
+        its own encoder pass): each image, processed once, is repeated for each of its sentences
+        (``pixel_values`` and, where there is one, ``pixel_mask`` get one entry per sentence; no
+        ``image_indices`` is returned)."""
+        for key in ("pixel_values", "pixel_mask"):
+            if key in data:
+                data[key] = data[key].index_select(0, indices)
+        return data
+
     def _tokenizer_limit(self) -> int | None:
         limit = getattr(self.tokenizer, "model_max_length", None)
         return int(limit) if isinstance(limit, int) and limit < 1_000_000 else None  # huge = unset

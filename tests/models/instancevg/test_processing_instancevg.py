@@ -54,8 +54,10 @@ def test_processor_outputs_and_right_padding(tiny_tokenizer):
     assert (out["input_ids"][0][mask[0] == 0] == 1).all()
     padded = processor(images=images[:1], text="the dog", padding="max_length", max_length=10)
     assert padded["input_ids"].shape == (1, 10) and padded["attention_mask"][0, -1] == 0
-    with pytest.raises(ValueError, match="image_indices is not supported"):
-        processor(images=images[:1], text=["a", "b"], image_indices=[0, 0])
+    paired = processor(images=images, text=["the dog", "a cat", "the dog"], image_indices=[1, 0, 1])
+    assert "image_indices" not in paired and paired["pixel_values"].shape == (3, 3, 64, 64)
+    single = processor(images=images, text=["the dog", "a cat"])["pixel_values"]
+    assert torch.equal(paired["pixel_values"], single[[1, 0, 1]])  # each image repeated for its sentences
     with pytest.raises(ValueError, match="one sentence per image"):
         processor(images=images, text="one")
     with pytest.raises(ValueError, match="empty after cleaning"):

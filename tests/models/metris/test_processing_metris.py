@@ -45,8 +45,11 @@ def test_processor_inputs_truncate_to_20_tokens():
     assert batch["input_ids"][0, :5].tolist() == [2, 5, 7, 12, 3]  # [CLS] the red circle [SEP]
     assert batch["attention_mask"][0].sum() == 5 and batch["input_ids"][1, -1] == 3
     assert "token_type_ids" not in batch
-    with pytest.raises(ValueError, match="image_indices"):
-        processor(images=[image], text=["a", "b"], image_indices=[0, 0])
+    blue = PIL.Image.new("RGB", (40, 30), (0, 0, 255))
+    paired = processor(images=[image, blue], text=["a", "b", "c"], image_indices=[1, 0, 1])
+    assert "image_indices" not in paired and paired["pixel_values"].shape == (3, 3, 480, 480)
+    single = processor(images=[image, blue], text=["a", "b"])["pixel_values"]
+    assert torch.equal(paired["pixel_values"], single[[1, 0, 1]])  # each image repeated for its sentences
     with pytest.raises(ValueError, match="one sentence per image"):
         processor(images=[image], text=["a", "b"])
 

@@ -87,13 +87,10 @@ class InstanceVGProcessor(ReferringSegmentationProcessorBase):
         Returns ``pixel_values`` (B, 3, 320, 320), ``input_ids`` and ``attention_mask`` (B, L) (cleaned text,
         right-padded to the longest sentence, or to ``max_length`` with ``padding="max_length"``; cut to at most
         ``max_length`` or the tokenizer's ``model_max_length`` tokens unless ``truncation=False``), and with
-        ``instances`` the training targets ``mask_labels`` (and ``box_labels``). ``image_indices`` must be None:
-        BEiT-3 encodes every image together with its sentence, so images cannot be shared between sentences.
+        ``instances`` the training targets ``mask_labels`` (and ``box_labels``). BEiT-3 encodes every image
+        together with its sentence, so with ``image_indices`` (one per sentence) each image is processed once and
+        repeated for each of its sentences (no ``image_indices`` is returned).
         """
-        if image_indices is not None:
-            raise ValueError(
-                "InstanceVG encodes each image jointly with its sentence (BEiT-3); image_indices is not supported"
-            )
         return super().__call__(
             images=images,
             text=text,
@@ -102,8 +99,11 @@ class InstanceVGProcessor(ReferringSegmentationProcessorBase):
             padding=padding,
             truncation=truncation,
             max_length=max_length,
+            image_indices=image_indices,
             **kwargs,
         )
+
+    _pair_images = ReferringSegmentationProcessorBase._repeat_images
 
     def _prepare_texts(self, texts: list[str]) -> list[str]:
         """The released code's cleaning (:func:`clean_expression`); an expression left empty is refused."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from transformers.feature_extraction_utils import BatchFeature
 
 from ...processing_utils import ReferringSegmentationProcessorBase
@@ -35,8 +34,8 @@ class MetrisProcessor(ReferringSegmentationProcessorBase):
         :meth:`~refseg.processing_utils.ReferringSegmentationProcessorBase.__call__` does: ``pixel_values``
         (B, 3, H, W), ``input_ids`` and ``attention_mask`` (B, L) padded to the longest sentence (``padding``) and
         truncated to ``max_length`` tokens (20 by default), and ``mask_labels`` (list of (n_b, H, W)) when
-        ``instances`` are given. METRIS encodes one image per expression, so ``image_indices`` is refused."""
+        ``instances`` are given. METRIS encodes each image with its expression's words, so with ``image_indices``
+        each image is processed once and repeated for each of its sentences (no ``image_indices`` is returned)."""
         return super().__call__(*args, max_length=max_length, **kwargs)
 
-    def _pair_images(self, data: dict[str, Any], indices: torch.Tensor) -> dict[str, Any]:
-        raise ValueError("MetrisProcessor takes one image per sentence; image_indices is not supported")
+    _pair_images = ReferringSegmentationProcessorBase._repeat_images

@@ -9,10 +9,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
 from ...processing_utils import ReferringSegmentationProcessorBase
 
 __all__ = ["PresencePluralityProcessor"]
@@ -36,8 +32,4 @@ class PresencePluralityProcessor(ReferringSegmentationProcessorBase):
         """``pixel_values``, ``pixel_mask``, ``input_ids``, ``attention_mask``."""
         return ["pixel_values", "pixel_mask", "input_ids", "attention_mask"]
 
-    def _pair_images(self, data: dict[str, Any], indices: torch.Tensor) -> dict[str, Any]:
-        """Repeat each image's ``pixel_values`` and ``pixel_mask`` for each of its sentences."""
-        data["pixel_values"] = data["pixel_values"].index_select(0, indices)
-        data["pixel_mask"] = data["pixel_mask"].index_select(0, indices)
-        return data
+    _pair_images = ReferringSegmentationProcessorBase._repeat_images
