@@ -331,6 +331,17 @@ def overfit_candidate(name: str, args: argparse.Namespace) -> dict:
     return record
 
 
+def load_for_inference(model_dir: str):
+    """A trained candidate's processor and model (eval mode, gradients off) for the diagnostics below."""
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    import refseg  # noqa: F401  (registers the Auto classes)
+
+    torch.set_grad_enabled(False)
+    return AutoProcessor.from_pretrained(model_dir), AutoModel.from_pretrained(model_dir).eval()
+
+
 def sentence_dependence(model_dir: str, args: argparse.Namespace, scenes: int = 60) -> dict:
     """Does the mask follow the sentence? On the first ``scenes`` validation scenes of the side-by-side, for
     every ordered pair (i, j) of targeted sentences of one image whose targets overlap at IoU <= 0.5, the IoU
@@ -339,15 +350,11 @@ def sentence_dependence(model_dir: str, args: argparse.Namespace, scenes: int = 
     import itertools
 
     import numpy as np
-    import torch
-    from transformers import AutoModel, AutoProcessor
 
     from refseg.data import synthetic_scenes
     from refseg.data.masks import merge_instances
 
-    torch.set_grad_enabled(False)
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir).eval()
+    processor, model = load_for_inference(model_dir)
     by_image: dict = {}
     for row in synthetic_scenes(
         scenes, seed=args.eval_seed + 1, image_size=model.config.image_size, split="validation"
@@ -430,15 +437,11 @@ def sentence_breakdown(model_dir: str, args: argparse.Namespace, scenes: int = 6
     is on the referred objects at all) and the predicted / target area ratio (above 1: the mask also covers
     objects the sentence excludes); and, for no-target sentences, the share whose mask is empty."""
     import numpy as np
-    import torch
-    from transformers import AutoModel, AutoProcessor
 
     from refseg.data import synthetic_scenes
     from refseg.data.masks import merge_instances
 
-    torch.set_grad_enabled(False)
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir).eval()
+    processor, model = load_for_inference(model_dir)
     size = model.config.image_size
     forms: dict[str, list[tuple[float, float, float]]] = {}
     empty_on_no_target = []
@@ -484,14 +487,10 @@ def no_target_separation(model_dir: str, args: argparse.Namespace, scenes: int =
     at a few thresholds. N-acc 0 with an AUROC well above 0.5 means a calibrated threshold, not a new model,
     would already say "no target"."""
     import numpy as np
-    import torch
-    from transformers import AutoModel, AutoProcessor
 
     from refseg.data import synthetic_scenes
 
-    torch.set_grad_enabled(False)
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir).eval()
+    processor, model = load_for_inference(model_dir)
     scores: dict[bool, list[float]] = {True: [], False: []}
     for row in synthetic_scenes(
         scenes, seed=args.eval_seed + 1, image_size=model.config.image_size, split="validation"
