@@ -253,7 +253,9 @@ class MetrisModel(MetrisPreTrainedModel):
         if self.vision_projection is not None:
             vision_tokens = self.vision_projection(features[3].flatten(2).transpose(1, 2))  # F_v (B, N, D)
             if self.position_embedding is not None:
-                vision_tokens = vision_tokens + self.position_embedding(features[3]).flatten(2).transpose(1, 2)
+                vision_tokens = vision_tokens + self.position_embedding(features[3]).flatten(2).transpose(
+                    1, 2
+                )
             language = self.enhancer(text_tokens, vision_tokens)  # Q_L_hat
         cues = None
         if self.visual_expression_extractor is not None:
