@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,7 @@ from refseg.models.instalign.configuration_instalign import InstAlignConfig
 from refseg.models.instalign.image_processing_instalign import InstAlignImageProcessor
 from refseg.models.instalign.modeling_instalign import InstAlignForReferringSegmentation
 from refseg.models.instalign.processing_instalign import InstAlignProcessor
-
-sys.path.insert(0, str(Path(__file__).parent / "data"))
-import refer_fixtures as rf  # noqa: E402
+from tests.data import refer_fixtures as rf
 
 ROOT = Path(__file__).resolve().parents[1]
 

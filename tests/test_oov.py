@@ -4,13 +4,13 @@ import warnings
 
 import pytest
 import torch
-from processing_helpers import tiny_tokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from refseg.data import synthetic_tokenizer
 from refseg.models.instalign import InstAlignImageProcessor, InstAlignProcessor
 from refseg.oov import OutOfVocabularyWarning, unknown_words, warn_unknown_words
+from tests.processing_helpers import tiny_tokenizer
 
 
 def test_unknown_words_in_order_without_repeats_and_punctuation():

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import PIL.Image
 import pytest
-from processing_helpers import save_tiny_instalign
 
 from refseg.app.inference import (
     DEMO_MODEL,
@@ -18,6 +17,7 @@ from refseg.app.inference import (
     verdict_text,
 )
 from refseg.cli import main
+from tests.processing_helpers import save_tiny_instalign
 
 
 @pytest.fixture(scope="module")

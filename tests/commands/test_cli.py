@@ -9,12 +9,12 @@ from pathlib import Path
 
 import PIL.Image
 import pytest
-from processing_helpers import save_tiny_instalign
 
 import refseg
 from refseg.cli import main
 from refseg.commands import demo, predict
 from refseg.data import synthetic_scenes
+from tests.processing_helpers import save_tiny_instalign
 
 
 @pytest.fixture(scope="module")

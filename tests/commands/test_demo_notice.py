@@ -3,12 +3,12 @@
 import numpy as np
 import PIL.Image
 import pytest
-from processing_helpers import save_tiny_instalign, tiny_tokenizer
 
 import refseg
 from refseg.cli import main
 from refseg.commands._demo_notice import demo_model_notice, is_synthetic_model, looks_synthetic
 from refseg.data import synthetic_scenes, synthetic_tokenizer
+from tests.processing_helpers import save_tiny_instalign, tiny_tokenizer
 
 
 def _photo_like(size=(200, 150), seed=0) -> PIL.Image.Image:

@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 import pytest
-from refer_fixtures import MASK_1, MASK_2, MASK_4, grefcoco_refs, make_grefcoco
 
 from refseg.data import build_grefcoco, decode_rle, merge_instances
+from tests.data.refer_fixtures import MASK_1, MASK_2, MASK_4, grefcoco_refs, make_grefcoco
 
 
 @pytest.fixture

@@ -6,17 +6,6 @@ import os
 
 import numpy as np
 import pytest
-from refer_fixtures import (
-    IMAGES,
-    MASK_1,
-    grefcoco_refs,
-    make_grefcoco,
-    make_refer_style,
-    make_refzom,
-    refzom_refs,
-    rrefcoco_refs,
-)
-from test_prepare import build_parser
 
 from refseg.data import (
     RefsegDataError,
@@ -28,6 +17,17 @@ from refseg.data import (
     write_parquet,
 )
 from refseg.data import command as data_command
+from tests.data.refer_fixtures import (
+    IMAGES,
+    MASK_1,
+    grefcoco_refs,
+    make_grefcoco,
+    make_refer_style,
+    make_refzom,
+    refzom_refs,
+    rrefcoco_refs,
+)
+from tests.data.test_prepare import build_parser
 
 
 def edit_instances(root, edit, folder="grefcoco"):

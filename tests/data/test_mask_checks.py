@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
-from refer_fixtures import compressed_rle, uncompressed_rle
 
 from refseg.data import RefsegDataError, decode_rle, encode_mask, merge_instances, polygons_to_rle
 from refseg.data.masks import canonical_rle, rle_runs
+from tests.data.refer_fixtures import compressed_rle, uncompressed_rle
 
 
 def test_decode_matches_pycocotools_on_valid_rles():

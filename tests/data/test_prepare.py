@@ -4,10 +4,10 @@ import json
 import datasets
 import numpy as np
 import pytest
-from refer_fixtures import MASK_1, MASK_2, make_grefcoco, make_refzom
 
 from refseg.data import command as data_command
 from refseg.data import decode_rle, merge_instances, prepare_dataset
+from tests.data.refer_fixtures import MASK_1, MASK_2, make_grefcoco, make_refzom
 
 
 def build_parser():

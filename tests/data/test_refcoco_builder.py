@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from refer_fixtures import MASK_2, MASK_4, make_refer_style, refcoco_refs
 
 from refseg.data import build_refcoco, decode_rle
+from tests.data.refer_fixtures import MASK_2, MASK_4, make_refer_style, refcoco_refs
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@ import pickle
 
 import numpy as np
 import pytest
-from refer_fixtures import MASK_1, MASK_2, MASK_4, make_refzom, refzom_refs
 
 from refseg.data import build_refzom, decode_rle, merge_instances
+from tests.data.refer_fixtures import MASK_1, MASK_2, MASK_4, make_refzom, refzom_refs
 
 
 def test_refzom_rows_sources_and_zero_targets(tmp_path):

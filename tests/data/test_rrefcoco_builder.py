@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from refer_fixtures import MASK_1, make_refer_style, rrefcoco_refs
 
 from refseg.data import build_rrefcoco, decode_rle
+from tests.data.refer_fixtures import MASK_1, make_refer_style, rrefcoco_refs
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,11 @@ import pickle
 
 import numpy as np
 import pytest
-from refer_fixtures import make_refzom, refzom_refs
 
 from refseg.data import RefsegDataError, build_refzom
 from refseg.data.coco import load_refs
 from refseg.data.safe_pickle import safe_load, safe_loads
+from tests.data.refer_fixtures import make_refzom, refzom_refs
 
 
 class WritesMarker:

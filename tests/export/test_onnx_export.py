@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from processing_helpers import save_tiny_instalign
 
 import refseg
 from refseg.cli import main
@@ -17,6 +16,7 @@ from refseg.export import (
     load_for_export,
     torch_export,
 )
+from tests.processing_helpers import save_tiny_instalign
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from processing_helpers import save_tiny_instalign
 from transformers import AutoModel, AutoProcessor, pipeline
 
 import refseg  # noqa: F401  (registers the task and the Auto classes)
@@ -20,6 +19,7 @@ from refseg.pipelines import (
     ReferringSegmentationPipeline,
     load_referring_segmentation_model,
 )
+from tests.processing_helpers import save_tiny_instalign
 
 
 @pytest.fixture(scope="module")

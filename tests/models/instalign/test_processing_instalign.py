@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from processing_helpers import fake_outputs, tiny_tokenizer
 from transformers import AutoImageProcessor, AutoProcessor
 
 import refseg  # noqa: F401  (registers the Auto classes)
 from refseg.data import encode_mask
 from refseg.models.instalign import InstAlignImageProcessor, InstAlignProcessor
 from refseg.models.instalign.processing_instalign import masks_to_boxes
+from tests.processing_helpers import fake_outputs, tiny_tokenizer
 
 
 @pytest.fixture

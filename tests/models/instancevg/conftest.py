@@ -1,34 +1,9 @@
 """Shared fixtures of the InstanceVG tests: a tiny sentencepiece model, its tokenizer and a saved tiny model."""
 
-import io
-import random
-
 import pytest
 import torch
 
-WORDS = (
-    "the a red green blue small large circle square triangle left right man woman dog cat on of with two all "
-    "person holding umbrella"
-).split()
-
-
-def train_sentencepiece(path, model_type: str = "unigram", vocab_size: int = 40):
-    """Train a tiny sentencepiece model on a synthetic word list (offline) and write it to ``path``."""
-    import sentencepiece as spm
-
-    rng = random.Random(0)
-    lines = [" ".join(rng.choice(WORDS) for _ in range(6)) for _ in range(300)]
-    buffer = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_writer=buffer,
-        vocab_size=vocab_size,
-        model_type=model_type,
-        character_coverage=1.0,
-        minloglevel=2,
-    )
-    path.write_bytes(buffer.getvalue())
-    return path
+from tests.models.instancevg.spm_helpers import train_sentencepiece
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ import PIL.Image
 import pytest
 import sentencepiece as spm
 import torch
-from conftest import train_sentencepiece
 from torch.nn import functional as F
 from transformers import AutoModel, AutoProcessor, pipeline
 from transformers.utils import ModelOutput
@@ -13,6 +12,7 @@ from transformers.utils import ModelOutput
 import refseg  # noqa: F401
 from refseg.models.instancevg import InstanceVGImageProcessor, InstanceVGProcessor
 from refseg.models.instancevg.processing_instancevg import clean_expression, tokenizer_from_sentencepiece
+from tests.models.instancevg.spm_helpers import train_sentencepiece
 
 
 def test_clean_expression_matches_the_original():

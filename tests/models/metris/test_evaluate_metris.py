@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,9 @@ from refseg.models.metris import (
     MetrisImageProcessor,
     MetrisProcessor,
 )
+from tests.data import refer_fixtures as rf
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "tests" / "data"))
-import refer_fixtures as rf  # noqa: E402
 
 
 def _script():

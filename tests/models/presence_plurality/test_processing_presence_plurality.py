@@ -4,7 +4,6 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from processing_helpers import tiny_tokenizer
 from transformers import AutoProcessor, pipeline
 
 import refseg  # noqa: F401
@@ -16,6 +15,7 @@ from refseg.models.presence_plurality import (
     PresencePluralityProcessor,
 )
 from refseg.models.presence_plurality.image_processing_presence_plurality import letterbox_size
+from tests.processing_helpers import tiny_tokenizer
 
 
 def test_letterbox_keeps_aspect_and_pads_bottom_right():

@@ -12,8 +12,7 @@ from refseg.kernels import (
     multi_scale_deformable_attention,
     reference_multi_scale_deformable_attention,
 )
-
-from ._msda_inputs import make_inputs
+from tests.msda._msda_inputs import make_inputs
 
 pytestmark = pytest.mark.skipif(implementation("cpu") != "compiled", reason=implementation("cpu"))
 
@@ -167,7 +166,7 @@ def test_baseline_isa_matches_reference_in_subprocess(tmp_path):
     code = (
         "import torch\n"
         "from refseg.kernels import multi_scale_deformable_attention as f, ops\n"
-        "from tests.kernels._msda_inputs import make_inputs\n"
+        "from tests.msda._msda_inputs import make_inputs\n"
         "x = make_inputs([(6, 4), (3, 5), (1, 1)], channels=32, dtype=torch.float64)\n"
         "out = f(*x)\n"
         "assert ops.cpu_isa() == 'base', ops.cpu_isa()\n"

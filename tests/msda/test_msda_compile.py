@@ -5,8 +5,7 @@ import torch
 
 from refseg.kernels import implementation
 from refseg.modeling.deformable_attention import MultiScaleDeformableAttention
-
-from ._msda_inputs import level_tensors
+from tests.msda._msda_inputs import level_tensors
 
 pytestmark = pytest.mark.skipif(implementation("cpu") != "compiled", reason=implementation("cpu"))
 

@@ -8,8 +8,7 @@ from refseg.kernels import (
     multi_scale_deformable_attention,
     reference_multi_scale_deformable_attention,
 )
-
-from ._msda_inputs import make_inputs
+from tests.msda._msda_inputs import make_inputs
 
 pytestmark = [
     pytest.mark.gpu,

@@ -11,8 +11,7 @@ from refseg.kernels import (
     ops,
     reference_multi_scale_deformable_attention,
 )
-
-from ._msda_inputs import make_inputs
+from tests.msda._msda_inputs import make_inputs
 
 SHAPES = [(6, 4), (3, 5), (1, 1)]
 
