@@ -50,7 +50,7 @@ from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer
 
 import refseg
 from refseg.data.sampler import ImageGroupedSampler, image_indices_of
-from refseg.hub import push_to_hub, write_model_card
+from refseg.hub import push_to_hub, redact_argv, redact_mapping, write_model_card
 from refseg.metrics import gres_metrics
 from refseg.modeling.pretrained import load_pretrained_encoders
 from refseg.training import checkpoint_name, load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -434,7 +434,10 @@ def evaluate(model, dataloader, accelerator) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     start_time = time.time()
-    command = " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
+    # the recorded command (model card) never holds a credential: --hub_token and hf_... values are redacted
+    command = " ".join(
+        shlex.quote(a) for a in redact_argv([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
+    )
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=args.report_to if args.with_tracking else None,
@@ -527,7 +530,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"  recipe {recipe.describe()}"
     )
     if args.with_tracking:
-        accelerator.init_trackers("refseg_train", {k: v for k, v in vars(args).items() if v is not None})
+        tracked = {k: v for k, v in redact_mapping(vars(args)).items() if v is not None}
+        accelerator.init_trackers("refseg_train", tracked)
 
     completed_steps, starting_epoch, resume_batches = 0, 0, 0
     if args.resume_from_checkpoint:
@@ -635,7 +639,7 @@ def main(argv: list[str] | None = None) -> dict:
         with open(os.path.join(args.output_dir, "all_results.json"), "w") as f:
             json.dump(results, f, indent=2)
         with open(os.path.join(args.output_dir, "training_args.json"), "w") as f:
-            json.dump({**vars(args), "recipe": recipe.to_dict()}, f, indent=2)
+            json.dump({**redact_mapping(vars(args)), "recipe": recipe.to_dict()}, f, indent=2)
         card_kwargs = dict(
             model_type=unwrapped.config.model_type,
             results={k: v for k, v in metrics.items() if k in ("gIoU", "cIoU", "N-acc", "T-acc")},

@@ -4,19 +4,50 @@
 ``pipeline_tag: image-segmentation`` (the Hub has no referring-segmentation task), GRES tags and the
 evaluation results as ``model-index`` (``EvalResult``); the body holds a usage snippet, the exact
 training command, its wall time and a metrics table that names each metric's definition.
-``push_to_hub`` writes the card if missing and uploads a folder with ``HfApi``.
+``push_to_hub`` writes the card if missing and uploads a folder with ``HfApi``: never checkpoints, hidden
+or temporary files (a crash-leftover ``.tmp-step_*`` folder), and never a file that holds the token.
+:func:`redact_argv` / :func:`redact_secrets` remove tokens from what a training script records.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-__all__ = ["BASE_TAGS", "METRIC_DEFINITIONS", "model_card", "push_to_hub", "write_model_card"]
+__all__ = [
+    "BASE_TAGS",
+    "METRIC_DEFINITIONS",
+    "UPLOAD_IGNORE_PATTERNS",
+    "model_card",
+    "push_to_hub",
+    "redact_argv",
+    "redact_mapping",
+    "redact_secrets",
+    "write_model_card",
+]
+
+REDACTED = "<redacted>"
+# a flag whose value is a credential: --hub_token, --token, --hub-token, --api_key, --password, --secret
+_SECRET_FLAG = re.compile(r"--?[\w-]*(token|password|secret|api[_-]?key)", re.IGNORECASE)
+# what a Hugging Face access token looks like (hf_ followed by letters and digits)
+_TOKEN_VALUE = re.compile(r"hf_[A-Za-z0-9]{20,}")
+# checkpoints, hidden and temporary files (a save killed half-way leaves .tmp-step_<N>) are never uploaded
+UPLOAD_IGNORE_PATTERNS = (
+    "step_*",
+    "epoch_*",
+    "checkpoints/*",
+    ".*",
+    "*/.*",
+    "*.partial",
+    "*.tmp",
+    "tmp*",
+    "*/tmp*",
+)
 
 BASE_TAGS = [
     "refseg",
@@ -65,6 +96,53 @@ or from the command line: `refseg predict --model {{ model_id }} --image image.p
 
 {{ training_section }}
 """
+
+
+def _is_secret_flag(arg: str) -> bool:
+    return _SECRET_FLAG.fullmatch(arg.split("=", 1)[0]) is not None
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every token-like value (``hf_...``) and the value of every secret flag replaced."""
+    text = _TOKEN_VALUE.sub(REDACTED, text)
+    return re.sub(
+        r"(--?[\w-]*(?:token|password|secret|api[_-]?key))(=|\s+)('[^']*'|\"[^\"]*\"|\S+)",
+        lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}",
+        text,
+        flags=re.IGNORECASE,
+    )
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """A command line without credentials: values of secret flags and ``hf_...`` tokens become ``<redacted>``."""
+    out, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+        elif arg.startswith("-") and _is_secret_flag(arg):
+            if "=" in arg:
+                out.append(f"{arg.split('=', 1)[0]}={REDACTED}")
+            else:
+                out.append(arg)
+                hide_next = True
+        else:
+            out.append(_TOKEN_VALUE.sub(REDACTED, arg))
+    return out
+
+
+def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (e.g. ``vars(args)``) without secret entries (``hub_token``) and with ``hf_...`` strings redacted."""
+    out = {}
+    for key, value in values.items():
+        if _SECRET_FLAG.fullmatch(f"--{key}"):
+            continue
+        if isinstance(value, str):
+            value = _TOKEN_VALUE.sub(REDACTED, value)
+        elif isinstance(value, Mapping):
+            value = redact_mapping(value)
+        out[key] = value
+    return out
 
 
 def _metrics_table(results: Mapping[str, Any], dataset: str, split: str, resolution: str | None) -> str:
@@ -133,7 +211,7 @@ def model_card(
     )
     lines = []
     if training_command:
-        lines.append(f"Trained with:\n\n```bash\n{training_command}\n```")
+        lines.append(f"Trained with:\n\n```bash\n{redact_secrets(training_command)}\n```")
     if wall_time_s is not None:
         lines.append(f"Wall time: {wall_time_s:.0f} s ({wall_time_s / 60:.1f} min).")
     if training_details:
@@ -166,13 +244,14 @@ def push_to_hub(
     token: str | None = None,
     private: bool | None = None,
     commit_message: str = "Upload refseg model",
-    ignore_patterns: Sequence[str] = ("step_*", "epoch_*", "checkpoints/*"),
+    ignore_patterns: Sequence[str] = UPLOAD_IGNORE_PATTERNS,
     card_kwargs: Mapping[str, Any] | None = None,
 ) -> str:
     """Create ``repo_id`` if needed and upload ``folder`` (writing a model card first if it has none).
 
     Returns the URL of the upload commit. ``card_kwargs`` are passed to ``model_card`` and must
-    include ``model_type`` when the folder has no README.md.
+    include ``model_type`` when the folder has no README.md. Files matching ``ignore_patterns`` (checkpoints,
+    hidden and temporary files) stay local; a text file that holds ``token`` stops the upload.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -181,6 +260,10 @@ def push_to_hub(
         if not card_kwargs or "model_type" not in card_kwargs:
             raise ValueError("the folder has no README.md; pass card_kwargs with at least model_type")
         write_model_card(folder, repo_id, **card_kwargs)
+    if token:
+        leaking = _files_holding(folder, token, ignore_patterns)
+        if leaking:
+            raise ValueError(f"refusing to upload {folder}: the token is written in {', '.join(leaking)}")
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     info = api.upload_folder(
@@ -190,3 +273,16 @@ def push_to_hub(
         ignore_patterns=list(ignore_patterns),
     )
     return str(getattr(info, "commit_url", info))
+
+
+def _files_holding(folder: Path, secret: str, ignore_patterns: Sequence[str]) -> list[str]:
+    """The uploadable text-like files (< 10 MB) of ``folder`` that contain ``secret``."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    found = []
+    for name in filter_repo_objects(names, ignore_patterns=list(ignore_patterns)):
+        path = folder / name
+        if path.stat().st_size < 10_000_000 and secret.encode() in path.read_bytes():
+            found.append(name)
+    return found
