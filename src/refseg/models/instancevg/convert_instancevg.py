@@ -2,20 +2,24 @@
 
 ``refseg convert instancevg CHECKPOINT.pth --output DIR [--tokenizer beit3.spm] [--config_overrides JSON]``
 
-The checkpoint is loaded with ``torch.load(..., weights_only=True)``; a ``module.`` prefix (DDP) is stripped.
-Every key is accounted for: mapped to a refseg parameter (sizes are read from the tensor shapes), or dropped
-from :data:`UNUSED_KEYS` (parameters the released model never uses) and the two duplicate copies of the
-shared class and box heads (checked equal to the first). Anything else, or a missing parameter, is an error
-that names the keys. What shapes cannot tell (attention heads, loss weights, text length) comes from the preset
-(``b-grefcoco``, ``b-refcoco`` or ``l-refcoco``, inferred from the encoder width and the number of queries) and
-``config_overrides``. See ``docs/models/instancevg.md`` for the full table.
+The checkpoint is loaded safely (:func:`refseg.modeling.checkpoint_files.read_weights_file`: tensors, plain
+containers and numpy scalars only, so files written by the original's training script, with optimizer and
+scheduler states and metrics, load as they are); a ``module.`` prefix (DDP) is stripped. The model it holds
+must be exactly the one its preset (``b-grefcoco``, ``b-refcoco`` or ``l-refcoco``, inferred from the encoder
+width and the number of queries, or ``--preset``) and ``config_overrides`` describe: finite values, the same
+layer counts, keys and shapes (:mod:`refseg.models.instancevg.convert_checks`). Every key is accounted for:
+mapped to a refseg parameter, or dropped from :data:`UNUSED_KEYS` (parameters the released model never uses)
+and the duplicate copies of the shared class and box heads (checked equal to the first). The tokenizer is
+checked before anything is written, and the folder is written next to the destination and renamed at the end.
+See ``docs/models/instancevg.md`` for the full table.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,11 @@ from ...modeling.beit3_pretrained import (
 )
 from ...modeling.checkpoint_files import read_weights_file
 from .configuration_instancevg import InstanceVGConfig
+from .convert_checks import checked_config
+from .convert_tokenizer import check_tokenizer_fits, load_beit3_tokenizer
 from .image_processing_instancevg import InstanceVGImageProcessor
 from .modeling_instancevg import InstanceVGForReferringSegmentation
-from .processing_instancevg import InstanceVGProcessor, tokenizer_from_sentencepiece
+from .processing_instancevg import InstanceVGProcessor
 
 ENCODER_PREFIX = "vis_enc.beit3."
 
@@ -271,56 +277,10 @@ def check_shared_heads(state_dict: dict[str, torch.Tensor]) -> None:
 def config_from_state_dict(
     state_dict: dict[str, torch.Tensor], preset: str | None = None, overrides: dict[str, Any] | None = None
 ) -> InstanceVGConfig:
-    """An :class:`InstanceVGConfig` whose sizes are read from the tensor shapes; the rest from ``preset``."""
-
-    def shape(key: str) -> torch.Size:
-        """Shape of one checkpoint tensor, with an error naming a missing key."""
-        if key not in state_dict:
-            raise ValueError(f"the checkpoint has no {key}; is it an InstanceVG checkpoint?")
-        return state_dict[key].shape
-
-    width = shape(ENCODER_PREFIX + "text_embed.weight")[1]
-    num_queries = shape("head.query_generation.query_embed.weight")[0]
-    if preset is None:
-        preset = "l-refcoco" if width >= 1024 else ("b-refcoco" if num_queries == 1 else "b-grefcoco")
-    layer_ids = {
-        int(m[1]) for k in state_dict if (m := re.match(r"vis_enc\.beit3\.encoder\.layers\.(\d+)\.", k))
-    }
-    decoder_ids = {
-        int(m[1])
-        for k in state_dict
-        if (m := re.match(r"head\.decoder_transformer\.decoder\.layers\.(\d+)\.", k))
-    }
-    patch = shape(ENCODER_PREFIX + "vision_embed.proj.weight")[-1]
-    grid = math.isqrt(shape(ENCODER_PREFIX + "encoder.embed_positions.A.weight")[0] - 3)
-    overrides = dict(overrides or {})
-    encoder_overrides = overrides.pop("encoder_config", {})
-    base = InstanceVGConfig.preset(preset)
-    channels = shape("head.img_embedding.weight")[0]
-    decoder_heads = overrides.get("decoder_num_heads", base.decoder_num_heads)
-    offsets = shape("head.decoder_transformer.decoder.layers.0.attentions.1.sampling_offsets.weight")[0]
-    encoder = {
-        "hidden_size": width,
-        "vocab_size": shape(ENCODER_PREFIX + "text_embed.weight")[0],
-        "intermediate_size": shape(ENCODER_PREFIX + "encoder.layers.0.ffn.A.fc1.weight")[0],
-        "num_hidden_layers": len(layer_ids),
-        "patch_size": patch,
-        "image_size": grid * patch,
-        "max_text_positions": shape(ENCODER_PREFIX + "encoder.embed_positions.B.weight")[0],
-        **encoder_overrides,
-    }
-    values = {
-        "encoder_config": encoder,
-        "image_size": grid * patch,
-        "hidden_channels": channels,
-        "num_queries": num_queries,
-        "t2i_ffn_dim": shape("head.query_generation.T2I_decoder.layers.0.ffns.0.layers.0.0.weight")[0],
-        "decoder_layers": len(decoder_ids),
-        "decoder_ffn_dim": shape("head.decoder_transformer.decoder.layers.0.ffns.0.layers.0.0.weight")[0],
-        "decoder_num_points": offsets // (decoder_heads * 4 * 2),
-        **overrides,
-    }
-    return InstanceVGConfig.preset(preset, **values)
+    """The :class:`InstanceVGConfig` of ``state_dict``: ``preset`` (inferred from the encoder width and the query
+    count when None) with ``overrides``, after checking that the file is exactly that model (finite values,
+    layer counts, keys and shapes: :mod:`refseg.models.instancevg.convert_checks`)."""
+    return checked_config(state_dict, preset, overrides)
 
 
 def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -349,6 +309,47 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
     return converted
 
 
+def _check_destination(output_dir: Path) -> None:
+    """Refuse to replace a folder that holds anything but a previous conversion."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output {output_dir} is a file, not a folder")
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        try:
+            model_type = json.loads((output_dir / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            model_type = None
+        if model_type != InstanceVGConfig.model_type:
+            raise ValueError(
+                f"--output {output_dir} exists and holds other files (not a converted InstanceVG folder): "
+                "choose a new or empty folder"
+            )
+
+
+def _write_folder(output_dir: Path, write: Any) -> None:
+    """Run ``write(folder)`` on a temporary folder next to ``output_dir``, then put it in place.
+
+    On any error the temporary folder is removed and ``output_dir`` is left as it was; a previous conversion in
+    ``output_dir`` is replaced only once the new one is complete.
+    """
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.converting-", dir=output_dir.parent))
+    try:
+        write(staging)
+        if output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        if output_dir.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.previous-", dir=output_dir.parent))
+            previous.rmdir()
+            output_dir.rename(previous)
+            staging.rename(output_dir)
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            staging.rename(output_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def convert_checkpoint(
     checkpoint: str | Path,
     output_dir: str | Path,
@@ -359,27 +360,25 @@ def convert_checkpoint(
     """Convert ``checkpoint`` and write model (safetensors), config and processor to ``output_dir``.
 
     ``tokenizer``: BEiT-3's ``beit3.spm`` sentencepiece model; without it the folder has no tokenizer and the
-    processor / pipeline cannot be loaded from it until one is added.
+    processor / pipeline cannot be loaded from it until one is added. Everything is checked (the checkpoint
+    against its config, the tokenizer against the checkpoint) before anything is written; the folder is
+    written next to ``output_dir`` and renamed at the end, so an error leaves no half-written folder.
     """
+    output_dir = Path(output_dir)
+    _check_destination(output_dir)
+    text_tokenizer = None
+    if tokenizer is not None:  # cheap refusals (missing, corrupt, BPE file) before reading the checkpoint
+        text_tokenizer = load_beit3_tokenizer(tokenizer, model_max_length=1)
     state_dict = load_original_state_dict(checkpoint)
     config = config_from_state_dict(state_dict, preset, config_overrides)
+    if text_tokenizer is not None:
+        check_tokenizer_fits(text_tokenizer, config.encoder_config.vocab_size, tokenizer)
+        text_tokenizer.model_max_length = config.max_text_length
+    check_shared_heads(state_dict)
     converted = convert_state_dict(state_dict)
     model = InstanceVGForReferringSegmentation(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(converted))
-    if missing:
-        raise ValueError(f"the checkpoint lacks {len(missing)} parameter(s): {', '.join(missing)}")
-    for key, tensor in converted.items():
-        if expected[key].shape != tensor.shape:
-            raise ValueError(
-                f"{key}: the checkpoint has shape {tuple(tensor.shape)}, the config expects {tuple(expected[key].shape)}"
-                " (check --config_overrides)"
-            )
     model.load_state_dict(converted, strict=True)
     model.eval()
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
     image_processor = InstanceVGImageProcessor(
         size=config.image_size,
         score_threshold=config.score_threshold,
@@ -387,11 +386,15 @@ def convert_checkpoint(
         score_weighted=config.score_weighted,
         mask_merge=config.mask_merge,
     )
-    if tokenizer is not None:
-        text_tokenizer = tokenizer_from_sentencepiece(tokenizer, model_max_length=config.max_text_length)
-        InstanceVGProcessor(image_processor, text_tokenizer).save_pretrained(output_dir)
-    else:
-        image_processor.save_pretrained(output_dir)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        if text_tokenizer is not None:
+            InstanceVGProcessor(image_processor, text_tokenizer).save_pretrained(folder)
+        else:
+            image_processor.save_pretrained(folder)
+
+    _write_folder(output_dir, write)
     return model
 
 

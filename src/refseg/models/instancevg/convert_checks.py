@@ -1,0 +1,217 @@
+"""What the InstanceVG converter checks before it converts: the checkpoint must be exactly the model it claims.
+
+A released checkpoint is compared with the model that its preset (``b-grefcoco``, ``b-refcoco``,
+``l-refcoco``, chosen from the encoder width and the query count, or named with ``--preset``) and
+``--config_overrides`` describe, in the released layout (docs/models/instancevg.md, "Conversion"):
+
+* every value must be finite (a file of NaN or inf is refused as such);
+* the encoder and decoder layer counts must be the config's: a missing or extra layer is an error naming it
+  (a file that lost its last layer must not convert into a shallower model);
+* every expected key must be present, no other key may be, and every tensor must have the expected shape
+  (a transposed tensor is named as such); an override that the weights contradict is refused as such.
+
+Every error is one ``ValueError`` of one line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+import torch
+
+from .configuration_instancevg import InstanceVGConfig
+
+ENCODER_PREFIX = "vis_enc.beit3."
+_SHOWN = 8
+_ENCODER_LAYER = re.compile(r"vis_enc\.beit3\.encoder\.layers\.(\d+)\.")
+_DECODER_LAYER = re.compile(r"head\.decoder_transformer\.decoder\.layers\.(\d+)\.")
+# Keys whose last or first dimension is the encoder width, to infer the preset even if one is damaged.
+_WIDTH_EVIDENCE = (
+    (ENCODER_PREFIX + "text_embed.weight", 1),
+    (ENCODER_PREFIX + "vision_embed.proj.weight", 0),
+    (ENCODER_PREFIX + "vision_embed.cls_token", -1),
+    (ENCODER_PREFIX + "encoder.layer_norm.A.weight", 0),
+    (ENCODER_PREFIX + "encoder.embed_positions.A.weight", 1),
+    ("head.lan_embedding.weight", 1),
+)
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return shown + (f" ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
+
+
+def check_finite(state_dict: dict[str, torch.Tensor]) -> None:
+    """Refuse NaN or infinite values (a corrupt file or a diverged run), naming the tensors that hold them."""
+    bad = [
+        key
+        for key, tensor in state_dict.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        raise ValueError(
+            f"the checkpoint holds NaN or infinite values in {len(bad)} of its {len(state_dict)} tensors "
+            f"({_names(bad)}): the file is corrupt or comes from a diverged training run, and cannot be converted"
+        )
+
+
+def infer_preset(state_dict: dict[str, torch.Tensor]) -> str:
+    """``l-refcoco`` for a large encoder, ``b-refcoco`` for one query, ``b-grefcoco`` otherwise."""
+    widths = [
+        state_dict[key].shape[dim]
+        for key, dim in _WIDTH_EVIDENCE
+        if key in state_dict and state_dict[key].dim() > 0
+    ]
+    if not widths:
+        raise ValueError(
+            "not an InstanceVG checkpoint: it has none of the BEiT-3 encoder keys (vis_enc.beit3.*)"
+        )
+    width = Counter(widths).most_common(1)[0][0]
+    queries = state_dict.get("head.query_generation.query_embed.weight")
+    channels = state_dict.get("head.img_embedding.weight")
+    num_queries = None
+    if queries is not None and queries.dim() == 2:
+        num_queries = queries.shape[0]
+        if channels is not None and queries.shape[0] == channels.shape[0] != queries.shape[1]:
+            num_queries = queries.shape[1]  # stored transposed: blamed by the shape check
+    if width >= 1024:
+        return "l-refcoco"
+    return "b-refcoco" if num_queries == 1 else "b-grefcoco"
+
+
+def build_config(preset: str, overrides: dict[str, Any] | None) -> InstanceVGConfig:
+    """``InstanceVGConfig.preset(preset, **overrides)``; an unknown override field is an error."""
+    overrides = dict(overrides or {})
+    known = set(InstanceVGConfig.preset(preset).to_dict())
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"--config_overrides: unknown InstanceVG config field(s): {', '.join(unknown)}")
+    return InstanceVGConfig.preset(preset, **overrides)
+
+
+def expected_layout(config: InstanceVGConfig) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the released checkpoint of the model ``config`` describes (built on the meta device)."""
+    from .convert_instancevg import state_dict_to_original
+    from .modeling_instancevg import InstanceVGForReferringSegmentation
+
+    with torch.device("meta"):
+        model = InstanceVGForReferringSegmentation(config)
+    original = state_dict_to_original(model.state_dict(), config.num_queries, config.decoder_layers)
+    return {key: tuple(tensor.shape) for key, tensor in original.items()}
+
+
+def _layer_ids(state_dict: dict[str, torch.Tensor], pattern: re.Pattern[str]) -> set[int]:
+    return {int(m[1]) for key in state_dict if (m := pattern.match(key))}
+
+
+def _ids(ids: set[int]) -> str:
+    return ", ".join(str(i) for i in sorted(ids))
+
+
+def check_layer_counts(
+    state_dict: dict[str, torch.Tensor], config: InstanceVGConfig, source: str, overridden: set[str]
+) -> None:
+    """The encoder and decoder layers in the file must be exactly ``0 .. n-1`` of the config's ``n``."""
+    parts = (
+        (
+            "encoder",
+            _ENCODER_LAYER,
+            config.encoder_config.num_hidden_layers,
+            "num_hidden_layers",
+            ENCODER_PREFIX,
+        ),
+        ("decoder", _DECODER_LAYER, config.decoder_layers, "decoder_layers", "head.decoder_transformer."),
+    )
+    for name, pattern, count, field, prefix in parts:
+        found = _layer_ids(state_dict, pattern)
+        missing, extra = set(range(count)) - found, found - set(range(count))
+        if not missing and not extra:
+            continue
+        has = f"the checkpoint has {len(found)} {name} layer(s)" + (f" ({_ids(found)})" if found else "")
+        if field in overridden:
+            raise ValueError(
+                f"--config_overrides contradicts the weights: it asks for {count} {name} layers, but {has}"
+            )
+        what = []
+        if missing:
+            what.append(f"lacks {name} layer(s) {_ids(missing)} ({prefix}...layers.{min(missing)}.*)")
+        if extra:
+            what.append(f"has extra {name} layer(s) {_ids(extra)}")
+        raise ValueError(
+            f"the checkpoint {' and '.join(what)}: the {source} has {count} {name} layers and {has}; the file is "
+            "incomplete or not this model, and is not converted"
+        )
+
+
+def _shape_problems(
+    state_dict: dict[str, torch.Tensor], layout: dict[str, tuple[int, ...]]
+) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    return [
+        (key, tuple(state_dict[key].shape), shape)
+        for key, shape in layout.items()
+        if key in state_dict and tuple(state_dict[key].shape) != shape
+    ]
+
+
+def check_layout(
+    state_dict: dict[str, torch.Tensor],
+    config: InstanceVGConfig,
+    source: str,
+    preset: str,
+    overrides: dict[str, Any] | None,
+) -> None:
+    """Every expected key present, no other key, every shape as expected (a transposed tensor named)."""
+    layout = expected_layout(config)
+    missing = [key for key in layout if key not in state_dict]
+    extra = [key for key in state_dict if key not in layout]
+    if missing:
+        raise ValueError(f"the checkpoint lacks {len(missing)} tensor(s) of the {source}: {_names(missing)}")
+    if extra:
+        raise ValueError(
+            f"the checkpoint has {len(extra)} tensor(s) that are not InstanceVG parameters: {_names(extra)}"
+        )
+    problems = _shape_problems(state_dict, layout)
+    if not problems:
+        return
+    if overrides and not _shape_problems(state_dict, expected_layout(build_config(preset, None))):
+        key, found, expected = problems[0]
+        raise ValueError(
+            f"--config_overrides {json.dumps(overrides)} contradicts the weights: {key} has shape {found} in the "
+            f"checkpoint, the overridden config expects {expected}"
+        )
+    key, found, expected = problems[0]
+    transposed = len(found) == 2 and found == expected[::-1]
+    more = f" ({len(problems) - 1} more tensor(s) of other shapes)" if len(problems) > 1 else ""
+    raise ValueError(
+        f"{key} has shape {found} in the checkpoint, the {source} expects {expected}"
+        + (": the tensor is transposed" if transposed else "")
+        + more
+    )
+
+
+def checked_config(
+    state_dict: dict[str, torch.Tensor], preset: str | None = None, overrides: dict[str, Any] | None = None
+) -> InstanceVGConfig:
+    """The config of the checkpoint after every check of this module; raises ``ValueError`` otherwise."""
+    check_finite(state_dict)
+    chosen = preset or infer_preset(state_dict)
+    config = build_config(chosen, overrides)
+    source = f"{chosen} preset" + (" with --config_overrides" if overrides else "")
+    overridden = set(overrides or {}) | set((overrides or {}).get("encoder_config") or {})
+    check_layer_counts(state_dict, config, source, overridden)
+    check_layout(state_dict, config, source, chosen, overrides)
+    return config
+
+
+__all__ = [
+    "build_config",
+    "check_finite",
+    "check_layer_counts",
+    "check_layout",
+    "checked_config",
+    "expected_layout",
+    "infer_preset",
+]
