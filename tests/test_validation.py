@@ -64,6 +64,11 @@ def test_image_statistics():
 
 
 def test_finite_logits():
-    check_finite_logits(torch.tensor([-math.inf, 0.0, math.inf]), "scores")  # saturated, still a decision
+    check_finite_logits(torch.tensor([-1e30, 0.0, 1e30]), "scores")  # saturated but finite: a decision
     with pytest.raises(ValueError, match="the model produced NaN scores"):
         check_finite_logits(torch.tensor([0.0, math.nan]), "scores")
+    # an infinite logit is a probability of exactly 0 or 1: a confident answer from a broken model
+    with pytest.raises(ValueError, match=r"the model produced \+inf and -inf scores \(2 of 3 values"):
+        check_finite_logits(torch.tensor([-math.inf, 0.0, math.inf]), "scores")
+    with pytest.raises(ValueError, match="produced -inf scores"):
+        check_finite_logits(torch.tensor([-math.inf], dtype=torch.float16), "scores")

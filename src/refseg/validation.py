@@ -112,9 +112,23 @@ def check_max_length(
 
 
 def check_finite_logits(tensor: torch.Tensor, name: str) -> None:
-    """Refuse NaN model outputs, which would otherwise turn into ``score: nan`` and a random decision."""
-    if bool(torch.isnan(tensor).any()):
+    """Refuse NaN and infinite model outputs.
+
+    A NaN turns into ``score: nan`` and a random decision; ``+inf`` / ``-inf`` into probabilities of exactly
+    1 or 0 ("no target, p=0.00", or "target found" with no instance), which look like confident answers.
+    """
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        kinds = [
+            kind
+            for kind, found in (
+                ("NaN", torch.isnan(tensor)),
+                ("+inf", torch.isposinf(tensor)),
+                ("-inf", torch.isneginf(tensor)),
+            )
+            if bool(found.any())
+        ]
+        count = int((~torch.isfinite(tensor)).sum())
         raise ValueError(
-            f"the model produced NaN {name}; its weights or inputs are broken (check the checkpoint, "
-            "the dtype and the pixel values)"
+            f"the model produced {' and '.join(kinds)} {name} ({count} of {tensor.numel()} values are not "
+            "finite); its weights or inputs are broken (check the checkpoint, the dtype and the pixel values)"
         )

@@ -14,15 +14,35 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..validation import check_finite_logits
+
 __all__ = ["output_field", "referring_segmentation_result", "target_size_list", "upsample_logits"]
 
 
-def output_field(outputs: Any, name: str) -> torch.Tensor:
-    """``outputs.<name>`` (a ModelOutput or a dict) detached as float32 on the CPU; a named error when missing."""
+#: how errors name the output fields
+_FIELD_NAMES = {
+    "pred_masks": "instance mask logits",
+    "pred_scores": "instance scores",
+    "pred_boxes": "boxes",
+    "semantic_mask_logits": "semantic mask logits",
+    "no_target_logits": "no-target logits",
+}
+
+
+def output_field(outputs: Any, name: str, *, finite: bool = True) -> torch.Tensor:
+    """``outputs.<name>`` (a ModelOutput or a dict) detached as float32 on the CPU.
+
+    Raises ``ValueError`` naming the field when it is missing, or (``finite=True``) when it holds NaN or
+    ``+inf`` / ``-inf`` (:func:`refseg.validation.check_finite_logits`): an infinite logit would become a
+    probability of exactly 0 or 1 and a confident-looking answer.
+    """
     value = outputs.get(name) if isinstance(outputs, dict) else getattr(outputs, name, None)
     if value is None:
         raise ValueError(f"the model outputs have no '{name}'; post_process_referring_segmentation needs it")
-    return value.detach().float().cpu()
+    value = value.detach().float().cpu()
+    if finite:
+        check_finite_logits(value, f"{_FIELD_NAMES.get(name, name)} ({name})")
+    return value
 
 
 def target_size_list(

@@ -23,6 +23,7 @@ from ...modeling.post_processing import (
     target_size_list,
     upsample_logits,
 )
+from ...validation import check_finite_logits
 
 __all__ = ["MetrisImageProcessor"]
 
@@ -60,7 +61,10 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
             map before that decision (ReLA's GRES evaluator counts it for a wrongly rejected target).
         """
         semantic = output_field(outputs, "semantic_mask_logits")
-        no_target_logits = output_field(outputs, "no_target_logits").reshape(-1)
+        no_target_logits = output_field(outputs, "no_target_logits", finite=False).reshape(-1)
+        # -inf for every sample is MetrisOutput's "no no-target classifier"; anything else must be finite
+        if not bool(torch.isneginf(no_target_logits).all()):
+            check_finite_logits(no_target_logits, "no-target logits (no_target_logits)")
         batch = semantic.shape[0]
         if no_target_logits.shape[0] != batch:
             raise ValueError("the model outputs disagree on the batch size")
