@@ -27,6 +27,7 @@ from ...image_utils import to_chw_float
 from ...modeling.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from ...modeling.mask_boxes import masks_to_boxes
 from ...modeling.post_processing import output_field
+from ...validation import check_finite_logits
 
 __all__ = ["InstanceVGImageProcessor"]
 
@@ -184,6 +185,7 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
         batch = pred_masks.shape[0]
         if pred_boxes is not None:
             pred_boxes = pred_boxes.detach().float().cpu()
+            check_finite_logits(pred_boxes, "boxes (pred_boxes)")
         if any(
             t is not None and t.shape[0] != batch for t in (pred_boxes, semantic, object_prob, target_prob)
         ):
@@ -254,8 +256,11 @@ def _probabilities(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     get = outputs.get if isinstance(outputs, dict) else lambda k: getattr(outputs, k, None)
     class_logits, nt_logits = get("pred_class_logits"), get("no_target_class_logits")
     if class_logits is not None and nt_logits is not None:
-        object_prob = class_logits.detach().float().cpu().softmax(-1)[..., 0]
-        target_prob = nt_logits.detach().float().cpu()[:, 0].sigmoid()
+        class_logits, nt_logits = class_logits.detach().float().cpu(), nt_logits.detach().float().cpu()
+        check_finite_logits(class_logits, "class logits (pred_class_logits)")
+        check_finite_logits(nt_logits, "no-target logits (no_target_class_logits)")
+        object_prob = class_logits.softmax(-1)[..., 0]
+        target_prob = nt_logits[:, 0].sigmoid()
     else:
         object_prob = output_field(outputs, "pred_scores").detach().float().cpu().sigmoid()
         target_prob = (
