@@ -12,7 +12,10 @@ definitions) at the model input resolution.
 
 Batch semantics: ``--per_device_train_batch_size`` samples go through the model on each process per
 forward pass; one optimizer step sees the global batch
-``per_device_train_batch_size x num_processes x gradient_accumulation_steps`` (printed at start).
+``per_device_train_batch_size x num_processes x gradient_accumulation_steps`` (printed at start), and its
+losses divide by that global batch's counts and BatchNorm is synced across processes (``--sync_batchnorm``),
+so every world size computes the same step (and every accumulation, but for BatchNorm's statistics, which
+stay per forward pass; docs/training.md, "Multi-process math").
 Optimisation defaults are the paper's (InstAlign Sec. 4.1): AdamW, lr 1e-4, linear decay to 1e-6.
 ``--recipe paper`` uses the model's paper recipe instead (``refseg.training.recipes``, ``docs/training.md``:
 optimizer, learning-rate groups, weight decay, schedule, clipping); the optimisation flags override it.
@@ -27,13 +30,17 @@ Examples (see examples/README.md)::
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
 import json
 import logging
 import math
 import os
+import random
 import shlex
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import datasets
@@ -53,15 +60,31 @@ from refseg.data.sampler import ImageGroupedSampler, image_indices_of
 from refseg.hub import push_to_hub, redact_argv, redact_mapping, write_model_card
 from refseg.metrics import gres_metrics
 from refseg.modeling.pretrained import load_pretrained_encoders
-from refseg.training import checkpoint_name, load_checkpoint, resolve_checkpoint, save_checkpoint
+from refseg.training import (
+    CheckpointError,
+    check_resume,
+    checkpoint_name,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from refseg.training.distributed import loss_normalized_batches
 from refseg.training.encoder_init import init_beit3_encoder
 from refseg.training.recipes import build_optimizer, get_recipe
+from refseg.training.sync_batchnorm import convert_sync_batchnorm, resolve_sync_batchnorm
 
 logger = get_logger(__name__)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage block) before any work."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _OneLineParser(description=__doc__.split("\n\n")[0])
     # model
     p.add_argument("--model_type", default="instalign", help="refseg architecture when training from scratch")
     p.add_argument("--config_preset", default="demo", help="named config of --model_type (tiny, demo, paper)")
@@ -132,6 +155,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per_device_eval_batch_size", type=int, default=16)
     p.add_argument("--gradient_accumulation_steps", type=int, default=1)
     p.add_argument(
+        "--sync_batchnorm",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="BatchNorm statistics over all processes (METRIS, InstanceVG): 'auto' (default) turns it on for "
+        "multi-process runs of models with BatchNorm; 'off' keeps per-process statistics (docs/training.md)",
+    )
+    p.add_argument(
         "--recipe",
         default="generic",
         help="optimizer, learning-rate groups, schedule and clipping: 'generic' (AdamW, lr 1e-4 linear to 1e-6, "
@@ -189,8 +221,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")
-    if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
-        p.error("--checkpointing_steps must be an integer or 'epoch'")
+    if args.checkpointing_steps not in (None, "epoch") and not (
+        str(args.checkpointing_steps).isdigit() and int(args.checkpointing_steps) > 0
+    ):
+        p.error(
+            f"--checkpointing_steps must be a positive integer or 'epoch', got {args.checkpointing_steps!r}"
+        )
+    for flag in ("logging_steps", "max_train_steps", "num_train_epochs", "image_size", "eval_steps"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag} must be a positive integer, got {value}")
+    if args.per_device_eval_batch_size < 1 or args.dataloader_num_workers < 0:
+        p.error("--per_device_eval_batch_size must be >= 1 and --dataloader_num_workers >= 0")
+    if args.config_overrides is not None:
+        try:
+            overrides = json.loads(args.config_overrides)
+        except ValueError as error:
+            p.error(f"--config_overrides is not valid JSON ({error}): {args.config_overrides!r}")
+        if not isinstance(overrides, dict):
+            p.error(
+                f"--config_overrides must be a JSON object of config fields, got {args.config_overrides!r}"
+            )
     if (args.learning_rate or 0) < 0 or (args.min_learning_rate or 0) < 0:
         p.error("--learning_rate and --min_learning_rate must be >= 0")
     if args.init_from_beit3 and args.model_name_or_path:
@@ -274,36 +325,100 @@ def drop_targeted_rows_without_instances(train: datasets.Dataset) -> datasets.Da
     return kept
 
 
-def make_collate_fn(processor, max_text_length: int, share_images: bool = False, augment=None):
+INDEX_KEY = "__row_index__"
+
+
+class IndexedRows(torch.utils.data.Dataset):
+    """The rows of a map-style dataset, each with its index under ``INDEX_KEY`` (the augmentation's seed)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.dataset[int(index)], INDEX_KEY: int(index)}
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        return [self[i] for i in indices]
+
+
+def augmentation_seed(seed: int, epoch: int, rows: list[dict]) -> int:
+    """The augmentation's seed for one batch: a hash of the run seed, the epoch and the rows' indices.
+
+    The draws of a batch depend on nothing else (not on the worker that collates it, nor on the batches
+    before it), so they differ between epochs and batches, and a resumed run, which skips the batches
+    already done without collating them, draws what an uninterrupted run draws.
+    """
+    keys = [row.get(INDEX_KEY, row.get("sent_id", row.get("sentence"))) for row in rows]
+    digest = hashlib.sha256(json.dumps([seed, epoch, keys], default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class TrainCollator:
     """Rows -> model inputs: fixed-size images, sentences padded to ``max_text_length``, ``mask_labels``.
 
     With ``share_images`` the rows of one ``image_id`` (one picture in the dataset schema) share one entry of
     ``pixel_values``: each distinct image is processed once and ``image_indices`` pairs every expression
     with its image. ``augment`` (e.g. ``refseg.data.PresencePluralityAugmentation``) transforms the decoded
-    rows of the batch first.
+    rows of the batch first, its generator reseeded per batch with :func:`augmentation_seed` (call
+    :meth:`set_epoch` before each epoch).
     """
 
-    def collate(rows: list[dict]) -> dict:
-        if augment is not None:
-            rows = augment(rows)
+    def __init__(
+        self, processor, max_text_length: int, share_images: bool = False, augment=None, seed: int = 0
+    ):
+        self.processor, self.max_text_length, self.share_images = processor, max_text_length, share_images
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next batches belong to (part of the augmentation's seed)."""
+        self.epoch = int(epoch)
+
+    def __call__(self, rows: list[dict]) -> dict:
+        if self.augment is not None:
+            self.augment.rng.seed(augmentation_seed(self.seed, self.epoch, rows))
+            rows = self.augment(rows)
         images, image_indices = rows, None
-        if share_images:
+        if self.share_images:
             first, image_indices = image_indices_of([row["image_id"] for row in rows])
             images = [rows[i] for i in first]
-        batch = processor(
+        batch = self.processor(
             images=[row["image"] for row in images],
             text=[row["sentence"] for row in rows],
             instances=[row["instances"] for row in rows],
             image_indices=image_indices,
             padding="max_length",
-            max_length=max_text_length,
+            max_length=self.max_text_length,
         )
         return dict(batch)
 
-    return collate
+
+def make_collate_fn(
+    processor, max_text_length: int, share_images: bool = False, augment=None, seed: int = 0
+) -> TrainCollator:
+    """A :class:`TrainCollator` (kept for callers of the earlier function)."""
+    return TrainCollator(processor, max_text_length, share_images=share_images, augment=augment, seed=seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader workers: NumPy's and Python's generators from the worker's torch seed, which differs per
+    worker and per epoch (drawn from the loader's generator each time the workers start)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 # ---------------------------------------------------------------------------------------------- model
+def apply_sync_batchnorm(model, args: argparse.Namespace, accelerator):
+    """``--sync_batchnorm``: BatchNorm synced across processes (SyncBatchNorm; refseg's own on CPU)."""
+    if not resolve_sync_batchnorm(args.sync_batchnorm, model, accelerator.num_processes):
+        return model
+    accelerator.print(f"BatchNorm synced across {accelerator.num_processes} process(es) (--sync_batchnorm)")
+    return convert_sync_batchnorm(model, accelerator.device.type)
+
+
 def build_model_and_processor(args: argparse.Namespace):
     if args.model_name_or_path:
         model = AutoModel.from_pretrained(args.model_name_or_path)
@@ -383,6 +498,49 @@ def resolve_recipe(args: argparse.Namespace, model_type: str):
     return recipe
 
 
+# ---------------------------------------------------------------------------------------------- resume
+def run_settings(args: argparse.Namespace, model_type: str, num_processes: int) -> dict:
+    """What a checkpoint records of the run, and what a resume compares (``check_resume``)."""
+    return {
+        "model_type": model_type,
+        "num_processes": num_processes,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "global_batch_size": args.per_device_train_batch_size
+        * num_processes
+        * args.gradient_accumulation_steps,
+        "schedule_unit": "optimizer_step",
+        "seed": args.seed,
+        "tau_no": args.tau_no,
+        "tau_multi": args.tau_multi,
+    }
+
+
+def set_schedule_position(scheduler, completed_steps: int) -> None:
+    """Put the learning-rate schedule at ``completed_steps`` optimizer steps and set the learning rates.
+
+    Checkpoints of earlier versions counted the schedule in process-steps (``num_processes`` per optimizer
+    step), so resuming one with fewer processes jumped ahead (2 -> 1 process: to the floor at once); the
+    position is the checkpoint's optimizer steps whatever wrote it.
+    """
+    inner = getattr(scheduler, "scheduler", scheduler)
+    inner.last_epoch = completed_steps
+    lrs = [base * factor(completed_steps) for base, factor in zip(inner.base_lrs, inner.lr_lambdas)]
+    for group, lr in zip(inner.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    inner._last_lr = lrs
+
+
+def check_dataset_size(num_rows: int, batch_size: int, num_processes: int) -> None:
+    """Refuse, in one line, a training split that does not fill one batch on every process."""
+    if num_rows < batch_size * num_processes:
+        raise SystemExit(
+            f"train.py: error: the training split has {num_rows} rows, fewer than one batch "
+            f"(--per_device_train_batch_size {batch_size} x {num_processes} process(es)); use a smaller batch or "
+            "more data"
+        )
+
+
 # ---------------------------------------------------------------------------------------------- eval
 @torch.no_grad()
 def evaluate(model, dataloader, accelerator) -> dict:
@@ -443,6 +601,9 @@ def main(argv: list[str] | None = None) -> dict:
         log_with=args.report_to if args.with_tracking else None,
         project_dir=args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # the scheduler is stepped once per optimizer step (below), so its position is in optimizer steps at
+        # any number of processes (Accelerate's default steps it num_processes times per optimizer step)
+        step_scheduler_with_optimizer=False,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
@@ -458,9 +619,17 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator.wait_for_everyone()
 
     model, processor = build_model_and_processor(args)
+    model = apply_sync_batchnorm(model, args, accelerator)
+    run_info = run_settings(args, model.config.model_type, accelerator.num_processes)
+    checkpoint = None
+    if args.resume_from_checkpoint:  # refused (another model type, another global batch) before any work
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        for warning in check_resume(checkpoint, run_info, allow_inexact=args.allow_inexact_resume):
+            logger.warning(warning, main_process_only=True)
     image_size = processor.image_processor.size["height"]
     with accelerator.main_process_first():
         train_ds, val_ds = load_splits(args, image_size)
+    check_dataset_size(len(train_ds), args.per_device_train_batch_size, accelerator.num_processes)
     collate = make_collate_fn(processor, args.max_text_length)
     # a private generator / seeded sampler: starting an epoch's iterator must not draw from the global RNG,
     # whose state (dropout, matching) is checkpointed, or a resumed run would diverge from an uninterrupted one
@@ -474,13 +643,15 @@ def main(argv: list[str] | None = None) -> dict:
         augment = refseg.data.PresencePluralityAugmentation(
             tau_no=args.tau_no, tau_multi=args.tau_multi, seed=args.seed
         )
+    train_collate = make_collate_fn(
+        processor, args.max_text_length, share_images=args.group_by_image, augment=augment, seed=args.seed
+    )
     train_dl = DataLoader(
-        train_ds,
-        collate_fn=make_collate_fn(
-            processor, args.max_text_length, share_images=args.group_by_image, augment=augment
-        ),
+        IndexedRows(train_ds) if augment is not None else train_ds,
+        collate_fn=train_collate,
         batch_size=args.per_device_train_batch_size,
         num_workers=args.dataloader_num_workers,
+        worker_init_fn=seed_worker,
         drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),  # the loader's base seed is drawn from it too
         **order,
@@ -501,15 +672,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.max_train_steps is None:
         args.max_train_steps = args.num_train_epochs * steps_per_epoch
     args.num_train_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
-    total, num_processes, schedule_epoch = args.max_train_steps, accelerator.num_processes, steps_per_epoch
+    total, schedule_epoch = args.max_train_steps, steps_per_epoch
 
     def lr_lambda(step: int) -> float:
         """The recipe's schedule (generic: linear warm-up, then linear decay from lr to min_lr at max_train_steps).
 
-        The prepared scheduler is stepped ``num_processes`` times per optimizer step (Accelerate's
-        convention without ``split_batches``), so ``step // num_processes`` counts optimizer steps.
+        ``step`` counts optimizer steps: the scheduler is stepped once per optimizer step on every process
+        (``step_scheduler_with_optimizer=False``), so a checkpoint's schedule position does not depend on the
+        number of processes that wrote it.
         """
-        return recipe.lr_factor(step // num_processes, total, schedule_epoch)
+        return recipe.lr_factor(step, total, schedule_epoch)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     model, optimizer, train_dl, eval_dl, scheduler = accelerator.prepare(
@@ -534,12 +706,12 @@ def main(argv: list[str] | None = None) -> dict:
         accelerator.init_trackers("refseg_train", tracked)
 
     completed_steps, starting_epoch, resume_batches = 0, 0, 0
-    if args.resume_from_checkpoint:
+    if checkpoint is not None:
         # only a complete checkpoint (written atomically, with its marker) is resumed; its RNG states are required
-        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         accelerator.print(f"Resuming from checkpoint {checkpoint.path}")
         load_checkpoint(accelerator, checkpoint, allow_inexact=args.allow_inexact_resume)
         completed_steps = checkpoint.completed_steps
+        set_schedule_position(scheduler, completed_steps)
         starting_epoch = completed_steps // steps_per_epoch
         resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
 
@@ -554,18 +726,22 @@ def main(argv: list[str] | None = None) -> dict:
     model.train()
     for epoch in range(starting_epoch, args.num_train_epochs):
         train_dl.set_epoch(epoch)
+        train_collate.set_epoch(epoch)
         active = train_dl
         if epoch == starting_epoch and resume_batches:
             active = accelerator.skip_first_batches(train_dl, resume_batches)
-        for batch in active:
-            with accelerator.accumulate(model):
+        # each step's micro-batches divide their losses by the step's global counts (refseg.training.distributed)
+        config, accumulation = accelerator.unwrap_model(model).config, args.gradient_accumulation_steps
+        for batch, normalizer in loss_normalized_batches(active, config, accelerator, accumulation):
+            with accelerator.accumulate(model), normalizer or nullcontext():
                 outputs = model(**batch)
                 loss = outputs.loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and recipe.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients and not optimizer.step_was_skipped:
+                    scheduler.step()  # once per optimizer step: the schedule counts optimizer steps
                 optimizer.zero_grad()
             running += accelerator.reduce(
                 loss.detach().float(), reduction="mean"
@@ -592,6 +768,7 @@ def main(argv: list[str] | None = None) -> dict:
                     checkpoint_name("step", completed_steps),
                     completed_steps=completed_steps,
                     epoch=epoch,
+                    run=run_info,
                 )
             if args.eval_steps and completed_steps % args.eval_steps == 0 and not args.skip_eval:
                 metrics = evaluate(model, eval_dl, accelerator)
@@ -610,6 +787,7 @@ def main(argv: list[str] | None = None) -> dict:
                 checkpoint_name("epoch", epoch),
                 completed_steps=completed_steps,
                 epoch=epoch,
+                run=run_info,
             )
         if stop:
             break
@@ -681,5 +859,17 @@ def format_metrics(metrics: dict) -> str:
     )
 
 
+def cli() -> None:
+    """``python examples/train.py``: a checkpoint that cannot be resumed, or a full disk, in one line."""
+    try:
+        main()
+    except CheckpointError as error:
+        raise SystemExit(f"train.py: error: {error}") from None
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise SystemExit(f"train.py: error: {error.strerror}") from None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from refseg.training.checkpoints import MARKER_NAME, sha256_of
+
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train.py"
 ARGS = ["--config_preset", "tiny", "--per_device_train_batch_size", "2", "--train_images", "2"]
 ARGS += ["--val_images", "2", "--max_train_steps", "6", "--checkpointing_steps", "2", "--skip_eval"]
@@ -37,9 +39,12 @@ def test_resume_skips_half_written_checkpoints_and_fails_on_an_unreadable_rng_st
     shutil.copytree(out / "step_4", out / ".tmp-step_6")
     shutil.copytree(out / "step_4", out / "step_6")
     (out / "step_6" / "refseg_checkpoint.json").unlink()
-    # corrupt step_4's RNG state, keeping its size
+    # step_4's RNG state written unreadable (its checksum recorded as written), keeping its size
     rng = out / "step_4" / "random_states_0.pkl"
     rng.write_bytes(b"\x80" * rng.stat().st_size)
+    marker = json.loads((out / "step_4" / MARKER_NAME).read_text())
+    marker["files"]["random_states_0.pkl"]["sha256"] = sha256_of(rng)
+    (out / "step_4" / MARKER_NAME).write_text(json.dumps(marker))
 
     rc, log = _run("--output_dir", str(out), "--resume_from_checkpoint", "latest")
     assert rc != 0
@@ -55,3 +60,22 @@ def test_resume_skips_half_written_checkpoints_and_fails_on_an_unreadable_rng_st
 
     rc, log = _run("--output_dir", str(out), "--resume_from_checkpoint", str(tmp_path / "run"))
     assert rc != 0 and "name must be step_<N> or epoch_<N>" in log
+
+
+@pytest.mark.slow
+def test_a_bit_flip_in_the_latest_checkpoint_resumes_from_the_previous_one_saying_why(tmp_path):
+    out = tmp_path / "run"
+    rc, log = _run("--output_dir", str(out), "--stop_after_steps", "4")
+    assert rc == 0, log[-3000:]
+    weights = out / "step_4" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01  # one bit of a weight: same size, still loadable
+    weights.write_bytes(bytes(data))
+    shutil.copytree(out / "step_4", tmp_path / "flipped" / "step_4")
+    rc, log = _run("--output_dir", str(out), "--resume_from_checkpoint", "latest")
+    assert rc == 0, log[-3000:]
+    assert "skipping checkpoint step_4" in log and "SHA-256 of model.safetensors differs" in log
+    assert "falling back to step_2" in log and f"Resuming from checkpoint {out / 'step_2'}" in log
+    flipped = tmp_path / "flipped" / "step_4"
+    rc, log = _run("--output_dir", str(tmp_path / "other"), "--resume_from_checkpoint", str(flipped))
+    assert rc != 0 and "train.py: error: checkpoint" in log and "SHA-256 of model.safetensors" in log

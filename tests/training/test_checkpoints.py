@@ -18,6 +18,7 @@ from accelerate import Accelerator
 import refseg
 from refseg.training import (
     CheckpointError,
+    check_resume,
     checkpoint_name,
     find_latest_checkpoint,
     load_checkpoint,
@@ -26,7 +27,7 @@ from refseg.training import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from refseg.training.checkpoints import MARKER_NAME
+from refseg.training.checkpoints import MARKER_NAME, sha256_of
 
 
 @pytest.fixture
@@ -53,8 +54,12 @@ def _save(accelerator, out, steps, kind="step", epoch=0):
 
 
 def _rewrite_marker_sizes(path: Path):
+    """Record the files' current sizes and checksums: a checkpoint whose file was written wrong."""
     marker = json.loads((path / MARKER_NAME).read_text())
-    marker["files"] = {name: (path / name).stat().st_size for name in marker["files"]}
+    marker["files"] = {
+        name: {"size": (path / name).stat().st_size, "sha256": sha256_of(path / name)}
+        for name in marker["files"]
+    }
     (path / MARKER_NAME).write_text(json.dumps(marker))
 
 
@@ -176,7 +181,8 @@ def test_an_unreadable_rng_state_fails_the_resume_loudly(setup, tmp_path, caplog
     final = _save(accelerator, tmp_path, 3)
     rng_file = final / "random_states_0.pkl"
     rng_file.write_bytes(b"garbage!" * (rng_file.stat().st_size // 8) + b"!" * (rng_file.stat().st_size % 8))
-    info = read_checkpoint(final)  # same size: only reading it tells
+    _rewrite_marker_sizes(final)  # written like this: the checksum matches, only reading it tells
+    info = read_checkpoint(final)
     with pytest.raises(
         CheckpointError, match="cannot read the RNG state file .*random_states_0.pkl.*not be exact"
     ):
@@ -224,3 +230,89 @@ def test_automatic_checkpoint_naming_is_refused(tmp_path):
     with pytest.raises(ValueError, match="automatic_checkpoint_naming"):
         _save(accelerator, tmp_path, 1)
     assert list(tmp_path.iterdir()) == []
+
+
+def _flip_one_bit(path: Path, offset: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_bit_flip_is_caught_by_the_checksum_and_latest_falls_back(setup, tmp_path, caplog):
+    accelerator, model, optimizer = setup
+    _save(accelerator, tmp_path, 2)
+    _step(model, optimizer)
+    final = _save(accelerator, tmp_path, 4)
+    entry = json.loads((final / MARKER_NAME).read_text())["files"]["model.safetensors"]
+    assert entry["sha256"] == sha256_of(final / "model.safetensors")
+    _flip_one_bit(final / "model.safetensors")  # same size: only the checksum tells
+    with pytest.raises(CheckpointError, match="damaged: the SHA-256 of model.safetensors differs"):
+        read_checkpoint(final)
+    with caplog.at_level(logging.WARNING, logger="refseg.training.checkpoints"):
+        assert resolve_checkpoint("latest", tmp_path).path == tmp_path / "step_2"
+    assert "skipping checkpoint step_4" in caplog.text and "SHA-256 of model.safetensors" in caplog.text
+    assert "falling back to step_2" in caplog.text
+
+
+def test_a_full_disk_during_the_save_names_it_and_leaves_the_previous_checkpoint(
+    setup, tmp_path, monkeypatch
+):
+    import errno
+
+    accelerator, _, _ = setup
+    _save(accelerator, tmp_path, 2)
+    real_save_state = accelerator.save_state
+
+    def full_disk(output_dir):
+        real_save_state(output_dir)  # some files written, then the writer fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(accelerator, "save_state", full_disk)
+    with pytest.raises(OSError, match="no space left on device while saving checkpoint step_4") as caught:
+        _save(accelerator, tmp_path, 4)
+    assert caught.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]  # the partial folder is removed
+    assert resolve_checkpoint("latest", tmp_path).path == tmp_path / "step_2"
+
+
+def _run(model_type="instalign", processes=1, batch=2, accumulation=1) -> dict:
+    return {
+        "model_type": model_type,
+        "num_processes": processes,
+        "per_device_train_batch_size": batch,
+        "gradient_accumulation_steps": accumulation,
+        "global_batch_size": processes * batch * accumulation,
+    }
+
+
+def test_resume_compares_model_type_and_batch_settings(setup, tmp_path):
+    accelerator, _, _ = setup
+    final = save_checkpoint(
+        accelerator, tmp_path, "step_3", completed_steps=3, epoch=0, run=_run(processes=2)
+    )
+    info = read_checkpoint(final)
+    assert info.run["global_batch_size"] == 4 and info.num_processes == 1
+    assert check_resume(info, _run(processes=2)) == []
+    with pytest.raises(
+        CheckpointError, match="written by a 'instalign' model and this run builds a 'metris'"
+    ):
+        check_resume(info, _run("metris", processes=2), allow_inexact=True)
+    # 2 processes x 2 -> 1 process x 4: the same global batch, a warning
+    [warning] = check_resume(info, _run(processes=1, batch=4))
+    assert "num_processes 2 -> 1" in warning and "continues at optimizer step 3" in warning
+    # another global batch: refused, or a warning with --allow_inexact_resume
+    with pytest.raises(CheckpointError, match="global batch of 4 .* this run has 2 .*--allow_inexact_resume"):
+        check_resume(info, _run(processes=1, batch=2))
+    [warning] = check_resume(info, _run(processes=1, batch=2), allow_inexact=True)
+    assert "another global batch (4 -> 2" in warning and "NOT the one" in warning
+
+
+def test_a_checkpoint_without_run_settings_still_warns_about_the_process_count(setup, tmp_path):
+    accelerator, _, _ = setup
+    final = _save(accelerator, tmp_path, 3)
+    marker = json.loads((final / MARKER_NAME).read_text())
+    marker.pop("run")
+    marker["num_processes"] = 2  # as written by an earlier version with 2 processes
+    (final / MARKER_NAME).write_text(json.dumps(marker))
+    [warning] = check_resume(read_checkpoint(final), _run())
+    assert "num_processes 2 -> 1" in warning and "does not record its batch sizes" in warning

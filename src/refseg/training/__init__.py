@@ -4,6 +4,7 @@ papers' training recipes (optimizer, parameter groups, schedule, clipping)."""
 from .checkpoints import (
     CheckpointError,
     CheckpointInfo,
+    check_resume,
     checkpoint_name,
     find_latest_checkpoint,
     load_checkpoint,
@@ -29,6 +30,7 @@ __all__ = [
     "TrainingRecipe",
     "available_recipes",
     "build_optimizer",
+    "check_resume",
     "checkpoint_name",
     "find_latest_checkpoint",
     "get_recipe",
