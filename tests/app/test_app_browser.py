@@ -1,7 +1,8 @@
 """``refseg app`` in a real browser: headless Debian Chromium driven by Selenium.
 
-Starts the app on 127.0.0.1 (a free port) in this process, uploads a synthetic scene, types a sentence,
-presses Segment and waits for the verdict, the instance table and the overlay. Skips, saying why, when
+Starts the app on 127.0.0.1 (a free port) in this process, checks that the model dropdown shows the
+bundled demo model, uploads a synthetic scene, types a sentence, presses Segment and waits for the
+verdict, the instance table and the overlay. Skips, saying why, when
 Gradio, Selenium, Chromium or chromedriver is missing (``scripts/test.sh`` installs them where it can).
 Set ``REFSEG_APP_SCREENSHOT=docs/images/app.png`` to keep a screenshot of the answered page.
 """
@@ -90,8 +91,12 @@ def test_upload_type_segment_and_see_the_answer(app_url, browser, scene_png):
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from refseg.app.inference import DEMO_MODEL
+
     wait = WebDriverWait(browser, PAGE_TIMEOUT_S)
     browser.get(app_url)
+    model = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#model input")))
+    assert model.get_attribute("value") == DEMO_MODEL  # a dropdown of the configured models only
     upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#image input[type=file]")))
     upload.send_keys(str(scene_png))
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#image img")))  # the preview

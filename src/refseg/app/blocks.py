@@ -1,12 +1,22 @@
-"""The Gradio Blocks of ``refseg app``: image + sentence in; overlay, instance table and verdict out."""
+"""The Gradio Blocks of ``refseg app``: image + sentence in; overlay, instance table and verdict out.
+
+The model dropdown lists the models fixed at start-up only; uploads reach refseg undecoded and are read
+by refseg's image loader; sentences and uploads are bounded by :class:`refseg.app.AppLimits`.
+"""
 
 from __future__ import annotations
 
 import inspect
+import logging
 import random
+from collections.abc import Sequence
 from typing import Any
 
-from .inference import DEMO_MODEL, INSTANCE_COLUMNS, SegmenterCache, segment, synthetic_example
+from .inference import INSTANCE_COLUMNS, SegmenterCache, segment, synthetic_example
+from .limits import AppLimits
+from .upload import data_url_to_file
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["build_app", "launch_app"]
 
@@ -15,7 +25,7 @@ _INTRO = (
     "Upload an image (or take a synthetic example), type a sentence, and press **Segment**. The overlay "
     "keeps the objects' own colours: the answer (the merged mask) stays bright with a white outline, "
     "everything else is dimmed; each instance gets a dashed outline, box corners and a numbered label "
-    "with its score."
+    "with its score. The instance table gives boxes in pixels of your image."
 )
 
 
@@ -31,61 +41,118 @@ def _theme_kwargs(gr: Any, function: Any) -> dict[str, Any]:
 
 
 def launch_app(app: Any, host: str = "127.0.0.1", port: int | None = None, block: bool = True) -> Any:
-    """Start serving ``app`` on ``host:port``; with ``block=False`` return at once (stop with ``app.close()``)."""
+    """Start serving ``app`` on ``host:port``; with ``block=False`` return at once (stop with ``app.close()``).
+
+    Uploads larger than the app's ``max_upload_mb`` are refused by Gradio before they reach refseg.
+    """
     import gradio as gr
 
+    limits = getattr(app, "refseg_limits", None) or AppLimits()
     return app.launch(
         server_name=host,
         server_port=port,
         prevent_thread_lock=not block,
         quiet=True,
+        max_file_size=limits.max_upload_bytes,
         **_theme_kwargs(gr, app.launch),
     )
 
 
-def build_app(model: str | None = None, device: str | None = None, image_size: int | None = None) -> Any:
-    """The ``gradio.Blocks`` app; ``model`` is the picker's initial entry (default: the demo model).
+def _hidden_api(gr: Any) -> dict[str, Any]:
+    """Keyword that keeps an event out of the API page (Gradio 6 ``api_visibility``, Gradio 5 ``show_api``)."""
+    if "api_visibility" in inspect.signature(gr.Button.click).parameters:
+        return {"api_visibility": "undocumented"}
+    return {"show_api": False}
 
-    ``image_size`` is the size of the synthetic examples (default: the loaded model's input size).
+
+def _upload_image(gr: Any, limits: AppLimits, **kwargs: Any) -> Any:
+    """A ``gr.Image`` whose event input is the uploaded file's path, undecoded (refseg reads it).
+
+    Its ``preprocess`` is replaced on the instance: a subclass of a Gradio component would make Gradio
+    write a ``.pyi`` stub next to this file.
+    """
+    image = gr.Image(type="filepath", **kwargs)
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            try:
+                return data_url_to_file(payload.url, image.GRADIO_CACHE, limits)
+            except ValueError as err:
+                raise gr.Error(str(err)) from None
+        if payload.path is None:
+            raise gr.Error("Upload an image file.")
+        return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
+def build_app(
+    models: str | Sequence[str | None] | None = None,
+    device: str | None = None,
+    image_size: int | None = None,
+    limits: AppLimits | None = None,
+) -> Any:
+    """The ``gradio.Blocks`` app offering ``models`` (folders or Hub ids; default: the demo model).
+
+    The dropdown lists these models only (the first is the default) and nothing else is ever loaded.
+    ``image_size`` is the size of the synthetic examples (default: the selected model's input size);
+    ``limits`` bounds uploads and sentences (:class:`refseg.app.AppLimits`). Events have API names:
+    ``/segment`` and ``/example`` (see ``docs/app.md``).
     """
     import gradio as gr
 
-    cache = SegmenterCache(device=device)
-    initial = model or DEMO_MODEL
+    limits = limits or AppLimits()
+    cache = SegmenterCache(device=device, models=[models] if isinstance(models, str) else models)
 
-    def _example(model_choice: str) -> tuple[Any, str, int]:
+    def _example(model: str) -> tuple[Any, str, int]:
         size = image_size
         if size is None:
             try:
-                size = cache.get(model_choice)[0].processor.image_processor.size["height"]
-            except (ValueError, KeyError, AttributeError, TypeError):
+                size = cache.get(model)[0].processor.image_processor.size["height"]
+            except ValueError as err:
+                raise gr.Error(str(err)) from None
+            except (KeyError, AttributeError, TypeError):
                 size = 160
         seed = random.SystemRandom().randrange(2**31)
         image, sentence = synthetic_example(seed, size)
         return image, sentence, seed
 
-    def _segment(image, sentence, model_choice, threshold, mask_threshold):
+    def _segment(
+        image: str | None, sentence: str, model: str, threshold: float, mask_threshold: float
+    ) -> tuple[Any, list[list[float | int]], str]:
         try:
-            result = segment(image, sentence, model_choice, threshold, mask_threshold, cache=cache)
+            result = segment(image, sentence, model, threshold, mask_threshold, cache=cache, limits=limits)
         except ValueError as err:
             raise gr.Error(str(err)) from None
+        except Exception:  # noqa: BLE001 - logged in full, reported without internals
+            logger.exception("refseg app: segmentation failed")
+            raise gr.Error("refseg could not answer this request; the server's log says why.") from None
         return result.overlay, result.instances, result.verdict
 
-    with gr.Blocks(title="refseg", analytics_enabled=False, **_theme_kwargs(gr, gr.Blocks.__init__)) as app:
+    blocks_kwargs = {"delete_cache": (3600, 3600), **_theme_kwargs(gr, gr.Blocks.__init__)}
+    with gr.Blocks(title="refseg", analytics_enabled=False, **blocks_kwargs) as app:
         gr.Markdown(_INTRO)
         with gr.Row():
             with gr.Column():
                 model_box = gr.Dropdown(
-                    choices=[DEMO_MODEL] + ([model] if model else []),
-                    value=initial,
-                    allow_custom_value=True,
-                    label="Model: the bundled demo model, a local folder or a Hub id",
+                    choices=cache.labels,
+                    value=cache.labels[0],
+                    allow_custom_value=False,
+                    label="Model",
                     elem_id="model",
                 )
-                image_in = gr.Image(
-                    type="pil", label="Image", elem_id="image", sources=["upload", "clipboard"]
+                image_in = _upload_image(
+                    gr, limits, label="Image", elem_id="image", sources=["upload", "clipboard"], format="png"
                 )
-                sentence_in = gr.Textbox(label="Sentence", placeholder="the red circle", elem_id="sentence")
+                sentence_in = gr.Textbox(
+                    label="Sentence",
+                    placeholder="the red circle",
+                    elem_id="sentence",
+                    max_length=limits.max_sentence_chars,
+                )
                 with gr.Row():
                     example_btn = gr.Button("Synthetic example", elem_id="example")
                     segment_btn = gr.Button("Segment", variant="primary", elem_id="segment")
@@ -94,22 +161,23 @@ def build_app(model: str | None = None, device: str | None = None, image_size: i
                     mask_threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="mask threshold")
                 seed_out = gr.Number(label="example seed", interactive=False, visible=False)
             with gr.Column():
-                verdict_out = gr.Markdown("Results appear here.", elem_id="verdict")
+                verdict_out = gr.Markdown("Results appear here.", label="verdict", elem_id="verdict")
                 overlay_out = gr.Image(
                     type="pil", label="Overlay", elem_id="overlay", interactive=False, format="png"
                 )
                 table_out = gr.Dataframe(
                     headers=INSTANCE_COLUMNS,
                     datatype=["number"] * len(INSTANCE_COLUMNS),
-                    label="Instances (boxes in pixels of the original image)",
+                    label="Instances",
                     interactive=False,
                     elem_id="instances",
                 )
         inputs = [image_in, sentence_in, model_box, threshold, mask_threshold]
         outputs = [overlay_out, table_out, verdict_out]
-        segment_btn.click(_segment, inputs, outputs)
-        sentence_in.submit(_segment, inputs, outputs)
-        example_btn.click(_example, [model_box], [image_in, sentence_in, seed_out]).then(
-            _segment, inputs, outputs
+        gr.on([segment_btn.click, sentence_in.submit], _segment, inputs, outputs, api_name="segment")
+        example_btn.click(_example, [model_box], [image_in, sentence_in, seed_out], api_name="example").then(
+            _segment, inputs, outputs, api_name="example_segment", **_hidden_api(gr)
         )
+    app.queue(max_size=limits.queue_size, default_concurrency_limit=1)
+    app.refseg_limits = limits
     return app

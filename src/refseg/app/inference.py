@@ -7,14 +7,20 @@ generator for the examples. The Gradio layer (:mod:`refseg.app.blocks`) only wir
 
 from __future__ import annotations
 
-import threading
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import PIL.Image
 
+from .limits import AppLimits, caption_text, check_sentence
+from .models import DEMO_MODEL, SegmenterCache
+from .upload import read_upload
+
 __all__ = [
     "DEMO_MODEL",
+    "INSTANCE_COLUMNS",
+    "AppLimits",
     "AppResult",
     "SegmenterCache",
     "instance_rows",
@@ -23,48 +29,10 @@ __all__ = [
     "verdict_text",
 ]
 
-#: the model picker's entry for the demo model bundled with refseg
-DEMO_MODEL = "refseg demo model (bundled)"
 #: column names of the instance table
 INSTANCE_COLUMNS = ["#", "score", "xmin", "ymin", "xmax", "ymax"]
-
-
-def _model_key(model: str | None) -> str | None:
-    model = (model or "").strip()
-    return None if model in ("", DEMO_MODEL) else model
-
-
-class SegmenterCache:
-    """Pipelines by model (folder or Hub id; ``None`` or :data:`DEMO_MODEL` is the bundled demo model).
-
-    Keeps the ``max_models`` most recently used pipelines; safe to share between request threads.
-    """
-
-    def __init__(self, device: str | None = None, max_models: int = 2) -> None:
-        self.device = device
-        self.max_models = max_models
-        self._pipelines: dict[str | None, tuple[Any, str]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, model: str | None) -> tuple[Any, str]:
-        """``(pipeline, resolved path)`` for ``model``, loading it on first use."""
-        from ..commands._common import load_pipeline
-
-        key = _model_key(model)
-        with self._lock:
-            if key in self._pipelines:
-                self._pipelines[key] = self._pipelines.pop(key)  # most recently used last
-                return self._pipelines[key]
-            try:
-                loaded = load_pipeline(key, self.device)
-            except SystemExit as err:  # load_pipeline's message for a missing demo model
-                raise ValueError(str(err)) from None
-            except Exception as err:  # noqa: BLE001 - any loading failure is shown to the user
-                raise ValueError(f"could not load the model {key!r}: {err}") from err
-            self._pipelines[key] = loaded
-            while len(self._pipelines) > self.max_models:
-                self._pipelines.pop(next(iter(self._pipelines)))
-            return loaded
+#: how many unknown words the verdict names (the rest are counted)
+MAX_UNKNOWN_SHOWN = 10
 
 
 @dataclass
@@ -95,7 +63,9 @@ def verdict_text(result: dict, unknown: list[str] | None = None, notice: str | N
         n = len(result["instances"])
         lines = [f"**Target found**: {n} instance(s), p(target) = {score:.2f}."]
     if unknown:
-        words = ", ".join(f"'{w}'" for w in unknown)
+        words = ", ".join(f"'{w}'" for w in unknown[:MAX_UNKNOWN_SHOWN])
+        more = len(unknown) - MAX_UNKNOWN_SHOWN
+        words += f" and {more} more" if more > 0 else ""
         lines.append(f"Unknown to this model's tokenizer (read as an unknown token): {words}.")
     if notice:
         lines.append(notice)
@@ -109,29 +79,33 @@ def segment(
     threshold: float = 0.5,
     mask_threshold: float = 0.5,
     cache: SegmenterCache | None = None,
+    limits: AppLimits | None = None,
 ) -> AppResult:
     """Run the pipeline of ``model`` on ``(image, sentence)`` and build what the app displays.
 
-    Raises ValueError with a message for the user when the image or the sentence is missing or the
-    model cannot be loaded.
+    ``image`` is a PIL image, a numpy array or the path of an uploaded file (read with refseg's image
+    loader after the size check). ``model`` is one of ``cache``'s configured models (default: its
+    first). Raises ValueError with a message for the user when the image or the sentence is missing
+    or over a limit of ``limits``, or the model is not offered or cannot be loaded.
     """
     from ..commands._demo_notice import demo_model_notice
     from ..oov import unknown_words
     from ..visualization import draw_result, to_rgb
 
+    limits = limits or AppLimits()
     if image is None:
         raise ValueError("Upload an image or pick a synthetic example first.")
-    sentence = (sentence or "").strip()
-    if not sentence:
-        raise ValueError("Type a sentence that describes what to segment, e.g. 'the red circle'.")
-    image = to_rgb(image)
-    segmenter, path = (cache or SegmenterCache()).get(model)
+    sentence = check_sentence(sentence, limits)
+    cache = cache or SegmenterCache()
+    cache.resolve(model)  # refuse a model that is not offered before reading the image
+    image = read_upload(image, limits) if isinstance(image, str | os.PathLike) else to_rgb(image)
+    segmenter, path = cache.get(model)
     result = segmenter(image, sentence, threshold=threshold, mask_threshold=mask_threshold)
     tokenizer = segmenter.processor.tokenizer
     unknown = unknown_words(tokenizer, sentence)
     notice = demo_model_notice(path, tokenizer, image)
     scale = max(1, round(480 / max(image.size)))
-    overlay = draw_result(image, result, sentence, scale=scale)
+    overlay = draw_result(image, result, caption_text(sentence, limits), scale=scale)
     return AppResult(overlay, instance_rows(result), verdict_text(result, unknown, notice), result)
 
 
