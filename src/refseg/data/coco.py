@@ -16,15 +16,17 @@ from pathlib import Path
 
 from .masks import canonical_rle, check_polygons, polygon_is_valid, polygons_to_rle, rle_size
 from .safe_pickle import safe_load
-from .validate import RefsegDataError, as_int, short
+from .validate import RefsegDataError, as_int, check_regular_file, read_regular_file, short
 
 
-def read_json(path: Path):
-    """``json.load`` of a UTF-8 file; ``RefsegDataError`` naming the file if it is not valid JSON."""
+def read_json(path: Path, not_found: str | None = None):
+    """``json.loads`` of a regular UTF-8 file; ``RefsegDataError`` naming the file if it is not a regular file
+    or not valid JSON (integers of more than 4300 digits and nesting deeper than the recursion limit
+    included)."""
+    data = read_regular_file(path, not_found or f"no such file: {path}")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, int digit limit
         raise RefsegDataError(f"{path}: not valid JSON ({str(err)[:120]})") from None
 
 
@@ -48,9 +50,7 @@ class CocoIndex:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"COCO annotation file not found: {self.path}")
-        data = read_json(self.path)
+        data = read_json(self.path, f"COCO annotation file not found: {self.path}")
         if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
             raise RefsegDataError(f"{self.path}: expected a COCO dict with 'images' and 'annotations' lists")
         self.images = _index(data["images"], ("id", "file_name", "height", "width"), str(self.path), "images")
@@ -71,14 +71,32 @@ class CocoIndex:
 
 def load_refs(path: str | os.PathLike) -> list[dict]:
     """Load a refs file: JSON list (``grefs(unc).json``) or pickled list (``refs(unc).p``, read with
-    ``safe_pickle.safe_load``: only plain data is accepted, nothing in the file is run)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"refs file not found: {path}")
+    ``safe_pickle.safe_load``: only plain data is accepted, nothing in the file is run).
+
+    The file must be a regular file (a FIFO or a link to a device is refused, never opened). A pickled
+    refs list must not repeat a ``ref_id``: ``refer.py`` indexes refs by id, so a repeat would silently
+    replace a ref (gRefCOCO's JSON files only warn, and repeats there are counted, ``duplicate_ref_ids``).
+    """
+    path = check_regular_file(path, f"refs file not found: {path}")
     refs = read_json(path) if path.suffix == ".json" else safe_load(path)
     if not isinstance(refs, list):
         raise RefsegDataError(f"{path}: expected a list of refs, got {type(refs).__name__}")
+    if path.suffix != ".json":
+        _check_unique_ref_ids(refs, path)
     return refs
+
+
+def _check_unique_ref_ids(refs: list, path: Path) -> None:
+    """``RefsegDataError`` naming both refs when two refs of a pickled refs list share a ``ref_id``."""
+    first: dict[int, int] = {}
+    for index, ref in enumerate(refs):
+        if isinstance(ref, Mapping) and "ref_id" in ref:
+            ref_id = as_int(ref["ref_id"], "ref_id", f"{path}: ref #{index}")
+            if ref_id in first:
+                raise RefsegDataError(
+                    f"{path}: ref #{index} repeats ref_id {ref_id} of ref #{first[ref_id]} (ref ids must be unique)"
+                )
+            first[ref_id] = index
 
 
 def _require(record, keys, where: str) -> None:

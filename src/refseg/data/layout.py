@@ -6,16 +6,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .validate import RefsegDataError
+from .validate import RefsegDataError, check_regular_file
 
 
 def find_path(root: str | os.PathLike, candidates: Sequence[str], what: str, is_dir: bool = False) -> Path:
-    """First existing ``root / candidate``; a clear error listing every tried path otherwise."""
+    """First existing ``root / candidate``; a clear error listing every tried path otherwise. A candidate
+    file that exists but is not a regular file (a FIFO, a link to ``/dev/zero``) is refused, not skipped."""
     root = Path(root)
     tried = [root / c for c in candidates]
     for path in tried:
-        if path.is_dir() if is_dir else path.is_file():
+        if is_dir and path.is_dir():
             return path
+        if not is_dir and path.exists():
+            return check_regular_file(path, f"{what} not found: {path}")
     raise FileNotFoundError(f"{what} not found; tried: {', '.join(str(p) for p in tried)}")
 
 

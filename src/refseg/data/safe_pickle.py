@@ -11,7 +11,20 @@ before anything from it runs:
   decoders below, without importing or calling NumPy.
 
 Everything else (``os.system``, ``builtins.eval``, any class, persistent ids, the copyreg extension
-registry) is refused with ``RefsegDataError`` naming the file and the global.
+registry) is refused with ``RefsegDataError`` naming the file and the global. The allowed constructors are
+wrapped so that a pickle cannot set state on them (``BUILD``): a default argument of an allowed function
+cannot be changed for the rest of the process.
+
+Memory and time are bounded by the file's size:
+
+* before anything is unpickled, the opcodes are scanned (``pickletools.genops``): every length field must
+  fit in the file, every memo index stored must be at most the file's size (the unpickler allocates a
+  memo table as large as the largest index) and every memo index read must have been stored before;
+* after unpickling, the result is walked once: it may hold only plain values, nested at most
+  ``MAX_DEPTH`` levels; no list, dict, tuple or set may appear twice (a file of shared references, e.g.
+  one ref repeated a million times by memo look-ups, is refused instead of expanding to millions of
+  rows), and the expanded size (one per value, plus the length of each string) is at most
+  ``EXPANSION_FACTOR`` times the file's size.
 """
 
 from __future__ import annotations
@@ -19,10 +32,11 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pickletools
 import struct
-from pathlib import Path
+from collections.abc import Callable
 
-from .validate import RefsegDataError
+from .validate import RefsegDataError, read_regular_file
 
 ALLOWED_DESCRIPTION = "dicts, lists, tuples, sets, strings, numbers, booleans and None"
 
@@ -76,20 +90,122 @@ def _latin1_encode(text, encoding="utf-8"):
     return text.encode("latin1")
 
 
+class _Constructor:
+    """An allowed global as the unpickler sees it: callable, but without state a pickle could set
+    (``BUILD`` calls ``__setstate__``, which refuses; attributes and items cannot be assigned)."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Callable):
+        object.__setattr__(self, "_function", function)
+
+    def __call__(self, *args):
+        return self._function(*args)
+
+    def __setstate__(self, state):
+        raise _RefusedState(getattr(self._function, "__name__", "an allowed global"))
+
+    def __setattr__(self, name, value):
+        raise _RefusedState(getattr(self._function, "__name__", "an allowed global"))
+
+
 ALLOWED_GLOBALS = {
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set,
-    ("__builtin__", "frozenset"): frozenset,
-    ("_codecs", "encode"): _latin1_encode,
-    ("numpy", "dtype"): _NumpyDType,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("builtins", "set"): _Constructor(set),
+    ("builtins", "frozenset"): _Constructor(frozenset),
+    ("__builtin__", "set"): _Constructor(set),
+    ("__builtin__", "frozenset"): _Constructor(frozenset),
+    ("_codecs", "encode"): _Constructor(_latin1_encode),
+    ("numpy", "dtype"): _Constructor(_NumpyDType),
+    ("numpy.core.multiarray", "scalar"): _Constructor(_numpy_scalar),
+    ("numpy._core.multiarray", "scalar"): _Constructor(_numpy_scalar),
 }
+MAX_DEPTH = 64
+EXPANSION_FACTOR = 16
+_TEXT = frozenset({str, bytes, bytearray})
+_SCALARS = frozenset({int, float, bool, type(None)})
+_CONTAINERS = frozenset({list, dict, tuple, set, frozenset})
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_MEMO_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
     """A global outside ``ALLOWED_GLOBALS`` was requested."""
+
+
+class _RefusedState(pickle.UnpicklingError):
+    """A pickle tried to set state (``BUILD``) or an attribute on an allowed global."""
+
+
+class _Refused(pickle.UnpicklingError):
+    """The opcode scan or the walk of the result refused the file (the message says why)."""
+
+
+def scan_opcodes(data: bytes) -> None:
+    """Check the opcodes of ``data`` before it is unpickled (``pickletools.genops``, linear in the file).
+
+    Raises ``_Refused`` for a memo index stored beyond the file's size, a memo index read before it is
+    stored or a frame longer than the rest of the file; ``ValueError`` (from ``genops``) for a length field
+    longer than the rest of the file, an unknown opcode or a missing ``STOP``.
+    """
+    size = len(data)
+    stored: set[int] = set()
+    for opcode, arg, pos in pickletools.genops(data):
+        name = opcode.name
+        if name in _MEMO_PUTS:
+            if not 0 <= arg <= size:
+                raise _Refused(
+                    f"memo index {short_int(arg)} at byte {pos} is larger than the file ({size} bytes)"
+                )
+            stored.add(arg)
+        elif name == "MEMOIZE":
+            stored.add(len(stored))
+        elif name in _MEMO_GETS and arg not in stored:
+            raise _Refused(f"memo index {short_int(arg)} read at byte {pos} was never stored")
+        elif name == "FRAME" and arg > size - pos:
+            raise _Refused(f"frame of {short_int(arg)} bytes at byte {pos} is longer than the file")
+
+
+def short_int(value: int) -> str:
+    """``value`` for a message, at most 20 digits."""
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:8]}...({len(text)} digits)"
+
+
+def check_plain(obj, size: int) -> None:
+    """Walk an unpickled value once (iteratively): plain values only, at most ``MAX_DEPTH`` levels deep, no
+    container reached twice, expanded size at most ``EXPANSION_FACTOR * size`` (+ 4096); ``_Refused`` otherwise."""
+    budget = EXPANSION_FACTOR * size + 4096
+    seen: set[int] = set()
+    stack: list[tuple[object, int]] = [([obj], 0)]  # the wrapper list is not counted
+    while stack:
+        container, depth = stack.pop()
+        children = (container, container.values()) if type(container) is dict else (container,)
+        for group in children:
+            budget -= len(group)
+            for value in group:
+                kind = type(value)
+                if kind in _TEXT:
+                    budget -= len(value)
+                    if budget < 0:
+                        break
+                elif kind in _CONTAINERS:
+                    if not value:
+                        continue
+                    if id(value) in seen:
+                        raise _Refused(
+                            f"the same {kind.__name__} appears twice (a shared reference); refs must not repeat"
+                        )
+                    seen.add(id(value))
+                    if depth >= MAX_DEPTH:
+                        raise _Refused(f"values are nested deeper than {MAX_DEPTH} levels")
+                    stack.append((value, depth + 1))
+                elif kind not in _SCALARS:
+                    raise _Refused(f"unpickled a {kind.__name__}, which is not plain data")
+        if budget < 0:
+            raise _Refused(
+                f"the content expands to more than {EXPANSION_FACTOR} times the file's size "
+                "(strings repeated by shared references)"
+            )
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -108,14 +224,26 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def safe_loads(data: bytes, where: str = "pickle"):
-    """Unpickle ``data`` with ``RestrictedUnpickler``; ``RefsegDataError`` naming ``where`` on refusal or damage."""
+    """Unpickle ``data`` with ``RestrictedUnpickler`` after ``scan_opcodes``, then ``check_plain`` the
+    result; ``RefsegDataError`` naming ``where`` on refusal or damage."""
+    data = bytes(data)
     try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="utf-8").load()
+        scan_opcodes(data)
+        out = RestrictedUnpickler(io.BytesIO(data), encoding="utf-8").load()
+        check_plain(out, len(data))
+        return out
     except _RefusedGlobal as err:
         raise RefsegDataError(
             f"{where}: refused to load the global '{err}' (a pickle may only hold {ALLOWED_DESCRIPTION}; "
             "nothing from the file was run)"
         ) from None
+    except _RefusedState as err:
+        raise RefsegDataError(
+            f"{where}: refused to set state on the allowed global '{err}' (BUILD or attribute assignment; "
+            "nothing was changed)"
+        ) from None
+    except _Refused as err:
+        raise RefsegDataError(f"{where}: refused: {err}") from None
     except Exception as err:  # pickle raises many types on damaged input
         raise RefsegDataError(
             f"{where}: cannot be read as a pickle ({type(err).__name__}: {str(err)[:120]})"
@@ -123,12 +251,7 @@ def safe_loads(data: bytes, where: str = "pickle"):
 
 
 def safe_load(path: str | os.PathLike):
-    """Read the pickle file at ``path`` with ``safe_loads`` (the file is read whole first)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such file: {path}") from None
-    except OSError as err:
-        raise RefsegDataError(f"{path}: cannot be read ({err.strerror or err})") from None
+    """Read the pickle file at ``path`` with ``safe_loads`` (the file is read whole first). It must be a
+    regular file: a FIFO or a link to a device (``/dev/zero``) is refused without being opened."""
+    data = read_regular_file(path, f"no such file: {path}")
     return safe_loads(data, str(path))

@@ -13,6 +13,7 @@ import numbers
 import os
 import re
 import reprlib
+import stat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 _REPR = reprlib.Repr()
@@ -35,6 +36,52 @@ class RefsegDataError(ValueError):
 def short(value) -> str:
     """A bounded ``repr`` for error messages (never huge or deeply nested)."""
     return _REPR.repr(value)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+def check_regular_file(path: str | os.PathLike, not_found: str) -> Path:
+    """``path`` if it is a regular file (symbolic links followed); ``FileNotFoundError(not_found)`` if it is
+    missing, ``RefsegDataError`` if it is a FIFO, a device, a socket or a folder (never opened, so never
+    blocks)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(not_found) from None
+    except OSError as err:
+        raise RefsegDataError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(mode):
+        raise RefsegDataError(f"{path}: not a regular file ({_file_kind(mode)})")
+    return path
+
+
+def read_regular_file(path: str | os.PathLike, not_found: str) -> bytes:
+    """The bytes of the regular file ``path`` (``check_regular_file``; re-checked on the opened file, which is
+    opened non-blocking, so a file swapped for a FIFO meanwhile cannot hang the reader)."""
+    path = check_regular_file(path, not_found)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise RefsegDataError(f"{path}: not a regular file ({_file_kind(mode)})")
+            return f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(not_found) from None
+    except OSError as err:
+        raise RefsegDataError(f"{path}: cannot be read ({err.strerror or err})") from None
 
 
 def as_int(value, field: str, where: str) -> int:
