@@ -83,3 +83,42 @@ def test_processor_warns_once_for_the_cat():
         warnings.simplefilter("error")
         processor(images=image, text="the cat")  # named already
         processor(images=image, text="the red circle")  # all known
+
+
+def _one_line_display(record) -> str:
+    """The warning as Python shows it on stderr (with the source line, if it had one)."""
+    return warnings.formatwarning(
+        record.message, record.category, record.filename, record.lineno, record.line
+    )
+
+
+def test_a_long_unknown_sentence_names_at_most_ten_words():
+    tok = tiny_tokenizer(model_max_length=32)
+    sentence = " ".join(f"zz{i}" for i in range(5000))  # 34,000 characters
+    with pytest.warns(OutOfVocabularyWarning) as record:
+        named = warn_unknown_words(tok, [sentence])
+    assert len(named) == 5000
+    message = str(record[0].message)
+    assert len(message) < 600 and "'zz9'" in message and "'zz10'" not in message
+    assert "and 4990 more" in message
+
+
+def test_punctuation_only_sentences_warn_with_any_tokenizer():
+    vocab = {"<pad>": 0, "the": 1}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    no_unk = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+    for tok in (tiny_tokenizer(32), no_unk):
+        with pytest.warns(OutOfVocabularyWarning, match=r"the sentence '\?!' has no word"):
+            warn_unknown_words(tok, ["the", "?!"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warn_unknown_words(tok, ["?!"])  # named once per tokenizer
+
+
+def test_the_warning_is_one_line_without_a_source_line():
+    processor = InstAlignProcessor(InstAlignImageProcessor(size=32), synthetic_tokenizer())
+    with pytest.warns(OutOfVocabularyWarning) as record:
+        processor(images=torch.zeros(3, 32, 32), text="the zebra")
+    shown = _one_line_display(record[0])
+    assert shown.count("\n") == 1 and "'zebra'" in shown and "processor(" not in shown

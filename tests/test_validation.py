@@ -30,6 +30,21 @@ def test_sentences():
             check_sentences(bad)
 
 
+@pytest.mark.parametrize(
+    "invisible",
+    ["\u200b\u200c\u2060", "\ufeff", " \u200d\t", "\x00\x07", "\u0301\u0308", "\u2028\u00ad"],
+)
+def test_sentences_of_invisible_characters_are_blank(invisible):
+    """Zero-width and other format (Cf) or control characters, and combining marks alone, show nothing."""
+    with pytest.raises(ValueError, match="text is an empty sentence .*invisible characters"):
+        check_sentences(invisible)
+
+
+def test_visible_sentences_are_not_blank():
+    for text in ("?!", "\u200bred\u200b", "e\u0301", "3", "🐱"):
+        assert check_sentences(text) == [text]
+
+
 def test_probabilities():
     assert check_probability(0, "t") == 0.0 and check_probability(1, "t") == 1.0
     assert check_probability(torch.tensor(0.25), "t") == 0.25

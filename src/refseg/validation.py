@@ -7,6 +7,7 @@ task model's ``forward``); each check raises ``ValueError`` with a message that 
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from numbers import Real
 from typing import Any
@@ -20,15 +21,21 @@ __all__ = [
     "check_positive_size",
     "check_probability",
     "check_sentences",
+    "is_blank",
     "text_position_limit",
 ]
 
+# Unicode major categories of visible characters: letters, numbers, punctuation, symbols
+_VISIBLE_CATEGORIES = frozenset("LNPS")
 # text encoders whose positions start after the padding index (position ids padding_idx + 1 ...)
 _OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "xlm-roberta-xl"}
 
 
 def check_sentences(text: Any, name: str = "text") -> list[str]:
-    """One sentence or a non-empty list of them -> list of strings; empty or blank sentences are refused."""
+    """One sentence or a non-empty list of them -> list of strings; empty or blank sentences are refused.
+
+    Blank means nothing visible (:func:`is_blank`): spaces, zero-width and other format characters only.
+    """
     if isinstance(text, str):
         sentences = [text]
     elif isinstance(text, Sequence) and not isinstance(text, bytes):
@@ -41,9 +48,22 @@ def check_sentences(text: Any, name: str = "text") -> list[str]:
         where = name if isinstance(text, str) else f"{name}[{i}]"
         if not isinstance(sentence, str):
             raise ValueError(f"{where} must be a string, got {type(sentence).__name__}")
-        if not sentence.strip():
-            raise ValueError(f"{where} is an empty sentence ({sentence!r}); give the expression to segment")
+        if is_blank(sentence):
+            shown = sentence if len(sentence) <= 40 else sentence[:40] + "..."
+            raise ValueError(
+                f"{where} is an empty sentence ({shown!r}: only spaces or invisible characters); give the "
+                "expression to segment"
+            )
     return sentences
+
+
+def is_blank(sentence: str) -> bool:
+    """True when ``sentence`` has nothing visible: no letter, digit, punctuation mark or symbol.
+
+    Spaces, control and format characters (Unicode categories Z*, C*: e.g. the zero-width space U+200B, the
+    zero-width non-joiner U+200C, the word joiner U+2060) and combining marks alone (M*) are invisible.
+    """
+    return not any(unicodedata.category(c)[0] in _VISIBLE_CATEGORIES for c in sentence)
 
 
 def check_probability(value: Any, name: str) -> float:

@@ -18,6 +18,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 
 from ...processing_utils import ReferringSegmentationProcessorBase
+from ...validation import is_blank
 
 __all__ = ["InstanceVGProcessor", "clean_expression", "tokenizer_from_sentencepiece"]
 
@@ -109,7 +110,7 @@ class InstanceVGProcessor(ReferringSegmentationProcessorBase):
         """The released code's cleaning (:func:`clean_expression`); an expression left empty is refused."""
         cleaned = [clean_expression(t) for t in texts]
         for t, c in zip(texts, cleaned):
-            if not c.strip():
+            if is_blank(c):
                 raise ValueError(f"the expression {t!r} is empty after cleaning")
         return cleaned
 
