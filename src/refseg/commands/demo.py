@@ -15,6 +15,7 @@ from pathlib import Path
 from ._common import add_model_arguments, check_thresholds, describe, load_pipeline
 
 KINDS = ("single", "multi", "no_target")
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048  # synthetic scenes need 32 pixels; 2048^2 px is already slow
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="scene seed (default: random, printed)")
     parser.add_argument("--num-scenes", type=int, default=3, help="number of synthetic scenes (default 3)")
     parser.add_argument(
-        "--image-size", type=int, default=None, help="scene size in pixels (default: the model's input size)"
+        "--image-size",
+        type=int,
+        default=None,
+        help="scene size in pixels, 32 to 2048 (default: the model's input size)",
     )
     parser.add_argument(
         "--output", default="refseg_demo.png", help="overlay picture (default refseg_demo.png)"
@@ -48,10 +52,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num_scenes < 1:
         raise ValueError("--num-scenes must be at least 1")
+    if args.image_size is not None and not MIN_IMAGE_SIZE <= args.image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels, got {args.image_size} "
+            "(leave it out for the model's input size)"
+        )
     check_thresholds(args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     segmenter, path = load_pipeline(args.model, args.device)
-    size = args.image_size or segmenter.processor.image_processor.size["height"]
+    size = (
+        args.image_size if args.image_size is not None else segmenter.processor.image_processor.size["height"]
+    )
     print(f"refseg demo: model {path}, {args.num_scenes} synthetic scene(s) of {size}x{size}, seed {seed}")
     scenes = synthetic_scenes(
         num_images=args.num_scenes,
