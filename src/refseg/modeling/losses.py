@@ -3,12 +3,16 @@
 Both take mask logits and {0, 1} (or soft) targets of the same shape ``(K, ...)``: every mask is flattened,
 the loss is averaged over its pixels (or sampled points), summed over masks and divided by ``num_masks``
 (the number of ground-truth masks in the batch, averaged over processes in distributed training).
+:func:`foreground_dice_loss` averages over the samples, or under an active
+:class:`~refseg.modeling.loss_normalizer.LossNormalizer` divides by the step's global ``num_samples`` share.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
+
+from .loss_normalizer import active_loss_normalizer
 
 
 def _check(logits: torch.Tensor, targets: torch.Tensor, num_masks: float | torch.Tensor) -> bool:
@@ -82,4 +86,7 @@ def foreground_dice_loss(
         keep = valid.flatten(1).to(probs.dtype)
         probs, targets = probs * keep, targets * keep
     loss = 1 - (2 * (probs * targets).sum(-1) + 1) / (probs.sum(-1) + targets.sum(-1) + 1)
-    return loss.mean()
+    normalizer = active_loss_normalizer()
+    if normalizer is None:
+        return loss.mean()
+    return loss.sum() / normalizer.denominator({"num_samples": 1.0})

@@ -10,7 +10,10 @@ phrase cost ``L_phrase(i)`` of eq. 3):
 Normalisation (the paper writes plain sums): the matched sum is divided by the number of ground-truth
 instances in the batch (Mask2Former's ``num_masks``, averaged over processes under ``torch.distributed``), the
 unmatched sum by the number of queries ``B * N``, so that neither ``N`` nor the number of referred objects
-rescales the loss. ``instance_supervision="standard"`` drops the phrase term from cost and loss;
+rescales the loss. Under an active :class:`~refseg.modeling.loss_normalizer.LossNormalizer` (``train.py``) every
+count (matched masks, images, queries) is the step's global one, summed over processes and accumulated
+micro-batches (:func:`loss_counts`), so any world size and accumulation give the full batch's gradient.
+``instance_supervision="standard"`` drops the phrase term from cost and loss;
 ``"none"`` skips matching and ``L_inst`` entirely (Table 3a).
 
 * eq. 9, ``L_merged = dice + BCE`` between the merged logits and the union of the instances (mean over images);
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...modeling.loss_normalizer import active_loss_normalizer
 from ...modeling.losses import dice_loss, sigmoid_ce_loss
 from ...modeling.matching import hungarian_matcher, pairwise_dice_cost, pairwise_sigmoid_ce_cost
 
@@ -58,6 +62,21 @@ def _global_count(count: float, device: torch.device) -> float:
         torch.distributed.all_reduce(value)
         count = value.item() / torch.distributed.get_world_size()
     return count
+
+
+def loss_counts(mask_labels: Sequence[torch.Tensor], num_queries: int) -> dict[str, float]:
+    """The counts the criterion divides by, from ``B`` instance-mask tensors ``(M_b, H, W)``.
+
+    ``num_samples`` (``B``) and ``num_matched`` (``sum_b min(N, M_b)``: the Hungarian assignment's pairs).
+    """
+    matched = sum(min(int(num_queries), int(masks.shape[0])) for masks in mask_labels)
+    return {"num_samples": float(len(mask_labels)), "num_matched": float(matched)}
+
+
+def _num_samples(batch: int) -> float:
+    """``batch``, or the step's global share under an active loss normaliser."""
+    normalizer = active_loss_normalizer()
+    return batch if normalizer is None else normalizer.denominator({"num_samples": 1.0})
 
 
 class PhraseAlignedMatcher(nn.Module):
@@ -177,12 +196,16 @@ class InstAlignCriterion(nn.Module):
         matched_targets = torch.cat(
             [targets[b][tgt.to(targets[b].device)] for b, (_, tgt) in enumerate(indices)]
         )
-        num_masks = max(_global_count(float(pred_idx.numel()), device), 1.0)
+        normalizer = active_loss_normalizer()
+        if normalizer is None:
+            num_masks = max(_global_count(float(pred_idx.numel()), device), 1.0)
+        else:
+            num_masks = normalizer.denominator({"num_matched": 1.0}, minimum=1.0)
 
         matched = torch.zeros(batch, num_queries, dtype=torch.bool, device=device)
         matched[batch_idx, pred_idx] = True
         score_matched = F.softplus(-score_logits[batch_idx, pred_idx]).sum() / num_masks
-        score_unmatched = F.softplus(score_logits[~matched]).sum() / (batch * num_queries)
+        score_unmatched = F.softplus(score_logits[~matched]).sum() / (_num_samples(batch) * num_queries)
         matched_masks = mask_logits[batch_idx, pred_idx].flatten(1)
         matched_targets = matched_targets.flatten(1).to(matched_masks.dtype)
         loss_mask = dice_loss(matched_masks, matched_targets, num_masks) + sigmoid_ce_loss(
@@ -209,14 +232,18 @@ class InstAlignCriterion(nn.Module):
     @staticmethod
     def merged_loss(semantic_logits: torch.Tensor, merged_targets: torch.Tensor) -> torch.Tensor:
         """Eq. 9: dice + BCE between ``(B, h, w)`` merged logits and union masks, averaged over images."""
-        batch = semantic_logits.shape[0]
+        batch = _num_samples(semantic_logits.shape[0])
         logits, targets = semantic_logits.flatten(1), merged_targets.flatten(1).to(semantic_logits.dtype)
         return dice_loss(logits, targets, batch) + sigmoid_ce_loss(logits, targets, batch)
 
     @staticmethod
     def no_target_loss(no_target_logits: torch.Tensor, is_no_target: torch.Tensor) -> torch.Tensor:
-        """BCE between the no-target logits ``(B,)`` and ``1[M_b = 0]``."""
-        return F.binary_cross_entropy_with_logits(no_target_logits, is_no_target.to(no_target_logits.dtype))
+        """BCE between the no-target logits ``(B,)`` and ``1[M_b = 0]`` (mean over the images)."""
+        labels = is_no_target.to(no_target_logits.dtype)
+        if active_loss_normalizer() is None:
+            return F.binary_cross_entropy_with_logits(no_target_logits, labels)
+        loss = F.binary_cross_entropy_with_logits(no_target_logits, labels, reduction="sum")
+        return loss / _num_samples(no_target_logits.shape[0])
 
     def forward(
         self,

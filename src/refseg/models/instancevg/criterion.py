@@ -18,6 +18,12 @@
 Total (eq. 6, as in the code): ``lambda_detr * L_detr + lambda_seg * L_seg + lambda_instance * L_ins-seg +
 minimap + lambda_exist * L_exist``. A batch whose samples all have no target gives a finite loss (the positive
 instance term is 0; the released code returns NaN there).
+
+Counts: ``num_boxes`` is averaged over processes as DETR does. Under an active
+:class:`~refseg.modeling.loss_normalizer.LossNormalizer` (``train.py``) every denominator (boxes, matched and
+unmatched queries, images, the class-weight sums of the weighted cross-entropies) is the step's global one,
+summed over processes and accumulated micro-batches (:func:`loss_counts`), so any world size and accumulation
+give the full batch's gradient.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...modeling.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from ...modeling.loss_normalizer import active_loss_normalizer, class_weighted
 from ...modeling.losses import dice_loss, sigmoid_ce_loss
 from ...modeling.matching import hungarian_matcher
 
@@ -40,6 +47,40 @@ def _global_count(count: float, device: torch.device) -> float:
         torch.distributed.all_reduce(value)
         count = value.item() / torch.distributed.get_world_size()
     return count
+
+
+def loss_counts(mask_labels: list[torch.Tensor], num_queries: int) -> dict[str, float]:
+    """The counts the criterion divides by, from ``B`` instance-mask tensors ``(n_b, H, W)``.
+
+    ``num_samples`` (``B``), ``num_boxes`` (``sum n_b``), ``num_matched`` (``sum min(N_q, n_b)``, the pairs of
+    the Hungarian assignment of every decoder layer) and ``num_empty`` (no-target samples).
+    """
+    sizes = [int(masks.shape[0]) for masks in mask_labels]
+    return {
+        "num_samples": float(len(sizes)),
+        "num_boxes": float(sum(sizes)),
+        "num_matched": float(sum(min(int(num_queries), n) for n in sizes)),
+        "num_empty": float(sum(n == 0 for n in sizes)),
+    }
+
+
+def _weighted_ce(
+    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, coefficients: dict[str, float]
+) -> torch.Tensor:
+    """``F.cross_entropy(logits, labels, weight)``; under a loss normaliser its weight sum is the global one."""
+    normalizer = active_loss_normalizer()
+    if normalizer is None:
+        return F.cross_entropy(logits, labels, weight=weight)
+    loss = F.cross_entropy(logits, labels, weight=weight, reduction="sum")
+    return loss / normalizer.denominator(coefficients)
+
+
+def _count(name: str, local: float, minimum: float = 0.0) -> float:
+    """``max(local, minimum)``, or the step's global share of ``name`` under a loss normaliser."""
+    normalizer = active_loss_normalizer()
+    if normalizer is None:
+        return max(local, minimum)
+    return normalizer.denominator({name: 1.0}, minimum=minimum)
 
 
 class PointGuidedMatcher(nn.Module):
@@ -154,7 +195,13 @@ class InstanceVGCriterion(nn.Module):
         target_classes = torch.ones(class_logits.shape[:2], dtype=torch.long, device=device)
         target_classes[batch_idx, pred_idx] = 0
         weight = torch.tensor([1.0, self.no_object_weight], device=device, dtype=class_logits.dtype)
-        loss_class = F.cross_entropy(class_logits.transpose(1, 2), target_classes, weight=weight)
+        # weight sum: 1 per matched query, no_object_weight per other query (N_q B - matched)
+        num_queries = class_logits.shape[1]
+        coefficients = {
+            "num_matched": 1.0 - self.no_object_weight,
+            "num_samples": self.no_object_weight * num_queries,
+        }
+        loss_class = _weighted_ce(class_logits.transpose(1, 2), target_classes, weight, coefficients)
         matched = boxes[batch_idx, pred_idx]
         targets = torch.cat([t[j.to(t.device)] for t, (_, j) in zip(target_boxes, indices)]).to(matched)
         loss_bbox = F.l1_loss(matched, targets, reduction="sum") / num_boxes
@@ -183,13 +230,20 @@ class InstanceVGCriterion(nn.Module):
             unmatched[pred] = False
             negatives.append(mask_logits[b, unmatched])
         pos, pos_t = torch.cat(positives), torch.cat(positive_targets)
-        loss = dice_loss(pos, pos_t, max(len(pos), 1)) + sigmoid_ce_loss(pos, pos_t, max(len(pos), 1))
+        num_pos = _count("num_matched", len(pos), minimum=1)
+        loss = dice_loss(pos, pos_t, num_pos) + sigmoid_ce_loss(pos, pos_t, num_pos)
         out = {"loss_instance_positive": loss}
         if self.negative_mask_weight > 0:
             neg = torch.cat(negatives)
             zeros = torch.zeros_like(neg)
+            normalizer = active_loss_normalizer()
+            num_neg = (
+                max(len(neg), 1)
+                if normalizer is None
+                else normalizer.denominator({"num_samples": num_queries, "num_matched": -1.0}, minimum=1.0)
+            )
             out["loss_instance_negative"] = self.negative_mask_weight * (
-                dice_loss(neg, zeros, max(len(neg), 1)) + sigmoid_ce_loss(neg, zeros, max(len(neg), 1))
+                dice_loss(neg, zeros, num_neg) + sigmoid_ce_loss(neg, zeros, num_neg)
             )
         return out
 
@@ -214,7 +268,11 @@ class InstanceVGCriterion(nn.Module):
             targets: :class:`InstanceVGTargets` at ``(H, W)``.
         """
         device = mask_logits.device
-        num_boxes = max(_global_count(float(sum(len(b) for b in targets.boxes)), device), 1.0)
+        normalizer = active_loss_normalizer()
+        if normalizer is None:
+            num_boxes = max(_global_count(float(sum(len(b) for b in targets.boxes)), device), 1.0)
+        else:
+            num_boxes = normalizer.denominator({"num_boxes": 1.0}, minimum=1.0)
         terms: dict[str, torch.Tensor] = {}
         detr = mask_logits.new_zeros(())
         last = len(class_logits) - 1
@@ -239,7 +297,7 @@ class InstanceVGCriterion(nn.Module):
                 for m in (t.to(mask_logits) for t in targets.masks)
             ]
         )
-        batch = len(union)
+        batch = _count("num_samples", len(union))
         terms["loss_global"] = dice_loss(semantic_mask_logits, union, batch) + sigmoid_ce_loss(
             semantic_mask_logits, union, batch
         )
@@ -254,11 +312,12 @@ class InstanceVGCriterion(nn.Module):
         )
         is_empty = torch.tensor([len(m) == 0 for m in targets.masks], dtype=torch.long, device=device)
         weight = torch.tensor(self.no_target_class_weights, device=device, dtype=no_target_class_logits.dtype)
-        terms["loss_no_target"] = self.no_target_loss_weight * F.cross_entropy(
-            no_target_class_logits, is_empty, weight=weight
+        coefficients = class_weighted("num_samples", "num_empty", self.no_target_class_weights)
+        terms["loss_no_target"] = self.no_target_loss_weight * _weighted_ce(
+            no_target_class_logits, is_empty, weight, coefficients
         )
         total = terms["loss_mask"] + terms["loss_det"] + terms["loss_no_target"]
         return total, terms
 
 
-__all__ = ["InstanceVGCriterion", "InstanceVGTargets", "PointGuidedMatcher"]
+__all__ = ["InstanceVGCriterion", "InstanceVGTargets", "PointGuidedMatcher", "loss_counts"]

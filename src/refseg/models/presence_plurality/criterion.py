@@ -11,6 +11,11 @@
 Beyond the paper, ``lambda_dice > 0`` adds ``lambda_dice`` times a Dice loss of the foreground probability
 (``refseg.modeling.losses.foreground_dice_loss``) to ``L_pixel``; the default 0 is the paper's loss
 (docs/demo_model.md: it helps a small model trained from scratch leave the all-background start).
+
+Under an active :class:`~refseg.modeling.loss_normalizer.LossNormalizer` (``train.py``) the three
+cross-entropies divide by the step's global class-weight sums (valid pixels, present samples) and the plurality
+term by its global number of labelled samples (:func:`loss_counts`), so any world size and accumulation give
+the full batch's gradient.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...modeling.loss_normalizer import active_loss_normalizer, class_weighted
 from ...modeling.losses import foreground_dice_loss
 
 IGNORE_INDEX = -100
@@ -48,6 +54,21 @@ def presence_plurality_targets(
     if ignore_no_target:
         plurality = plurality.masked_fill(counts_t == 0, IGNORE_INDEX)
     return target, presence, plurality
+
+
+def loss_counts(mask_labels: list[torch.Tensor], pixel_mask: torch.Tensor | None = None) -> dict[str, float]:
+    """The counts the criterion divides by: ``num_samples``, ``num_present`` (``y_pr = 1``), ``num_pixels`` and
+    ``num_foreground_pixels`` (both outside the letterbox padding of ``pixel_mask``)."""
+    target, presence, _ = presence_plurality_targets(mask_labels, ignore_no_target=False)
+    valid = torch.ones_like(target, dtype=torch.bool)
+    if pixel_mask is not None:
+        valid = pixel_mask.to(target.device) >= 0.5
+    return {
+        "num_samples": float(len(mask_labels)),
+        "num_present": float(presence.sum()),
+        "num_pixels": float(valid.sum()),
+        "num_foreground_pixels": float((target.bool() & valid).sum()),
+    }
 
 
 class PresencePluralityCriterion(nn.Module):
@@ -105,19 +126,38 @@ class PresencePluralityCriterion(nn.Module):
         if pixel_mask is not None:
             target = target.masked_fill(pixel_mask.to(target.device) < 0.5, IGNORE_INDEX)
         weights = self.pixel_class_weights.to(mask_logits.dtype)
-        loss_pixel = F.cross_entropy(mask_logits, target, weight=weights, ignore_index=IGNORE_INDEX)
+        normalizer = active_loss_normalizer()
+        if normalizer is None:
+            loss_pixel = F.cross_entropy(mask_logits, target, weight=weights, ignore_index=IGNORE_INDEX)
+        else:
+            loss_pixel = F.cross_entropy(
+                mask_logits, target, weight=weights, ignore_index=IGNORE_INDEX, reduction="sum"
+            ) / normalizer.denominator(
+                class_weighted("num_pixels", "num_foreground_pixels", self.pixel_class_weights.tolist())
+            )
         if self.lambda_dice > 0:
             valid = None if pixel_mask is None else pixel_mask.to(union.device) >= 0.5
             # the sigmoid of the logit difference is the softmax foreground probability
             foreground = mask_logits[:, 1] - mask_logits[:, 0]
             loss_pixel = loss_pixel + self.lambda_dice * foreground_dice_loss(foreground, union, valid)
-        loss_presence = F.cross_entropy(
-            presence_logits, presence, weight=self.presence_class_weights.to(presence_logits.dtype)
-        )
+        presence_weights = self.presence_class_weights.to(presence_logits.dtype)
+        if normalizer is None:
+            loss_presence = F.cross_entropy(presence_logits, presence, weight=presence_weights)
+        else:
+            loss_presence = F.cross_entropy(
+                presence_logits, presence, weight=presence_weights, reduction="sum"
+            ) / normalizer.denominator(
+                class_weighted("num_samples", "num_present", self.presence_class_weights.tolist())
+            )
         loss_dict = {"loss_pixel": loss_pixel, "loss_presence": loss_presence}
         loss = self.lambda_pixel * loss_pixel + self.lambda_presence * loss_presence
         if self.use_plurality and plurality_logits is not None:
-            if bool((plurality != IGNORE_INDEX).any()):
+            if normalizer is not None:  # labelled samples: the present ones, or all of them
+                labelled = {"num_present" if self.ignore_no_target else "num_samples": 1.0}
+                loss_plurality = F.cross_entropy(
+                    plurality_logits, plurality, ignore_index=IGNORE_INDEX, reduction="sum"
+                ) / normalizer.denominator(labelled, minimum=1.0)
+            elif bool((plurality != IGNORE_INDEX).any()):
                 loss_plurality = F.cross_entropy(plurality_logits, plurality, ignore_index=IGNORE_INDEX)
             else:  # only no-target samples: nothing to learn, but keep the graph connected
                 loss_plurality = plurality_logits.sum() * 0.0
@@ -126,4 +166,4 @@ class PresencePluralityCriterion(nn.Module):
         return loss, loss_dict
 
 
-__all__ = ["IGNORE_INDEX", "PresencePluralityCriterion", "presence_plurality_targets"]
+__all__ = ["IGNORE_INDEX", "PresencePluralityCriterion", "loss_counts", "presence_plurality_targets"]
