@@ -65,7 +65,7 @@ def test_processor_outputs_and_right_padding(tiny_tokenizer):
 
 
 def test_resize_is_bilinear_without_antialias_on_grey_levels():
-    processor = InstanceVGImageProcessor(size=8)
+    processor = InstanceVGImageProcessor(size=8, resample_backend="torch")
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(32, 24, 3), dtype=np.uint8)
     pixels = processor(image)["pixel_values"][0]
@@ -77,6 +77,44 @@ def test_resize_is_bilinear_without_antialias_on_grey_levels():
     torch.testing.assert_close(pixels, (resized - mean) / std)
     antialiased = F.interpolate(x, size=(8, 8), mode="bilinear", antialias=True)[0].round() / 255
     assert not torch.allclose(pixels, (antialiased - mean) / std)
+
+
+def test_opencv_backend_is_cv2_inter_linear_on_uint8():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(37, 91, 3), dtype=np.uint8)
+    pixels = InstanceVGImageProcessor(size=16)(image)["pixel_values"][0]
+    expected = torch.from_numpy(cv2.resize(image, (16, 16), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    torch.testing.assert_close(pixels, (expected.float() / 255 - mean) / std, rtol=0, atol=1e-6)
+
+
+def test_sixteen_bit_images_keep_their_high_byte_as_opencv_decodes_them():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 65536, size=(12, 10), dtype=np.uint16)
+    for backend in ("opencv", "torch"):
+        if backend == "opencv":
+            pytest.importorskip("cv2")
+        processor = InstanceVGImageProcessor(size=6, resample_backend=backend)
+        ours = processor(PIL.Image.fromarray(image))["pixel_values"]
+        expected = processor(np.repeat((image >> 8).astype(np.uint8)[..., None], 3, axis=2))["pixel_values"]
+        torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+
+
+def test_missing_opencv_says_how_to_install_it_or_avoid_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
+    image = np.zeros((9, 7, 3), dtype=np.uint8)
+    with pytest.raises(ImportError, match=r"refseg\[opencv\].*resample_backend='torch'"):
+        InstanceVGImageProcessor(size=4)(image)
+    assert InstanceVGImageProcessor(size=4, resample_backend="torch")(image)["pixel_values"].shape == (
+        1,
+        3,
+        4,
+        4,
+    )
 
 
 def test_box_labels_from_dataset_boxes_are_clipped_and_normalised():

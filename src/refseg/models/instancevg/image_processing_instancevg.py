@@ -1,10 +1,13 @@
 """Image processor for InstanceVG: the released pre-processing (paper Sec. 4.3) and post-processing
 (Sec. 3.5, Fig. 5).
 
-Pre-processing: resize to 320 x 320 without keeping the aspect ratio, bilinear **without antialiasing** (the
-original uses OpenCV's ``INTER_LINEAR`` on uint8 images; ``torch`` bilinear interpolation with half-pixel
-centres, rounded back to integer grey levels, stays within one grey level of it), then ImageNet mean / std.
-No padding. Training targets: instance masks resized with nearest neighbour, boxes from the dataset's
+Pre-processing (the released test pipeline, paper Sec. 4.3): the decoded 8-bit image (16-bit files reduced to
+their high byte, grey images repeated on three channels, alpha dropped, as OpenCV's colour decoder does) is
+resized to 320 x 320 without keeping the aspect ratio with OpenCV's bilinear ``INTER_LINEAR`` on uint8 values
+(``resample_backend="opencv"``, the default: identical to the original), then normalised with ImageNet mean /
+std. No padding. ``resample_backend="torch"`` needs no OpenCV: ``torch`` bilinear interpolation without
+antialiasing, rounded back to grey levels, stays within one grey level of OpenCV (``docs/models/instancevg.md``,
+"Pre-processing"). Training targets: instance masks resized with nearest neighbour, boxes from the dataset's
 ``bbox`` (clipped to the image, normalised ``(cx, cy, w, h)``).
 
 Post-processing: query score ``p_obj * sigmoid(target logit)`` (``score_weighted``), queries with a score above
@@ -23,11 +26,11 @@ import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
-from ...image_utils import to_chw_float
 from ...modeling.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from ...modeling.mask_boxes import masks_to_boxes
 from ...modeling.post_processing import output_field
 from ...validation import check_finite_logits
+from .resize_instancevg import RESAMPLE_BACKENDS, decoded_values, resize_bilinear
 
 __all__ = ["InstanceVGImageProcessor"]
 
@@ -45,6 +48,9 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
         mask_threshold: default ``thr_m`` (0.5).
         score_weighted: weight query scores by the target probability of the no-target head.
         mask_merge: ``"merge"`` (global OR kept instances), ``"global"`` or ``"instance"``.
+        resample_backend: ``"opencv"`` (default; the original's ``cv2.resize(INTER_LINEAR)`` on uint8, needs
+            ``opencv-python-headless``: ``pip install 'refseg[opencv]'``) or ``"torch"`` (no OpenCV, within one
+            grey level of it).
         Other arguments as :class:`~refseg.image_processing_utils.ReferringSegmentationImageProcessorBase`.
     """
 
@@ -55,6 +61,7 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
         mask_threshold: float = 0.5,
         score_weighted: bool = True,
         mask_merge: str = "merge",
+        resample_backend: str = "opencv",
         **kwargs,
     ) -> None:
         super().__init__(size=size if size is not None else 320, **kwargs)
@@ -64,6 +71,9 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
         self.mask_threshold = float(mask_threshold)
         self.score_weighted = bool(score_weighted)
         self.mask_merge = mask_merge
+        if resample_backend not in RESAMPLE_BACKENDS:
+            raise ValueError(f"resample_backend must be one of {RESAMPLE_BACKENDS}, got {resample_backend!r}")
+        self.resample_backend = resample_backend
 
     def preprocess(
         self,
@@ -90,12 +100,9 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
         original_sizes = [self.image_size(image) for image in image_list]
         pixels = []
         for image in image_list:
-            is_integer = not _is_float_image(image)
-            tensor = to_chw_float(image, 1.0, do_rescale=False)  # 0-255 for integer images
+            tensor, is_integer = decoded_values(image)  # 0-255 for integer images
             if self.do_resize and tuple(tensor.shape[1:]) != size:
-                tensor = F.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]
-                if is_integer:  # back to uint8 grey levels, as the original resizes uint8 images
-                    tensor = tensor.round().clamp(0, 255)
+                tensor = resize_bilinear(tensor, size, is_integer, self.resample_backend)
             if is_integer and self.do_rescale:
                 tensor = tensor * self.rescale_factor
             if self.do_normalize:
@@ -241,13 +248,6 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
                 }
             )
         return results
-
-
-def _is_float_image(image: Any) -> bool:
-    if isinstance(image, torch.Tensor):
-        return image.is_floating_point()
-    dtype = getattr(image, "dtype", None)
-    return dtype is not None and getattr(dtype, "kind", "") == "f"
 
 
 def _probabilities(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
