@@ -25,6 +25,8 @@ __all__ = ["read_weights_file"]
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Lines of torch's weights-only error that are advice (some of it to load unsafely), not the reason.
+_TORCH_ADVICE = ("Weights only load failed", "(1)", "(2)", "Please file an issue", "Check the documentation")
 
 
 def _plain(text: str) -> str:
@@ -40,16 +42,16 @@ def _first_line(error: BaseException) -> str:
 def _unpickler_detail(error: BaseException) -> str:
     """What torch's weights-only unpickler objected to, without its advice to turn safe loading off."""
     text = _ANSI.sub("", str(error))
-    _, marker, detail = text.partition("WeightsUnpickler error:")
-    if not marker:
-        return _first_line(error)
-    detail = detail.split("Check the documentation of torch.load")[0]
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines()]
+    detail = " ".join(line for line in lines if line and not line.startswith(_TORCH_ADVICE))
     return _plain(detail.split("Please use `torch.serialization")[0]) or type(error).__name__
 
 
 def _unsafe_message(path: str, what: str, detail: str) -> str:
     """One line for a file refused by the weights-only unpickler."""
-    glob = re.match(r"Unsupported global: GLOBAL (\S+)", detail)
+    glob = re.match(r"(?:Unsupported global: GLOBAL|Trying to load unsupported GLOBAL) (\S+)", detail)
     call = re.match(r"Trying to call reduce for unrecognized function (.+)", detail)
     if glob or call:
         name = glob[1] if glob else call[1]

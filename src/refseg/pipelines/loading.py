@@ -169,11 +169,29 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
     return model
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def check_has_tokenizer(source: str | os.PathLike, model_type: str | None = None) -> None:
+    """Refuse a local model folder without a tokenizer (e.g. ``refseg convert`` run without ``--tokenizer``)."""
+    path = Path(os.fspath(source)).expanduser()
+    if not path.is_dir() or any((path / name).is_file() for name in _TOKENIZER_FILES):
+        return
+    if model_type == "instancevg":
+        fix = "convert the checkpoint again with --tokenizer (`refseg convert instancevg CHECKPOINT.pth --output DIR --tokenizer beit3.spm`)"
+    else:
+        fix = "save the model's processor (with its tokenizer) into the folder"
+    raise ModelLoadingError(f"{os.fspath(source)} has no tokenizer: {fix}")
+
+
 class ReferringSegmentationModelLoader:
     """The ``pt_model`` of the ``referring-segmentation`` task: ``from_pretrained`` with refseg's checks."""
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, *args: Any, **kwargs: Any):
-        """Load through :func:`load_referring_segmentation_model` (``*args`` are not used)."""
+        """Load through :func:`load_referring_segmentation_model` (``*args`` are not used); a local folder
+        without a tokenizer is then refused (the pipeline needs one to read the sentences)."""
         kwargs.pop("_from_pipeline", None)
-        return load_referring_segmentation_model(source, **kwargs)
+        model = load_referring_segmentation_model(source, **kwargs)
+        check_has_tokenizer(source, getattr(model.config, "model_type", None))
+        return model

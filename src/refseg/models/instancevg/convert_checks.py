@@ -44,17 +44,27 @@ def _names(keys: list[str]) -> str:
     return shown + (f" ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
 
 
+def _finite(tensor: torch.Tensor) -> bool:
+    """No NaN or inf in ``tensor`` (min and max in one pass: NaN propagates, inf shows at an end)."""
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return True
+    low, high = torch.aminmax(tensor.detach())
+    return bool(torch.isfinite(low) and torch.isfinite(high))
+
+
 def check_finite(state_dict: dict[str, torch.Tensor]) -> None:
     """Refuse NaN or infinite values (a corrupt file or a diverged run), naming the tensors that hold them."""
-    bad = [
-        key
-        for key, tensor in state_dict.items()
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
-    ]
+    bad = [key for key, tensor in state_dict.items() if not _finite(tensor)]
     if bad:
+        floating = sum(1 for tensor in state_dict.values() if tensor.is_floating_point())
+        where = (
+            f"in every one of its {floating} floating-point tensors"
+            if len(bad) == floating > 1
+            else f"in {len(bad)} of its {len(state_dict)} tensors ({_names(bad)})"
+        )
         raise ValueError(
-            f"the checkpoint holds NaN or infinite values in {len(bad)} of its {len(state_dict)} tensors "
-            f"({_names(bad)}): the file is corrupt or comes from a diverged training run, and cannot be converted"
+            f"the checkpoint holds NaN or infinite values {where}: the file is corrupt or comes from a diverged "
+            "training run, and cannot be converted"
         )
 
 
@@ -121,9 +131,15 @@ def check_layer_counts(
             _ENCODER_LAYER,
             config.encoder_config.num_hidden_layers,
             "num_hidden_layers",
-            ENCODER_PREFIX,
+            ENCODER_PREFIX + "encoder.layers.",
         ),
-        ("decoder", _DECODER_LAYER, config.decoder_layers, "decoder_layers", "head.decoder_transformer."),
+        (
+            "decoder",
+            _DECODER_LAYER,
+            config.decoder_layers,
+            "decoder_layers",
+            "head.decoder_transformer.decoder.layers.",
+        ),
     )
     for name, pattern, count, field, prefix in parts:
         found = _layer_ids(state_dict, pattern)
@@ -137,7 +153,7 @@ def check_layer_counts(
             )
         what = []
         if missing:
-            what.append(f"lacks {name} layer(s) {_ids(missing)} ({prefix}...layers.{min(missing)}.*)")
+            what.append(f"lacks {name} layer(s) {_ids(missing)} ({prefix}{min(missing)}.*)")
         if extra:
             what.append(f"has extra {name} layer(s) {_ids(extra)}")
         raise ValueError(
