@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from .masks import decode_rle, encode_mask
+from .masks import decode_rle, encode_mask, rle_size
 
 _REQUIRED = ("image", "sentence", "instances", "no_target")
 
@@ -147,11 +147,12 @@ class PresencePluralityAugmentation:
                 arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR))
             canvas[oy : oy + h, ox : ox + w] = arr
             for inst in part["instances"]:
-                mask = decode_rle(inst["segmentation"])
-                if mask.shape != images[k].shape[:2]:
+                claimed = rle_size(inst["segmentation"], "instance mask")
+                if claimed != images[k].shape[:2]:  # before decoding: the claimed size allocates nothing
                     raise ValueError(
-                        f"instance mask {mask.shape} does not match its image {images[k].shape[:2]}"
+                        f"instance mask {claimed} does not match its image {images[k].shape[:2]}"
                     )
+                mask = decode_rle(inst["segmentation"], claimed)
                 if (h, w) != mask.shape:
                     mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
                 full = np.zeros(canvas.shape[:2], dtype=bool)

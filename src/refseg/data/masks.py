@@ -4,6 +4,9 @@ Masks are stored in datasets as COCO RLE ``{"size": [h, w], "counts": str}`` and
 sample is transformed (``docs/data.md``, "Row schema"). Every RLE is checked before it is decoded: the run
 lengths (from a ``counts`` list, or decoded here from the compressed string) must be non-negative and sum
 to ``h * w``. pycocotools does not check this and fills the rest of the mask with uninitialised memory.
+An RLE's claimed ``size`` costs nothing to write (9 characters can claim 60000 x 60000 pixels), so it is
+compared with the image's size before any pixel is allocated (``decode_rle(rle, size=...)``); without an
+image size, decoding refuses masks above ``MAX_MASK_PIXELS``.
 Polygon coordinates must be finite; polygons reaching far outside the image are clipped before
 rasterisation (pycocotools overflows on huge coordinates). pycocotools is imported only by the encoders, so
 decoding a mask does not load it.
@@ -18,6 +21,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .validate import RefsegDataError, as_int, short
+
+MAX_MASK_PIXELS = 178_956_970
+"""Largest mask ``decode_rle`` allocates when no image size is given (Pillow's decompression-bomb limit for
+images, twice its warning level): about 171 MiB of booleans."""
 
 
 def encode_mask(mask: np.ndarray) -> dict:
@@ -42,6 +49,14 @@ def rle_size(rle, where: str = "mask") -> tuple[int, int]:
     if h < 0 or w < 0:
         raise RefsegDataError(f"{where}: RLE 'size' must not be negative, got {[h, w]}")
     return h, w
+
+
+def check_rle_size(rle, size: tuple[int, int], where: str = "mask") -> None:
+    """``RefsegDataError`` unless the RLE claims exactly ``size`` = ``(height, width)`` (nothing is decoded)."""
+    claimed = list(rle_size(rle, where))
+    expected = [int(v) for v in size]
+    if claimed != expected:
+        raise RefsegDataError(f"{where}: RLE size {claimed} does not match the image size {expected}")
 
 
 def _string_runs(counts: bytes, where: str) -> np.ndarray:
@@ -116,13 +131,24 @@ def rle_area(rle) -> int:
     return int(rle_runs(rle)[2][1::2].sum())
 
 
-def decode_rle(rle: dict) -> np.ndarray:
+def decode_rle(rle: dict, size: tuple[int, int] | None = None, where: str = "mask") -> np.ndarray:
     """Decode COCO RLE (compressed string/bytes or uncompressed list counts) to a bool (H, W) array.
 
-    The run lengths are checked first (``rle_runs``): garbage, truncated or empty strings raise
-    ``RefsegDataError`` instead of decoding to uninitialised memory.
+    ``size``: the ``(height, width)`` of the image the mask belongs to; the RLE's claimed size must equal it,
+    checked before anything is decoded. Without it, masks over ``MAX_MASK_PIXELS`` are refused. The run
+    lengths are checked next (``rle_runs``): garbage, truncated or empty strings and counts that do not sum
+    to ``height * width`` raise ``RefsegDataError`` instead of decoding to uninitialised memory.
     """
-    h, w, runs = rle_runs(rle)
+    if size is not None:
+        check_rle_size(rle, size, where)
+    else:
+        h, w = rle_size(rle, where)
+        if h * w > MAX_MASK_PIXELS:
+            raise RefsegDataError(
+                f"{where}: RLE size {[h, w]} is over {MAX_MASK_PIXELS} pixels; pass the image size to "
+                "decode_rle(rle, size=(height, width))"
+            )
+    h, w, runs = rle_runs(rle, where)
     values = np.arange(runs.size) % 2 == 1
     return np.ascontiguousarray(np.repeat(values, runs).reshape(w, h).T)
 
@@ -210,10 +236,11 @@ def merge_instances(instances: Sequence[dict], height: int, width: int) -> np.nd
     """Union of the instance masks of one row (the GRES target); all-zero for no-target rows."""
     out = np.zeros((height, width), dtype=bool)
     for i, inst in enumerate(instances):
-        mask = decode_rle(inst["segmentation"])
-        if mask.shape != out.shape:
+        rle = inst["segmentation"]
+        claimed = list(rle_size(rle, f"instance #{i}"))
+        if claimed != [height, width]:  # before decoding: the claimed size allocates nothing
             raise RefsegDataError(
-                f"instance #{i}: mask size {list(mask.shape)} does not match the image size {[height, width]}"
+                f"instance #{i}: mask size {claimed} does not match the image size {[height, width]}"
             )
-        out |= mask
+        out |= decode_rle(rle, (height, width), f"instance #{i}")
     return out

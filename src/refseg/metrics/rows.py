@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.masks import decode_rle
+from ..data.masks import decode_rle, rle_size
 from .counts import segmentation_record
 from .grec import GRECRecord, grec_record_from_prediction
 from .rec import RECRecord, rec_record_from_prediction
@@ -28,16 +28,20 @@ def _field(row: Mapping[str, Any], name: str) -> Any:
 
 
 def row_gt_mask(row: Mapping[str, Any], height: int, width: int) -> np.ndarray:
-    """Merged ground-truth mask (union of the row's instances), bool ``(height, width)``."""
+    """Merged ground-truth mask (union of the row's instances), bool ``(height, width)``.
+
+    Each RLE's claimed size is compared with ``(height, width)`` before it is decoded (a few characters can
+    claim a mask of billions of pixels)."""
     out = np.zeros((height, width), dtype=bool)
     for k, inst in enumerate(_field(row, "instances")):
-        mask = decode_rle(inst["segmentation"])
-        if mask.shape != (height, width):
+        rle = inst["segmentation"]
+        claimed = rle_size(rle, f"instance {k}")
+        if claimed != (height, width):
             raise ValueError(
                 f"instance {k} of row (ref_id={row.get('ref_id')}, sent_id={row.get('sent_id')}) has an RLE of size "
-                f"{mask.shape}, but the predicted mask is {(height, width)}; post-process to the original size"
+                f"{claimed}, but the predicted mask is {(height, width)}; post-process to the original size"
             )
-        out |= mask
+        out |= decode_rle(rle, (height, width), f"instance {k}")
     return out
 
 
