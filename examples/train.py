@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import random
+import re
 import shlex
 import sys
 import time
@@ -56,6 +57,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer
 
 import refseg
+from refseg.data.images import load_row_image, without_image_decoding
 from refseg.data.sampler import ImageGroupedSampler, image_indices_of
 from refseg.hub import push_to_hub, redact_argv, redact_mapping, write_model_card
 from refseg.metrics import gres_metrics
@@ -292,13 +294,16 @@ def load_splits(args: argparse.Namespace, image_size: int) -> tuple[datasets.Dat
         )
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({args.train_split: ds})
+    ds = without_image_decoding(ds)  # rows are decoded by refseg's image loader in the collator
     if args.train_split not in ds:
         raise ValueError(f"the dataset has no split {args.train_split!r} (splits: {list(ds)})")
     train = ds[args.train_split]
     val = ds[args.validation_split] if args.validation_split in ds else None
+    args.evaluated_split = args.validation_split  # recorded in training_args.json and the model card
     if val is None:
         split = train.train_test_split(test_size=0.1, seed=args.seed)
         train, val = split["train"], split["test"]
+        args.evaluated_split = f"{args.train_split} (10% held out, seed {args.seed})"
     if args.max_eval_samples:
         val = val.select(range(min(args.max_eval_samples, len(val))))
     return drop_targeted_rows_without_instances(train), val
@@ -379,13 +384,13 @@ class TrainCollator:
     def __call__(self, rows: list[dict]) -> dict:
         if self.augment is not None:
             self.augment.rng.seed(augmentation_seed(self.seed, self.epoch, rows))
-            rows = self.augment(rows)
+            rows = self.augment([{**row, "image": load_row_image(row)} for row in rows])
         images, image_indices = rows, None
         if self.share_images:
             first, image_indices = image_indices_of([row["image_id"] for row in rows])
             images = [rows[i] for i in first]
         batch = self.processor(
-            images=[row["image"] for row in images],
+            images=[load_row_image(row) for row in images],  # allowed formats, pixel cap, EXIF orientation
             text=[row["sentence"] for row in rows],
             instances=[row["instances"] for row in rows],
             image_indices=image_indices,
@@ -539,6 +544,76 @@ def check_dataset_size(num_rows: int, batch_size: int, num_processes: int) -> No
             f"(--per_device_train_batch_size {batch_size} x {num_processes} process(es)); use a smaller batch or "
             "more data"
         )
+
+
+# ---------------------------------------------------------------------------------------------- model card
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def hub_id_or_none(name: str | None) -> str | None:
+    """``name`` if it reads as a Hub id (not a local file or folder), else None."""
+    if not name or os.path.exists(name) or not _HUB_ID.fullmatch(name):
+        return None
+    return name
+
+
+def declared_dataset_name(folder: str) -> str:
+    """The benchmark a local dataset folder declares: ``stats.json``'s ``dataset`` (``refseg data prepare``),
+    or a ``save_to_disk`` folder's ``dataset_info.json`` name; else the folder's name, never its path."""
+    path = Path(folder)
+    candidates = [(path / "stats.json", ("dataset",))]
+    for info in [path / "dataset_info.json", *sorted(path.glob("*/dataset_info.json"))]:
+        candidates.append((info, ("dataset_name", "builder_name", "config_name")))
+    for file, keys in candidates:
+        try:
+            meta = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in keys:
+            if isinstance(meta, dict) and isinstance(meta.get(key), str) and meta[key] not in ("", "default"):
+                return meta[key]
+    return (path.stem if path.is_file() else path.name) or "local dataset"
+
+
+def card_dataset_fields(args: argparse.Namespace) -> dict:
+    """The model card's dataset: the real name and type, the evaluated split and the ``datasets:`` ids."""
+    split = getattr(args, "evaluated_split", args.validation_split)
+    if args.dataset_name:
+        return dict(
+            dataset_name=args.dataset_name,
+            dataset_type=args.dataset_name,
+            dataset_split=split,
+            datasets=[args.dataset_name],
+        )
+    if args.dataset_dir:
+        name = declared_dataset_name(args.dataset_dir)
+        return dict(dataset_name=name, dataset_type=name, dataset_split=split, datasets=[name])
+    return dict(
+        dataset_name="synthetic referring scenes", dataset_type="refseg/synthetic-scenes", dataset_split=split
+    )
+
+
+def card_base_models(args: argparse.Namespace) -> list[str] | None:
+    """``base_model:``: the Hub ids training started from (a saved model, or pretrained encoders)."""
+    sources = [args.model_name_or_path] if args.model_name_or_path else []
+    sources += [args.vision_model_name_or_path, args.text_model_name_or_path]
+    ids = list(dict.fromkeys(i for i in map(hub_id_or_none, sources) if i))
+    return ids or None
+
+
+def card_start_details(args: argparse.Namespace) -> dict:
+    """Where the weights started, for the card's training details (local paths by their name only)."""
+    started = [
+        (label, value)
+        for label, value in (
+            ("started from", args.model_name_or_path),
+            ("vision encoder", args.vision_model_name_or_path),
+            ("text encoder", args.text_model_name_or_path),
+            ("BEiT-3 encoder", args.init_from_beit3),
+        )
+        if value
+    ]
+    return {label: hub_id_or_none(value) or f"local {Path(value).name}" for label, value in started}
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -822,11 +897,12 @@ def main(argv: list[str] | None = None) -> dict:
             model_type=unwrapped.config.model_type,
             results={k: v for k, v in metrics.items() if k in ("gIoU", "cIoU", "N-acc", "T-acc")},
             resolution=metrics.get("resolution"),
-            dataset_name=args.dataset_name or args.dataset_dir or "synthetic referring scenes",
-            dataset_split=args.validation_split,
+            **card_dataset_fields(args),
+            base_model=card_base_models(args),
             training_command=command,
             wall_time_s=wall_time,
             training_details={
+                **card_start_details(args),
                 "processes": accelerator.num_processes,
                 "global batch": global_batch,
                 "optimizer steps": completed_steps,
