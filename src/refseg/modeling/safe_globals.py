@@ -10,7 +10,7 @@ A numpy scalar is pickled as ``numpy.core.multiarray.scalar(numpy.dtype("f8"), b
   or complex scalar from raw bytes of the right length (no object or structured dtype);
 * ``numpy.dtype``, wrapped so that it only builds those same numeric dtypes from a type string;
 * the numeric dtype classes (``numpy.dtypes.Float64DType``...), which ``weights_only`` requires to restore
-  a dtype's pickled state.
+  a dtype's pickled state (allowed as classes, never called by name with other arguments than numpy's).
 
 Nothing else is allowed: a numpy array (``numpy.core.multiarray._reconstruct``), any other numpy function
 and every other global stay refused. :func:`numpy_scalar_globals` gives the list for
@@ -25,22 +25,8 @@ from typing import Any
 __all__ = ["numpy_scalar_globals"]
 
 _NUMERIC_KINDS = "biufc"  # bool, signed and unsigned integers, floats, complex numbers
-_NUMERIC_DTYPE_CLASSES = (
-    "BoolDType",
-    "Int8DType",
-    "Int16DType",
-    "Int32DType",
-    "Int64DType",
-    "UInt8DType",
-    "UInt16DType",
-    "UInt32DType",
-    "UInt64DType",
-    "Float16DType",
-    "Float32DType",
-    "Float64DType",
-    "Complex64DType",
-    "Complex128DType",
-)
+# Type codes of the numeric dtypes: bool, signed and unsigned integers of every C width, floats, complex.
+_NUMERIC_TYPE_CODES = "?bBhHiIlLqQefdFD"
 
 
 def _check_numeric(dtype: Any) -> None:
@@ -72,9 +58,11 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
     import numpy as np
 
     _check_numeric(dtype)
-    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
-        raise pickle.UnpicklingError(f"a numpy {dtype} scalar needs {dtype.itemsize} raw bytes")
-    return np.frombuffer(data, dtype=dtype)[0]
+    clean = np.dtype(dtype.str)  # rebuilt from its type string: no state the file may have set on it
+    _check_numeric(clean)
+    if not isinstance(data, bytes) or len(data) != clean.itemsize:
+        raise pickle.UnpicklingError(f"a numpy {clean} scalar needs {clean.itemsize} raw bytes")
+    return np.frombuffer(data, dtype=clean)[0]
 
 
 def numpy_scalar_globals() -> list[Any]:
@@ -83,7 +71,7 @@ def numpy_scalar_globals() -> list[Any]:
     Empty when numpy is not installed (a file holding numpy scalars then stays refused).
     """
     try:
-        import numpy.dtypes as np_dtypes
+        import numpy as np
     except ImportError:
         return []
     entries: list[Any] = [
@@ -91,8 +79,7 @@ def numpy_scalar_globals() -> list[Any]:
         (_numpy_scalar, "numpy._core.multiarray.scalar"),  # numpy 2.x files
         (_numpy_dtype, "numpy.dtype"),
     ]
-    for name in _NUMERIC_DTYPE_CLASSES:
-        cls = getattr(np_dtypes, name, None)
-        if cls is not None:
-            entries.append((cls, f"numpy.dtypes.{name}"))
+    for code in _NUMERIC_TYPE_CODES:  # numpy.dtypes.Float64DType... (numpy.dtype[float64] before numpy 1.25)
+        cls = type(np.dtype(code))
+        entries.append((cls, f"numpy.dtypes.{cls.__name__}"))
     return entries

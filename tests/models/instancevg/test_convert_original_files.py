@@ -157,7 +157,11 @@ def test_numpy_globals_other_than_numeric_scalars_are_refused(reference, tmp_pat
     _assert_plain_line(str(info.value))
 
 
-@pytest.mark.parametrize("content", [os.urandom(4096), bytes(64), pickle.dumps({"a": 1}, protocol=0)])
+@pytest.mark.parametrize(
+    "content",
+    [os.urandom(4096), bytes(64), pickle.dumps({"a": 1}, protocol=0)],
+    ids=["random-bytes", "zero-bytes", "protocol-0-pickle"],
+)
 def test_unreadable_files_get_one_plain_line_without_unsafe_advice(tmp_path, capsys, content):
     path = tmp_path / "random.pth"
     path.write_bytes(content)
@@ -182,3 +186,21 @@ def test_unsafe_class_message_is_plain_in_both_formats(tmp_path, capsys, legacy)
     err = capsys.readouterr().err.strip()
     assert code == 1 and "argparse.Namespace" in err and "not loaded for safety" in err
     _assert_plain_line(err)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_every_numeric_numpy_scalar_type_is_read(tmp_path, legacy):
+    values = {
+        "f64": np.float64(0.1),
+        "f32": np.float32(1.5),
+        "f16": np.float16(2.5),
+        "i64": np.int64(-7),
+        "u8": np.uint8(200),
+        "bool": np.bool_(True),
+        "c128": np.complex128(1 + 2j),
+        "big_endian": np.frombuffer(np.array([3.25], dtype=">f8").tobytes(), dtype=">f8")[0],
+    }
+    torch.save({"metrics": values}, tmp_path / "m.pth", _use_new_zipfile_serialization=not legacy)
+    loaded = read_weights_file(tmp_path / "m.pth")["metrics"]
+    for key, value in values.items():
+        assert loaded[key] == value and loaded[key].dtype == value.dtype, key
