@@ -1,7 +1,8 @@
 """``refseg convert``: turn a released checkpoint of an original implementation into a refseg model folder.
 
 ``refseg convert instancevg CHECKPOINT.pth --output DIR [--tokenizer beit3.spm] [--config_overrides JSON]``
-writes a folder that ``from_pretrained`` and ``pipeline("referring-segmentation", model=DIR)`` load.
+writes a folder that ``from_pretrained`` and ``pipeline("referring-segmentation", model=DIR)`` load. Everything
+is checked before anything is written, and every refusal is one plain line on stderr with exit status 1.
 ``--push-to-hub ORG/NAME [--private]`` then adds a model card, creates the Hub repository (if needed) and
 uploads the folder with ``huggingface_hub``; the token is the usual one (``HF_TOKEN`` or ``hf auth login``).
 """
@@ -9,10 +10,17 @@ uploads the folder with ``huggingface_hub``; the token is the usual one (``HF_TO
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 
 MODEL_TYPES = ("instancevg",)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one plain line: no line breaks, no terminal escape codes."""
+    return " ".join(_ANSI.sub("", str(err)).split()) or type(err).__name__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
             config_overrides=parse_overrides(args.config_overrides),
             preset=args.preset,
         )
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, OSError, ImportError) as err:  # OSError: a missing file, a full disk while writing
         if args.debug:
             traceback.print_exc()
-        print(f"refseg convert: error: {err}", file=sys.stderr)
+        print(f"refseg convert: error: {_one_line(err)}", file=sys.stderr)
         return 1
     count = sum(p.numel() for p in model.parameters())
     print(f"refseg convert: wrote {args.output} ({count:,} parameters)")

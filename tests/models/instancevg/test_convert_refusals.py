@@ -250,3 +250,14 @@ def test_released_sizes_infer_their_preset_and_a_missing_last_layer_is_named(pre
         ValueError, match=rf"lacks decoder layer\(s\) 2 .*{preset} preset has 3 decoder layers"
     ):
         config_from_state_dict(partial)
+
+
+def test_cli_reports_a_write_error_in_one_line_and_leaves_no_folder(original, tmp_path, capsys, monkeypatch):
+    from refseg.models.instancevg import convert_instancevg
+
+    def fail(self, *args, **kwargs):
+        raise OSError("[Errno 28] No space left on device:\n  \x1b[1mmodel.safetensors\x1b[0m")
+
+    monkeypatch.setattr(convert_instancevg.InstanceVGForReferringSegmentation, "save_pretrained", fail)
+    err = _refused(tmp_path, capsys, original)
+    assert err == "refseg convert: error: [Errno 28] No space left on device: model.safetensors"
