@@ -1,5 +1,6 @@
 import argparse
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -54,27 +55,40 @@ def test_prepare_survives_moving_the_sources(tmp_path):
     assert loaded["test"][2]["image"].size == (16, 16)
 
 
-def test_cli_wiring_and_push_to_hub(tmp_path, monkeypatch, capsys):
-    pushed = []
-    monkeypatch.setattr(
-        datasets.DatasetDict,
-        "push_to_hub",
-        lambda self, repo_id, **kw: pushed.append((repo_id, sorted(self))),
-    )
+class _FakeHfApi:
+    """Records what ``refseg data prepare --push-to-hub`` would create and upload (no network)."""
+
+    calls: list[tuple] = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, repo_type=None, private=None, exist_ok=False):
+        _FakeHfApi.calls.append(("create_repo", repo_id, repo_type, private, self.token))
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def upload_folder(self, *, repo_id, repo_type, folder_path, allow_patterns, commit_message):
+        from huggingface_hub.utils import filter_repo_objects
+
+        folder = Path(folder_path)
+        names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+        sent = {
+            n: (folder / n).read_bytes() for n in filter_repo_objects(names, allow_patterns=allow_patterns)
+        }
+        _FakeHfApi.calls.append(("upload_folder", repo_id, repo_type, sent))
+        return type("CommitInfo", (), {"commit_url": f"https://hub/datasets/{repo_id}/commit/1"})()
+
+
+def test_cli_wiring_and_push_to_hub_with_token_private_card_and_stats(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    _FakeHfApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", _FakeHfApi)
     root, out = make_grefcoco(tmp_path / "src"), tmp_path / "out"
+    token = "hf_FAKEfakeFAKE0123456789"
     args = build_parser().parse_args(
-        [
-            "prepare",
-            "grefcoco",
-            "--root",
-            str(root),
-            "--output",
-            str(out),
-            "--push-to-hub",
-            "org/grefcoco",
-            "--num-proc",
-            "1",
-        ]
+        ["prepare", "grefcoco", "--root", str(root), "--output", str(out), "--push-to-hub", "org/grefcoco"]
+        + ["--num-proc", "1", "--token", token, "--private"]
     )
     assert (args.dataset, args.push_to_hub, args.num_proc, args.split_by) == (
         "grefcoco",
@@ -83,12 +97,30 @@ def test_cli_wiring_and_push_to_hub(tmp_path, monkeypatch, capsys):
         None,
     )
     assert data_command.run(args) == 0
-    assert pushed == [("org/grefcoco", ["testA", "testB", "train", "val"])]
+    (_, repo, repo_type, private, used_token), (_, _, upload_type, sent) = _FakeHfApi.calls
+    assert (repo, repo_type, private, used_token, upload_type) == (
+        "org/grefcoco",
+        "dataset",
+        True,
+        token,
+        "dataset",
+    )
+    assert {"README.md", "stats.json", "data/train-00000-of-00001.parquet"} <= set(sent)
+    assert json.loads(sent["stats.json"])["dataset"] == "grefcoco"
+    card = sent["README.md"].decode()
+    assert "- split: testA" in card and "pretty_name: grefcoco" in card and "| val | 2 |" in card
+    assert not [p for p in out.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
     printed = json.loads(capsys.readouterr().out)
     assert (
         printed["num_rows"]["train"] == 2
         and printed["dropped_and_counts"]["instances_without_valid_segmentation"] == 1
     )
+    assert sorted(datasets.load_dataset(str(out))) == ["testA", "testB", "train", "val"]  # the card's configs
+    args = build_parser().parse_args(
+        ["prepare", "grefcoco", "--root", str(root), "--output", str(out), "--private"]
+    )
+    with pytest.raises(ValueError, match="--token and --private apply to --push-to-hub"):
+        data_command.run(args)
 
 
 def test_cli_rejects_unknown_dataset_and_bad_split_by():
