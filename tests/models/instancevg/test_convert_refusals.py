@@ -261,3 +261,61 @@ def test_cli_reports_a_write_error_in_one_line_and_leaves_no_folder(original, tm
     monkeypatch.setattr(convert_instancevg.InstanceVGForReferringSegmentation, "save_pretrained", fail)
     err = _refused(tmp_path, capsys, original)
     assert err == "refseg convert: error: [Errno 28] No space left on device: model.safetensors"
+
+
+# A model of another width than the released ones (reduced or custom): its shapes become the config, with the
+# overrides supplying what shapes cannot tell; partial files, contradicting overrides and damaged tensors are
+# refused all the same.
+HEADS = {
+    "encoder_config": {"num_attention_heads": 4},
+    "t2i_num_heads": 4,
+    "decoder_num_heads": 4,
+    "max_text_length": 12,
+    "dropout": 0.0,
+}
+
+
+def _custom(tmp_path, capsys, state, overrides=HEADS):
+    checkpoint = _save(tmp_path / "custom.pth", state)
+    code = main(
+        ["convert", "instancevg", str(checkpoint), "--output", str(tmp_path / "out" / "model")]
+        + ["--config_overrides", json.dumps(overrides)]
+    )
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_a_custom_size_model_takes_its_sizes_from_the_weights(original, tmp_path, capsys):
+    code, err = _custom(tmp_path, capsys, original)
+    assert code == 0, err
+    config = InstanceVGForReferringSegmentation.from_pretrained(tmp_path / "out" / "model").config
+    tiny = InstanceVGConfig.preset("tiny")
+    for field in ("hidden_channels", "num_queries", "decoder_layers", "decoder_num_points", "t2i_ffn_dim"):
+        assert getattr(config, field) == getattr(tiny, field), field
+    for field in ("hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size", "image_size"):
+        assert getattr(config.encoder_config, field) == getattr(tiny.encoder_config, field), field
+
+
+def test_a_custom_size_model_with_a_layer_gap_is_refused(original, tmp_path, capsys):
+    code, err = _custom(tmp_path, capsys, _without(original, ENCODER_LAYER + "0."))
+    assert code == 1 and "lacks encoder layer(s) 0" in err, err
+    assert not (tmp_path / "out" / "model").exists()
+
+
+def test_an_override_contradicting_a_custom_size_model_is_refused(original, tmp_path, capsys):
+    code, err = _custom(tmp_path, capsys, original, dict(HEADS, num_queries=4))
+    assert code == 1 and "contradicts the weights" in err, err
+    assert (
+        "num_queries = 4, but the checkpoint has 6 (head.query_generation.query_embed.weight (6, 32))" in err
+    )
+
+
+@pytest.mark.parametrize(
+    "key", [ENCODER_LAYER + "0.ffn.A.fc1.weight", DECODER_LAYER + "0.ffns.0.layers.0.0.weight"]
+)
+def test_a_transposed_tensor_of_a_custom_size_model_blames_its_key(original, tmp_path, capsys, key):
+    broken = dict(original)
+    broken[key] = original[key].t().contiguous()
+    code, err = _custom(tmp_path, capsys, broken)
+    assert code == 1 and err.startswith(f"refseg convert: error: {key} has shape"), err
+    assert "transposed" in err

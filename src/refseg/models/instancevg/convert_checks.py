@@ -1,12 +1,15 @@
 """What the InstanceVG converter checks before it converts: the checkpoint must be exactly the model it claims.
 
-A released checkpoint is compared with the model that its preset (``b-grefcoco``, ``b-refcoco``,
-``l-refcoco``, chosen from the encoder width and the query count, or named with ``--preset``) and
-``--config_overrides`` describe, in the released layout (docs/models/instancevg.md, "Conversion"):
+A checkpoint of a released model's encoder width (768 or 1024), or any checkpoint converted with ``--preset``,
+is compared with the model that its preset (``b-grefcoco``, ``b-refcoco``, ``l-refcoco``, chosen from the
+encoder width and the query count, or named) and ``--config_overrides`` describe, in the released layout
+(docs/models/instancevg.md, "Converting the released checkpoints"). A checkpoint of another width (a reduced or
+custom model) gets the sizes its shapes fix as its config (:mod:`refseg.models.instancevg.convert_sizes`).
+Either way:
 
 * every value must be finite (a file of NaN or inf is refused as such);
-* the encoder and decoder layer counts must be the config's: a missing or extra layer is an error naming it
-  (a file that lost its last layer must not convert into a shallower model);
+* the encoder and decoder layer counts must be the config's, numbered without gaps: a missing or extra layer is
+  an error naming it (a file that lost its last layer must not convert into a shallower model);
 * every expected key must be present, no other key may be, and every tensor must have the expected shape
   (a transposed tensor is named as such); an override that the weights contradict is refused as such.
 
@@ -17,26 +20,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from typing import Any
 
 import torch
 
 from .configuration_instancevg import InstanceVGConfig
-
-ENCODER_PREFIX = "vis_enc.beit3."
-_SHOWN = 8
-_ENCODER_LAYER = re.compile(r"vis_enc\.beit3\.encoder\.layers\.(\d+)\.")
-_DECODER_LAYER = re.compile(r"head\.decoder_transformer\.decoder\.layers\.(\d+)\.")
-# Keys whose last or first dimension is the encoder width, to infer the preset even if one is damaged.
-_WIDTH_EVIDENCE = (
-    (ENCODER_PREFIX + "text_embed.weight", 1),
-    (ENCODER_PREFIX + "vision_embed.proj.weight", 0),
-    (ENCODER_PREFIX + "vision_embed.cls_token", -1),
-    (ENCODER_PREFIX + "encoder.layer_norm.A.weight", 0),
-    (ENCODER_PREFIX + "encoder.embed_positions.A.weight", 1),
-    ("head.lan_embedding.weight", 1),
+from .convert_sizes import (
+    DECODER_LAYER,
+    ENCODER_LAYER,
+    ENCODER_PREFIX,
+    as_config_values,
+    encoder_width,
+    read_sizes,
 )
+
+_SHOWN = 8
 
 
 def _names(keys: list[str]) -> str:
@@ -70,16 +68,11 @@ def check_finite(state_dict: dict[str, torch.Tensor]) -> None:
 
 def infer_preset(state_dict: dict[str, torch.Tensor]) -> str:
     """``l-refcoco`` for a large encoder, ``b-refcoco`` for one query, ``b-grefcoco`` otherwise."""
-    widths = [
-        state_dict[key].shape[dim]
-        for key, dim in _WIDTH_EVIDENCE
-        if key in state_dict and state_dict[key].dim() > 0
-    ]
-    if not widths:
+    width = encoder_width(state_dict)
+    if width is None:
         raise ValueError(
             "not an InstanceVG checkpoint: it has none of the BEiT-3 encoder keys (vis_enc.beit3.*)"
         )
-    width = Counter(widths).most_common(1)[0][0]
     queries = state_dict.get("head.query_generation.query_embed.weight")
     channels = state_dict.get("head.img_embedding.weight")
     num_queries = None
@@ -128,14 +121,14 @@ def check_layer_counts(
     parts = (
         (
             "encoder",
-            _ENCODER_LAYER,
+            ENCODER_LAYER,
             config.encoder_config.num_hidden_layers,
-            "num_hidden_layers",
+            "encoder_config.num_hidden_layers",
             ENCODER_PREFIX + "encoder.layers.",
         ),
         (
             "decoder",
-            _DECODER_LAYER,
+            DECODER_LAYER,
             config.decoder_layers,
             "decoder_layers",
             "head.decoder_transformer.decoder.layers.",
@@ -176,10 +169,14 @@ def check_layout(
     state_dict: dict[str, torch.Tensor],
     config: InstanceVGConfig,
     source: str,
-    preset: str,
-    overrides: dict[str, Any] | None,
+    without_overrides: InstanceVGConfig | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> None:
-    """Every expected key present, no other key, every shape as expected (a transposed tensor named)."""
+    """Every expected key present, no other key, every shape as expected (a transposed tensor named).
+
+    ``without_overrides``: the config the preset alone gives; a shape that it would accept and the overridden
+    config does not is blamed on ``overrides``.
+    """
     layout = expected_layout(config)
     missing = [key for key in layout if key not in state_dict]
     extra = [key for key in state_dict if key not in layout]
@@ -192,7 +189,11 @@ def check_layout(
     problems = _shape_problems(state_dict, layout)
     if not problems:
         return
-    if overrides and not _shape_problems(state_dict, expected_layout(build_config(preset, None))):
+    if (
+        overrides
+        and without_overrides is not None
+        and not _shape_problems(state_dict, expected_layout(without_overrides))
+    ):
         key, found, expected = problems[0]
         raise ValueError(
             f"--config_overrides {json.dumps(overrides)} contradicts the weights: {key} has shape {found} in the "
@@ -208,17 +209,55 @@ def check_layout(
     )
 
 
+def _overridden(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides flattened to config fields (``encoder_config.x`` for the encoder)."""
+    flat = {k: v for k, v in overrides.items() if k != "encoder_config"}
+    flat.update({f"encoder_config.{k}": v for k, v in (overrides.get("encoder_config") or {}).items()})
+    return flat
+
+
+def _config_from_sizes(
+    state_dict: dict[str, torch.Tensor], preset: str, overrides: dict[str, Any]
+) -> InstanceVGConfig:
+    """A model of another size than the released ones: the sizes the weights fix become the config."""
+    base = build_config(preset, overrides)
+    sizes = read_sizes(state_dict, base.decoder_num_heads)
+    for field, value in _overridden(overrides).items():
+        if field in sizes and sizes[field][0] != value:
+            size, evidence = sizes[field]
+            raise ValueError(
+                f"--config_overrides contradicts the weights: it sets {field} = {value}, but the checkpoint has "
+                f"{size} ({evidence})"
+            )
+    values = as_config_values(sizes)
+    values["encoder_config"].update(overrides.get("encoder_config") or {})
+    rest = {k: v for k, v in overrides.items() if k != "encoder_config"}
+    return InstanceVGConfig.preset(preset, **{**values, **rest})
+
+
 def checked_config(
     state_dict: dict[str, torch.Tensor], preset: str | None = None, overrides: dict[str, Any] | None = None
 ) -> InstanceVGConfig:
-    """The config of the checkpoint after every check of this module; raises ``ValueError`` otherwise."""
+    """The config of the checkpoint after every check of this module; raises ``ValueError`` otherwise.
+
+    With ``preset`` named, or inferred for a file of a released model's encoder width (768 or 1024), the file
+    must be exactly that preset with ``overrides``: a partial file is refused. A file of another width (a
+    reduced or custom model) gets the sizes it fixes as its config, ``overrides`` supplying what the shapes
+    cannot tell (attention heads...); its layers must still be numbered without gaps.
+    """
     check_finite(state_dict)
+    overrides = dict(overrides or {})
     chosen = preset or infer_preset(state_dict)
-    config = build_config(chosen, overrides)
-    source = f"{chosen} preset" + (" with --config_overrides" if overrides else "")
-    overridden = set(overrides or {}) | set((overrides or {}).get("encoder_config") or {})
-    check_layer_counts(state_dict, config, source, overridden)
-    check_layout(state_dict, config, source, chosen, overrides)
+    released = build_config(chosen, None)
+    strict = preset is not None or encoder_width(state_dict) == released.encoder_config.hidden_size
+    if strict:
+        config = build_config(chosen, overrides)
+        source = f"{chosen} preset" + (" with --config_overrides" if overrides else "")
+    else:
+        config = _config_from_sizes(state_dict, chosen, overrides)
+        source = "config read from the checkpoint's shapes"
+    check_layer_counts(state_dict, config, source, set(_overridden(overrides)) if strict else set())
+    check_layout(state_dict, config, source, released if strict else None, overrides)
     return config
 
 
