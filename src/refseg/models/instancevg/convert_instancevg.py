@@ -331,6 +331,7 @@ def _write_folder(output_dir: Path, write: Any) -> None:
     On any error the temporary folder is removed and ``output_dir`` is left as it was; a previous conversion in
     ``output_dir`` is replaced only once the new one is complete.
     """
+    output_dir = output_dir.resolve()
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.converting-", dir=output_dir.parent))
     try:
@@ -341,7 +342,11 @@ def _write_folder(output_dir: Path, write: Any) -> None:
             previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.previous-", dir=output_dir.parent))
             previous.rmdir()
             output_dir.rename(previous)
-            staging.rename(output_dir)
+            try:
+                staging.rename(output_dir)
+            except OSError:
+                previous.rename(output_dir)  # put the previous conversion back
+                raise
             shutil.rmtree(previous, ignore_errors=True)
         else:
             staging.rename(output_dir)
