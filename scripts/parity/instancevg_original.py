@@ -120,6 +120,56 @@ def _box_area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
+def _to_tensor(data: Any) -> torch.Tensor:
+    """mmdet 2.x ``to_tensor`` (``mmdet/datasets/pipelines/formatting.py``), which the original's formatting uses."""
+    import numpy as np
+
+    if isinstance(data, torch.Tensor):
+        return data
+    if isinstance(data, np.ndarray):
+        return torch.from_numpy(data)
+    if isinstance(data, int):
+        return torch.LongTensor([data])
+    if isinstance(data, float):
+        return torch.FloatTensor([data])
+    return torch.tensor(data)
+
+
+class _Collect:
+    """mmdet 2.x ``Collect``, the base class of the original's ``CollectData``: the ``meta_keys`` go to
+    ``img_metas`` (a cpu-only ``DataContainer``), the ``keys`` are passed on."""
+
+    def __init__(self, keys, meta_keys=()):
+        self.keys, self.meta_keys = keys, meta_keys
+
+    def __call__(self, results: dict) -> dict:
+        from mmcv.parallel import DataContainer
+
+        data = {"img_metas": DataContainer({k: results[k] for k in self.meta_keys}, cpu_only=True)}
+        data.update({k: results[k] for k in self.keys})
+        return data
+
+
+class _BitmapMasks:
+    """mmdet 2.x ``BitmapMasks`` as far as the original's post-processing uses it (``rescale=True``):
+    ``resize`` = ``mmcv.imresize(mask, (w, h), interpolation="nearest")`` per mask."""
+
+    def __init__(self, masks, height: int, width: int):
+        self.masks, self.height, self.width = masks, height, width
+
+    def resize(self, out_shape, interpolation: str = "nearest") -> _BitmapMasks:
+        import mmcv
+        import numpy as np
+
+        if len(self.masks) == 0:
+            resized = np.empty((0, *out_shape), dtype=np.uint8)
+        else:
+            resized = np.stack(
+                [mmcv.imresize(m, out_shape[::-1], interpolation=interpolation) for m in self.masks]
+            )
+        return _BitmapMasks(resized, *out_shape)
+
+
 def install_stubs() -> None:
     """Put the stub finder in front of ``sys.meta_path`` (idempotent)."""
     if any(isinstance(finder, _MockFinder) for finder in sys.meta_path):
@@ -131,6 +181,9 @@ def install_stubs() -> None:
             "torchvision.ops": {"box_area": _box_area},
             "mmengine.model": {"BaseModule": _BaseModule},
             "detrex._C": {},
+            # the few mmdet 2.x pieces the original's test-time data pipeline and rescaling run
+            "mmdet.datasets.pipelines": {"Collect": _Collect, "to_tensor": _to_tensor},
+            "mmdet.core": {"BitmapMasks": _BitmapMasks},
         }
     )
     sys.meta_path.insert(0, _MockFinder())

@@ -17,6 +17,12 @@ Default: the reduced-size model (BEiT-3 2 x 64, head width 32, 128x128 images, v
 whose weights are rounded to float16-representable values so that a small fixture (weights stored as float16,
 inputs and the original's outputs) can be written with ``--fixture`` for ``tests/models/instancevg``.
 ``--full`` compares the released gRefCOCO configuration at full size (a few minutes on CPU).
+
+``--mode preprocessing`` and ``--mode images`` compare image files (and sentences) through the original's own
+test-time path with refseg's image processor and pipeline (``instancevg_file_parity.py``)::
+
+    PYTHONPATH=src /work/parity-venv/bin/python scripts/parity/instancevg_parity.py /path/to/InstanceVG \\
+        --mode images [--spm beit3.spm] [--transformers-444 /tmp/tf444]
 """
 
 from __future__ import annotations
@@ -308,7 +314,22 @@ def build(checkout: str, full: bool, seed: int, inputs):
 
 
 def main(argv: list[str] | None = None) -> int:
+    mode_parser = argparse.ArgumentParser(add_help=False)
+    mode_parser.add_argument("--mode", choices=("model", "preprocessing", "images"), default="model")
+    mode, _ = mode_parser.parse_known_args(argv)
+    if mode.mode != "model":  # pre-processing and image-file parity (instancevg_file_parity.py)
+        from instancevg_file_parity import main as file_main
+
+        return file_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--mode",
+        choices=("model", "preprocessing", "images"),
+        default="model",
+        help="model: random-weight tensors (default); preprocessing: image files and token ids through the "
+        "original's test pipeline; images: image files and sentences through the original's test-time path vs "
+        "refseg's pipeline",
+    )
     parser.add_argument("checkout", help="path of the original InstanceVG checkout")
     parser.add_argument(
         "--full", action="store_true", help="the released gRefCOCO sizes instead of the reduced model"
@@ -332,7 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         save_official_checkpoint(original, checkpoint, module_prefix=True)
         load_official_checkpoint(original, checkpoint)  # the file loads strictly into the original
         overrides = (
-            {} if args.full else {"encoder_config": {"num_attention_heads": REDUCED_BEIT3["num_heads"]}}
+            {}
+            if args.full
+            else {
+                "encoder_config": {
+                    "num_attention_heads": REDUCED_BEIT3["num_heads"],
+                    "num_hidden_layers": REDUCED_BEIT3["num_layers"],
+                }
+            }
         )
         model = convert_checkpoint(
             checkpoint, os.path.join(folder, "converted"), config_overrides=overrides

@@ -30,7 +30,7 @@ from ...modeling.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from ...modeling.mask_boxes import masks_to_boxes
 from ...modeling.post_processing import output_field
 from ...validation import check_finite_logits
-from .resize_instancevg import RESAMPLE_BACKENDS, decoded_values, resize_bilinear
+from .resize_instancevg import RESAMPLE_BACKENDS, resized_values
 
 __all__ = ["InstanceVGImageProcessor"]
 
@@ -100,9 +100,10 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
         original_sizes = [self.image_size(image) for image in image_list]
         pixels = []
         for image in image_list:
-            tensor, is_integer = decoded_values(image)  # 0-255 for integer images
-            if self.do_resize and tuple(tensor.shape[1:]) != size:
-                tensor = resize_bilinear(tensor, size, is_integer, self.resample_backend)
+            # 0-255 for integer images
+            tensor, is_integer = resized_values(
+                image, size if self.do_resize else None, self.resample_backend
+            )
             if is_integer and self.do_rescale:
                 tensor = tensor * self.rescale_factor
             if self.do_normalize:

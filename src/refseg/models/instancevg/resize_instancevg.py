@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ...image_utils import to_chw_float
 
-__all__ = ["RESAMPLE_BACKENDS", "decoded_values", "import_cv2", "resize_bilinear"]
+__all__ = ["RESAMPLE_BACKENDS", "decoded_values", "import_cv2", "resize_bilinear", "resized_values"]
 
 RESAMPLE_BACKENDS = ("opencv", "torch")
 
@@ -95,3 +95,28 @@ def resize_bilinear(
     resized = cv2.resize(array, (width, height), interpolation=cv2.INTER_LINEAR)
     resized = resized[:, :, None] if resized.ndim == 2 else resized
     return torch.from_numpy(resized.astype(np.float32)).permute(2, 0, 1).contiguous()
+
+
+def resized_values(
+    image: Any, size: tuple[int, int] | None, backend: str = "opencv"
+) -> tuple[torch.Tensor, bool]:
+    """:func:`decoded_values` resized to ``size`` (``None``: not resized) with :func:`resize_bilinear`.
+
+    An 8-bit PIL image on the OpenCV path goes to ``cv2.resize`` as uint8 directly: no full-size float copy
+    of a large photo is made.
+    """
+    if (
+        backend == "opencv"
+        and size is not None
+        and isinstance(image, PIL.Image.Image)
+        and _pixel_type(image) == "uint8"
+        and (image.height, image.width) != tuple(size)
+    ):
+        cv2 = import_cv2()
+        array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        resized = cv2.resize(array, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        return torch.from_numpy(resized).permute(2, 0, 1).to(torch.float32).contiguous(), True
+    values, grey_levels = decoded_values(image)
+    if size is not None and tuple(values.shape[1:]) != tuple(size):
+        values = resize_bilinear(values, size, grey_levels, backend)
+    return values, grey_levels
