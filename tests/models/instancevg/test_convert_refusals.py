@@ -319,3 +319,16 @@ def test_a_transposed_tensor_of_a_custom_size_model_blames_its_key(original, tmp
     code, err = _custom(tmp_path, capsys, broken)
     assert code == 1 and err.startswith(f"refseg convert: error: {key} has shape"), err
     assert "transposed" in err
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ('{"dropout": 3}', "dropout must be in [0, 1)"),
+        ('{"encoder_config": {"num_attention_heads": 5}}', "must be divisible by num_attention_heads"),
+        ('{"num_queries": "six"}', "--config_overrides: "),
+    ],
+)
+def test_invalid_override_values_are_one_line(original, tmp_path, capsys, overrides, words):
+    err = _refused(tmp_path, capsys, original, "--config_overrides", overrides)
+    assert err.startswith("refseg convert: error: --config_overrides: ") and words in err

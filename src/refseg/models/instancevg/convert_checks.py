@@ -92,7 +92,10 @@ def build_config(preset: str, overrides: dict[str, Any] | None) -> InstanceVGCon
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"--config_overrides: unknown InstanceVG config field(s): {', '.join(unknown)}")
-    return InstanceVGConfig.preset(preset, **overrides)
+    try:
+        return InstanceVGConfig.preset(preset, **overrides)
+    except (TypeError, ValueError) as error:  # a value of the wrong type or out of range
+        raise ValueError(f"--config_overrides: {' '.join(str(error).split())}") from error
 
 
 def expected_layout(config: InstanceVGConfig) -> dict[str, tuple[int, ...]]:
