@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import socket
+import urllib.error
 import urllib.request
 
 import pytest
@@ -163,3 +165,24 @@ def test_server_files_cannot_be_passed_as_the_image(server, files):
             [{"path": path, "meta": {"_type": "gradio.FileData"}}, sentence, DEMO_MODEL, 0.5, 0.5],
         )
         assert "event: error" in answer and "root:" not in answer
+
+
+def test_server_files_are_not_served(server):
+    for path in ("/etc/passwd", os.path.abspath("pyproject.toml")):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{server[1]}gradio_api/file={path}", timeout=30)
+        assert err.value.code == 403
+
+
+def test_images_sent_as_data_urls_are_read_and_size_checked(server, files):
+    folder, sentence = files
+    png = base64.b64encode((folder / "scene.png").read_bytes()).decode()
+    image = {"url": f"data:image/png;base64,{png}", "meta": {"_type": "gradio.FileData"}}
+    answer = _call(server[1], "segment", [image, sentence, DEMO_MODEL, 0.5, 0.5])
+    assert "event: complete" in answer and "p(target) =" in answer
+    big = {"url": "data:image/png;base64," + "A" * 100_000, "meta": {"_type": "gradio.FileData"}}
+    answer = _call(server[1], "segment", [big, sentence, DEMO_MODEL, 0.5, 0.5])
+    assert (
+        "event: error" in answer
+        and "The image file is 0.1 MB; this app accepts images up to 0.05 MB" in answer
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import time
 
 import PIL.Image
@@ -111,3 +112,26 @@ def test_the_verdict_names_at_most_ten_unknown_words():
     words = [f"w{k}" for k in range(25)]
     text = verdict_text(result, unknown=words)
     assert "'w9' and 15 more." in text and "'w10'" not in text
+
+
+def test_uploads_use_refseg_loader_postscript_never_runs_ghostscript(tmp_path, monkeypatch):
+    calls = tmp_path / "gs_calls"
+    fake = tmp_path / "bin" / "gs"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho called >> {calls}\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    eps = tmp_path / "photo.png"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(ValueError, match="The upload is not an image refseg can read") as err:
+        read_upload(str(eps), AppLimits())
+    assert not calls.exists() and str(tmp_path) not in str(err.value)
+
+
+def test_uploads_over_the_pixel_cap_are_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFSEG_MAX_IMAGE_PIXELS", "1000000")
+    path = tmp_path / "wide.png"
+    PIL.Image.new("1", (2000, 2000)).save(path)  # 4 MP in a few KB
+    with pytest.raises(ValueError, match="The upload is not an image refseg can read: .*pixels") as err:
+        read_upload(str(path), AppLimits())
+    assert str(tmp_path) not in str(err.value)
