@@ -1,8 +1,10 @@
 """Per-sample pixel counts (``MaskRecord``) from predicted and ground-truth masks.
 
 ``I = |P n G|`` and ``U = |P u G|`` as in every official evaluator (``np.logical_and`` /
-``np.logical_or`` sums). Masks are numpy arrays or torch tensors (bool, or any dtype where
-nonzero = foreground); torch tensors are counted on their own device.
+``np.logical_or`` sums). Masks are numpy arrays, torch tensors or PIL images and must be binary: bool,
+integers that are all 0/1 or all 0/255 (the pipeline's PIL masks), or floats that are exactly 0.0/1.0.
+Anything else (probabilities, logits, NaN, label maps) is refused naming the argument: threshold first
+(e.g. ``probs > 0.5``); a metric never guesses a threshold. Torch tensors are counted on their own device.
 Both masks must already be at the evaluation resolution: nothing is resized here.
 """
 
@@ -16,22 +18,68 @@ import torch
 
 from .records import MaskRecord
 
+BINARY_RULE = "bool, integers all 0/1 or all 0/255, or floats exactly 0.0/1.0"
+
+
+def _binary_error(name: str, dtype: Any, has_nan: bool, low: float, high: float) -> ValueError:
+    found = "NaN" if has_nan else f"values in [{low:g}, {high:g}]"
+    return ValueError(
+        f"{name} must be a binary mask ({BINARY_RULE}), got {dtype} with {found}; threshold probabilities "
+        f"or logits first (e.g. {name} > 0.5)"
+    )
+
 
 def _as_bool(mask: Any, name: str) -> np.ndarray | torch.Tensor:
+    """``mask`` as a bool array/tensor, after checking that it is binary (module docstring)."""
     if isinstance(mask, torch.Tensor):
-        return mask if mask.dtype == torch.bool else mask != 0
+        if mask.dtype == torch.bool:
+            return mask
+        if mask.is_complex():
+            raise ValueError(
+                f"{name} must be a binary mask ({BINARY_RULE}), got a tensor of dtype {mask.dtype}"
+            )
+        if not mask.numel():
+            return mask != 0
+        zero = mask == 0
+        ok = bool((zero | (mask == 1)).all())
+        if not ok and not mask.is_floating_point():
+            ok = bool((zero | (mask == 255)).all())
+        if not ok:
+            values = mask.detach().double()
+            finite = values[torch.isfinite(values)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 0.0)
+            raise _binary_error(name, mask.dtype, bool(values.isnan().any()), low, high)
+        return ~zero
     if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image
         mask = np.asarray(mask)
     if isinstance(mask, np.ndarray | list | tuple):
         arr = np.asarray(mask)
-        return arr if arr.dtype == bool else arr != 0
+        if arr.dtype == bool:
+            return arr
+        if arr.dtype.kind not in "iuf":
+            raise ValueError(
+                f"{name} must be a binary mask ({BINARY_RULE}), got an array of dtype {arr.dtype}"
+            )
+        if not arr.size:
+            return arr != 0
+        zero = arr == 0
+        ok = bool((zero | (arr == 1)).all())
+        if not ok and arr.dtype.kind in "iu":
+            ok = bool((zero | (arr == 255)).all())
+        if not ok:
+            values = arr.astype(np.float64)
+            finite = values[np.isfinite(values)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+            raise _binary_error(name, arr.dtype, bool(np.isnan(values).any()), low, high)
+        return ~zero
     raise ValueError(
         f"{name} must be a numpy array, a torch tensor or a PIL image, got {type(mask).__name__}"
     )
 
 
 def _pair(pred_mask: Any, gt_mask: Any, ndim: int) -> tuple[Any, Any]:
-    pred, gt = _as_bool(pred_mask, "pred_mask"), _as_bool(gt_mask, "gt_mask")
+    plural = "s" if ndim == 3 else ""
+    pred, gt = _as_bool(pred_mask, f"pred_mask{plural}"), _as_bool(gt_mask, f"gt_mask{plural}")
     if isinstance(pred, torch.Tensor) != isinstance(gt, torch.Tensor):
         pred = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
         gt = gt.cpu().numpy() if isinstance(gt, torch.Tensor) else gt

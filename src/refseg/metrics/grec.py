@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..modeling.box_ops import box_xywh_to_xyxy, generalized_box_iou
-from .records import as_columns, format_resolution, ratio
+from .records import as_columns, count_column, finite_column, flag_column, format_resolution, ratio
 
 GREC_DEFINITION = "gRefCOCO GREC evaluator (henghuiding/gRefCOCO mdetr/datasets/refexp.py RefExpEvaluator)"
 GREC_SCORE_THRESHOLD = 0.7
@@ -66,7 +66,25 @@ def as_boxes(boxes: Any, name: str, box_format: str = "xyxy") -> torch.Tensor:
         t = t[None]
     if t.ndim != 2 or t.shape[1] != 4:
         raise ValueError(f"{name} must have shape (N, 4), got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        row = int(torch.nonzero(~torch.isfinite(t).all(1))[0, 0])
+        raise ValueError(f"{name} must hold finite coordinates, got {t[row].tolist()} at index {row}")
     return box_xywh_to_xyxy(t) if box_format == "xywh" else t
+
+
+def as_scores(scores: Any, name: str = "pred_scores") -> np.ndarray:
+    """``scores`` as a 1-D float64 array; ``ValueError`` naming ``name`` and the index of a NaN or infinite
+    score (a NaN would win ``argmax`` in REC and silently drop a box in GREC)."""
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach().to("cpu", torch.float64).numpy()
+    try:
+        out = np.asarray(scores, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be real numbers, got {type(scores).__name__}") from None
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        raise ValueError(f"{name} must be finite, got {out[bad[0]]} at index {int(bad[0])}")
+    return out
 
 
 def greedy_giou_matches(pred_boxes: torch.Tensor, gt_boxes: torch.Tensor, iou_threshold: float) -> int:
@@ -102,10 +120,7 @@ def grec_record(
     ``box_format`` applies to both box sets (``"xywh"`` for COCO-style dataset rows).
     """
     pred = as_boxes(pred_boxes, "pred_boxes", box_format)
-    scores = np.asarray(
-        pred_scores.detach().cpu().numpy() if isinstance(pred_scores, torch.Tensor) else pred_scores,
-        dtype=np.float64,
-    ).reshape(-1)
+    scores = as_scores(pred_scores)
     if len(scores) != len(pred):
         raise ValueError(f"got {len(pred)} predicted boxes but {len(scores)} scores")
     gt = as_boxes(gt_boxes, "gt_boxes", box_format)
@@ -151,10 +166,10 @@ def grec_metrics(records: Any, *, resolution: str | int | Sequence[int]) -> dict
         GREC_FIELDS,
         {"score_threshold": GREC_SCORE_THRESHOLD, "iou_threshold": GREC_IOU_THRESHOLD},
     )
-    p = cols["num_pred"].astype(np.int64)
-    g = cols["num_gt"].astype(np.int64)
-    m = cols["num_matched"].astype(np.int64)
-    nt = cols["gt_no_target"].astype(bool)
+    p, g, m = (count_column(cols[k], k, "GREC record") for k in ("num_pred", "num_gt", "num_matched"))
+    nt = flag_column(cols["gt_no_target"], "gt_no_target", "GREC record")
+    for name in ("score_threshold", "iou_threshold"):
+        cols[name] = finite_column(cols[name], name, "GREC record")
     if np.any((m < 0) | (m > np.minimum(p, g))):
         k = int(np.flatnonzero((m < 0) | (m > np.minimum(p, g)))[0])
         raise ValueError(

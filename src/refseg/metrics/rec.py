@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ..modeling.box_ops import box_iou, generalized_box_iou
-from .grec import as_boxes, prediction_boxes_and_scores
-from .records import as_columns, format_resolution, ratio
+from .grec import as_boxes, as_scores, prediction_boxes_and_scores
+from .records import as_columns, finite_column, format_resolution, ratio
 
 REC_DEFINITIONS = {
     "iou": "REC Precision@0.5, top-1 box IoU (InstanceVG instancevg/apis/test.py accuracy)",
@@ -53,10 +53,10 @@ def rec_record(
     if pred_scores is None:
         top = 0
     else:
-        scores = torch.as_tensor(pred_scores, dtype=torch.float64).detach().cpu().reshape(-1)
+        scores = as_scores(pred_scores)
         if len(scores) != len(pred):
             raise ValueError(f"got {len(pred)} predicted boxes but {len(scores)} scores")
-        top = int(torch.argmax(scores))
+        top = int(np.argmax(scores))
     box = pred[top : top + 1]
     value = box_iou(box, gt)[0] if iou_type == "iou" else generalized_box_iou(box, gt)
     return RECRecord(iou=float(torch.nan_to_num(value, nan=0.0)[0, 0]))
@@ -79,7 +79,7 @@ def rec_metrics(
     if iou_type not in REC_DEFINITIONS:
         raise ValueError(f"iou_type must be 'iou' or 'giou', got {iou_type!r}")
     resolution = format_resolution(resolution)
-    iou = as_columns(records, ("iou",))["iou"].astype(np.float64)
+    iou = finite_column(as_columns(records, ("iou",))["iou"], "iou", "REC record")
     return {
         f"Precision@{iou_threshold:g}": ratio(int(np.sum(iou >= iou_threshold)), len(iou)),
         "num_samples": len(iou),

@@ -100,13 +100,64 @@ def as_columns(
     return out
 
 
+def _as_float(col: np.ndarray, field: str, kind: str, expected: str) -> np.ndarray:
+    """``col`` as float64; ``ValueError`` naming the first record that is not a real number."""
+    if col.dtype.kind in "biuf":
+        return col.astype(np.float64)
+    for k, value in enumerate(col.tolist()):
+        if isinstance(value, bool | str | bytes) or not isinstance(value, int | float | np.number):
+            raise ValueError(f"{kind} {k}: field {field!r} must be {expected}, got {value!r}")
+    return col.astype(np.float64)
+
+
+def _first_bad(col: np.ndarray, bad: np.ndarray, field: str, kind: str, expected: str) -> None:
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        value = col[k].item() if hasattr(col[k], "item") else col[k]
+        raise ValueError(f"{kind} {k}: field {field!r} must be {expected}, got {value!r}")
+
+
+def count_column(col: np.ndarray, field: str, kind: str = "record") -> np.ndarray:
+    """An int64 column of whole numbers (pixel or box counts, ids); ``ValueError`` naming the field and the
+    first record for NaN, infinity, a fraction, a boolean or a non-number."""
+    expected = "a whole number"
+    if col.dtype.kind in "iu":
+        return col.astype(np.int64)
+    if col.dtype.kind == "b":
+        _first_bad(col, np.ones(len(col), dtype=bool), field, kind, expected)
+    values = _as_float(col, field, kind, expected)
+    finite = np.isfinite(values)
+    whole = np.where(finite, values, 0.0)
+    bad = ~finite | (whole != np.round(whole)) | (np.abs(whole) >= 2.0**63)
+    _first_bad(col, bad, field, kind, expected)
+    return values.astype(np.int64)
+
+
+def flag_column(col: np.ndarray, field: str, kind: str = "record") -> np.ndarray:
+    """A bool column from booleans or the numbers 0 and 1; ``ValueError`` for anything else (NaN included)."""
+    if col.dtype == bool:
+        return col
+    expected = "a flag (True/False or 0/1)"
+    values = _as_float(col, field, kind, expected)
+    _first_bad(col, (values != 0) & (values != 1), field, kind, expected)
+    return values == 1
+
+
+def finite_column(col: np.ndarray, field: str, kind: str = "record") -> np.ndarray:
+    """A float64 column of finite numbers; ``ValueError`` naming the first NaN or infinite value."""
+    values = _as_float(col, field, kind, "a finite number")
+    _first_bad(col, ~np.isfinite(values), field, kind, "a finite number")
+    return values
+
+
 def mask_columns(records: Any) -> dict[str, np.ndarray]:
-    """Validated columns of ``MaskRecord`` data: int64 counts, bool flags, int64 ref ids."""
+    """Validated columns of ``MaskRecord`` data: int64 counts, bool flags, int64 ref ids (``count_column``,
+    ``flag_column``: NaN, fractions and non-numbers are refused naming the field and record)."""
     cols = as_columns(records, MASK_FIELDS, _MASK_DEFAULTS)
     for name in ("intersection", "union", "pred_area", "gt_area", "ref_id"):
-        cols[name] = cols[name].astype(np.int64)
+        cols[name] = count_column(cols[name], name, "mask record")
     for name in ("pred_no_target", "gt_no_target"):
-        cols[name] = cols[name].astype(bool)
+        cols[name] = flag_column(cols[name], name, "mask record")
     i, u, p, g = cols["intersection"], cols["union"], cols["pred_area"], cols["gt_area"]
     bad = np.flatnonzero((i < 0) | (p < 0) | (g < 0) | (i > np.minimum(p, g)) | (u != p + g - i))
     if bad.size:
