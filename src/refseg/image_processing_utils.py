@@ -23,7 +23,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from .image_utils import image_size, make_list_of_images, to_chw_float
+from .image_utils import check_image_input, image_size, make_list_of_images, resize_to_chw_float
 from .validation import check_image_statistics, check_positive_size
 
 __all__ = ["ReferringSegmentationImageProcessorBase", "instance_to_mask"]
@@ -121,8 +121,15 @@ class ReferringSegmentationImageProcessorBase(BaseImageProcessor):
 
     @staticmethod
     def make_list_of_images(images: Any) -> list[Any]:
-        """One image (PIL, 2/3-D array or tensor) or a batch (list, 4-D array/tensor) -> list of images."""
-        return make_list_of_images(images)
+        """One image (PIL, 2/3-D array or tensor) or a batch (list, 4-D array/tensor) -> list of images.
+
+        Each image is checked before any pixel is read (``refseg.image_utils.check_image_input``): the pixel
+        cap (``refseg.image_utils.max_image_pixels``), and the format allow-list for a PIL image opened lazily.
+        """
+        image_list = make_list_of_images(images)
+        for k, image in enumerate(image_list):
+            check_image_input(image, f"image {k}")
+        return image_list
 
     @staticmethod
     def image_size(image: Any) -> tuple[int, int]:
@@ -173,11 +180,10 @@ class ReferringSegmentationImageProcessorBase(BaseImageProcessor):
     @staticmethod
     def _pixels(image: Any, resize_to: tuple[int, int] | None, args: dict[str, Any]) -> torch.Tensor:
         """One image -> (3, h, w) float32: rescaled, resized (bilinear, antialiased) to ``resize_to``, normalised."""
-        tensor = to_chw_float(image, args["rescale_factor"], args["do_rescale"])
-        if resize_to is not None and tuple(tensor.shape[1:]) != tuple(resize_to):
-            tensor = F.interpolate(
-                tensor[None], size=tuple(resize_to), mode="bilinear", align_corners=False, antialias=True
-            )[0]
+        # one channel at a time: no full-size float copy of the whole image (large photos, docs/pipeline.md)
+        tensor = resize_to_chw_float(
+            image, resize_to or image_size(image), args["rescale_factor"], args["do_rescale"]
+        )
         if args["do_normalize"]:
             tensor = (tensor - args["mean"][:, None, None]) / args["std"][:, None, None]
         return tensor

@@ -1,6 +1,7 @@
 """The referring-segmentation pipeline with a tiny random InstAlign: input forms, output types, batching,
 input validation, model checks when the pipeline is built, URL timeouts and NaN outputs."""
 
+import io
 import math
 from pathlib import Path
 
@@ -164,17 +165,18 @@ def test_missing_image_files_say_so(segmenter, tmp_path):
 
 
 def test_urls_get_a_default_timeout(segmenter, monkeypatch):
-    import transformers.image_utils
-
+    import refseg.url_fetch
     from refseg.image_utils import DEFAULT_URL_TIMEOUT
 
     seen = []
+    png = io.BytesIO()
+    PIL.Image.new("RGB", (8, 8)).save(png, "PNG")
 
-    def fake_load_image(url, timeout=None):
+    def fake_fetch_url(url, timeout, max_bytes):
         seen.append(timeout)
-        return PIL.Image.new("RGB", (8, 8))
+        return png.getvalue(), "image/png"
 
-    monkeypatch.setattr(transformers.image_utils, "load_image", fake_load_image)
+    monkeypatch.setattr(refseg.url_fetch, "fetch_url", fake_fetch_url)
     segmenter("https://example.com/a.png", "the red circle")
     segmenter("https://example.com/a.png", "the red circle", timeout=2.5)
     assert seen == [DEFAULT_URL_TIMEOUT, 2.5] and DEFAULT_URL_TIMEOUT > 0

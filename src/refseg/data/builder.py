@@ -26,6 +26,7 @@ from pathlib import Path
 import datasets
 from PIL import Image, ImageFile
 
+from ..image_utils import IMAGE_FORMATS, ImageTooLargeError, check_image_pixels
 from .coco import CocoIndex, _require, load_refs, segmentation_to_rle
 from .features import referring_features
 from .masks import rle_area
@@ -57,8 +58,6 @@ STAT_KEYS = (
     "empty_sentences_dropped",
     "duplicate_ref_ids",
 )
-# image formats decoded at prepare time; others (e.g. EPS, which runs Ghostscript) are refused
-IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
 
 
 @dataclass
@@ -156,13 +155,17 @@ class _ImageChecker:
 
 def read_image_size(path: Path, decode: bool = True) -> tuple[int, int]:
     """``(height, width)`` of ``path``, after decoding every pixel when ``decode``; ``RefsegDataError`` naming
-    the file if it is not a JPEG/PNG/BMP/GIF/TIFF/WebP image, is truncated or cannot be decoded (set
+    the file if it is not a JPEG/PNG/BMP/GIF/TIFF/WebP image (refseg's allow-list, ``refseg.image_utils.IMAGE_FORMATS``),
+    is over refseg's pixel cap (``REFSEG_MAX_IMAGE_PIXELS``), is truncated or cannot be decoded (set
     ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = False`` to have truncation detected, as ``decode_all`` does)."""
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as im:
             width, height = im.size
+            check_image_pixels(height, width, "the image")  # before any pixel is decoded
             if decode:
                 im.load()
+    except ImageTooLargeError as err:
+        raise RefsegDataError(f"{path}: {err}") from None
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         reason = str(err).split("\n")[0][:160] or type(err).__name__
         raise RefsegDataError(f"{path}: cannot decode the image ({reason})") from None

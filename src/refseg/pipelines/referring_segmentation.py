@@ -9,6 +9,7 @@ sentences, images, thresholds, ``max_length``; the model itself when the pipelin
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ import PIL.Image
 import torch
 from transformers import Pipeline
 
-from ..image_utils import DEFAULT_URL_TIMEOUT, check_single_image, load_image
+from ..image_utils import (
+    DEFAULT_URL_TIMEOUT,
+    check_image_input,
+    check_single_image,
+    exif_orientation,
+    load_image,
+)
 from ..validation import check_max_length, check_probability, check_sentences, text_position_limit
 from .loading import check_refseg_model_type
 
@@ -29,7 +36,19 @@ def _mask_to_pil(mask: torch.Tensor) -> PIL.Image.Image:
 
 
 def _is_image(x: Any) -> bool:
-    return isinstance(x, str | Path | PIL.Image.Image | np.ndarray | torch.Tensor)
+    return isinstance(x, str | Path | bytes | PIL.Image.Image | np.ndarray | torch.Tensor)
+
+
+def _warn_if_sideways(image: PIL.Image.Image, what: str) -> None:
+    """A PIL image the caller opened is used as stored; say so when its EXIF says it is displayed turned."""
+    orientation = exif_orientation(image)
+    if orientation != 1:
+        warnings.warn(
+            f"{what} carries EXIF Orientation={orientation} and is segmented as stored, not as displayed; "
+            "pass its path (refseg applies the orientation) or PIL.ImageOps.exif_transpose(image)",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 class ReferringSegmentationPipeline(Pipeline):
@@ -44,15 +63,17 @@ class ReferringSegmentationPipeline(Pipeline):
         >>> result["no_target"], result["score"], len(result["instances"])
 
     Inputs: ``(image, text)``; lists ``(images, texts)`` of equal length; a ``{"image", "text"}`` dict
-    or a list of them. Images are paths/URLs, PIL images, numpy (H, W, C) arrays or (C, H, W) tensors.
+    or a list of them. Images are paths, ``http(s)://`` or ``data:`` URLs or encoded bytes (decoded by
+    ``refseg.image_utils.load_image``: allowed formats only, EXIF orientation applied, pixel cap), PIL images
+    (used as stored), numpy (H, W, C) arrays or (C, H, W) tensors.
 
     Returns, per input, ``{"mask": PIL "L" image (union of the referred objects), "score": float
     (probability that something is referred to), "no_target": bool, "instances": [{"mask": PIL "L"
     image, "box": {"xmin", "ymin", "xmax", "ymax"}, "score": float}]}``.
 
     Parameters: ``threshold`` (instance score threshold), ``mask_threshold``, ``no_target_threshold``
-    (each model's processor has its defaults: 0.5, and 0.7 for InstanceVG's score threshold as released), all finite numbers in [0, 1]; ``timeout`` (seconds for fetching
-    URLs, default ``refseg.image_utils.DEFAULT_URL_TIMEOUT``); ``max_length`` (tokens per sentence,
+    (each model's processor has its defaults: 0.5, and 0.7 for InstanceVG's score threshold as released), all finite numbers in [0, 1]; ``timeout`` (seconds for the whole
+    download of a URL, default ``refseg.image_utils.DEFAULT_URL_TIMEOUT``); ``max_length`` (tokens per sentence,
     at most what the text encoder can embed; longer sentences are truncated to it by default).
 
     Raises:
@@ -156,15 +177,18 @@ class ReferringSegmentationPipeline(Pipeline):
             if not isinstance(pair["text"], str):
                 raise ValueError(f"input {k}: text must be a string, got {type(pair['text']).__name__}")
             check_sentences(pair["text"], f"input {k} text")
-            if not isinstance(pair["image"], str | Path):
+            if not isinstance(pair["image"], str | Path | bytes):
                 check_single_image(pair["image"], f"input {k} image")
+                check_image_input(pair["image"], f"input {k} image")
+                if isinstance(pair["image"], PIL.Image.Image):
+                    _warn_if_sideways(pair["image"], f"input {k} image")
         return pairs, single
 
     def preprocess(
         self, inputs: dict, timeout: float | None = DEFAULT_URL_TIMEOUT, max_length: int | None = None
     ) -> dict:
         image = inputs["image"]
-        if isinstance(image, str | Path):
+        if isinstance(image, str | Path | bytes):  # refseg's one loader: formats, pixel cap, EXIF orientation
             image = load_image(image, timeout=timeout)
         height, width = self.processor.image_processor.image_size(image)
         if max_length is None:  # never hand the text encoder more tokens than it has positions
