@@ -305,6 +305,10 @@ def test_resume_compares_model_type_and_batch_settings(setup, tmp_path):
         check_resume(info, _run(processes=1, batch=2))
     [warning] = check_resume(info, _run(processes=1, batch=2), allow_inexact=True)
     assert "another global batch (4 -> 2" in warning and "NOT the one" in warning
+    # the augmentation's settings (its draws are seeded from the seed, the epoch and the rows)
+    final = save_checkpoint(accelerator, tmp_path, "step_4", completed_steps=4, epoch=0, run={"tau_no": 0.05})
+    [warning] = check_resume(read_checkpoint(final), {"tau_no": 0.1})
+    assert "tau_no 0.05 -> 0.1" in warning and "augmentation draws change" in warning
 
 
 def test_a_checkpoint_without_run_settings_still_warns_about_the_process_count(setup, tmp_path):

@@ -304,6 +304,7 @@ def resolve_checkpoint(checkpoint: str, output_dir: str | os.PathLike) -> Checkp
 
 
 _BATCH_KEYS = ("num_processes", "per_device_train_batch_size", "gradient_accumulation_steps")
+_DRAW_KEYS = ("seed", "tau_no", "tau_multi")  # the data order and the augmentation's draws
 
 
 def check_resume(info: CheckpointInfo, run: Mapping[str, Any], *, allow_inexact: bool = False) -> list[str]:
@@ -344,13 +345,21 @@ def check_resume(info: CheckpointInfo, run: Mapping[str, Any], *, allow_inexact:
             f"learning-rate schedule continues at {step}, but the run is NOT the one an uninterrupted run would "
             "be (--allow_inexact_resume)"
         ]
-    if not changed:
-        return []
-    unknown = "" if old_batch is not None else " (the checkpoint does not record its batch sizes)"
-    return [
-        f"resuming with {', '.join(changed)}{unknown}; the learning-rate schedule continues at {step}, the data "
-        "order and per-process random states differ from an uninterrupted run"
+    warnings = []
+    if changed:
+        unknown = "" if old_batch is not None else " (the checkpoint does not record its batch sizes)"
+        warnings.append(
+            f"resuming with {', '.join(changed)}{unknown}; the learning-rate schedule continues at {step}, the "
+            "data order and per-process random states differ from an uninterrupted run"
+        )
+    other = [
+        f"{k} {saved[k]} -> {run[k]}" for k in _DRAW_KEYS if k in saved and k in run and saved[k] != run[k]
     ]
+    if other:
+        warnings.append(
+            f"resuming with {', '.join(other)}: the data order and augmentation draws change from here on"
+        )
+    return warnings
 
 
 def _rng_file(path: Path, process_index: int) -> Path:
