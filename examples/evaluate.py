@@ -3,16 +3,20 @@
     python examples/evaluate.py --model PATH --dataset PREPARED_DIR --split val --output metrics.json
     python examples/evaluate.py --model PATH --dataset synthetic --split test --resolution model
 
-``--dataset`` is a folder written by ``refseg data prepare`` (parquet shards), a ``save_to_disk`` folder,
-or ``synthetic`` (fresh synthetic scenes). The benchmark decides the metrics (refseg.metrics):
+``--dataset`` is a folder written by ``refseg data prepare`` (parquet shards), a ``save_to_disk`` folder
+(of a ``DatasetDict``, or of a single split, which is then the one evaluated), or ``synthetic`` (fresh
+synthetic scenes). The benchmark decides the metrics (refseg.metrics):
 
     gres      gRefCOCO / synthetic: GRES gIoU, cIoU, N-acc, T-acc, Pr@t  + GREC Pr@(F1=1, IoU>=0.5), N-acc, T-acc
     res       RefCOCO/+/g: mIoU, oIoU, P@t  + REC Precision@0.5 (top-scoring instance box)
     refzom    Ref-ZOM: mIoU, oIoU, P@t over targeted sentences, Acc over zero-target sentences
     rrefcoco  R-RefCOCO/+/g: mIoU, oIoU, mRR, rIoU grouped by ref_id
 
-``auto`` picks ``refzom`` (a ``source`` column), ``rrefcoco`` (an ``exist`` column), ``gres`` (any
-no-target or multi-target row) or ``res``. ``--resolution original`` measures masks and boxes at the
+``auto`` takes the benchmark the dataset declares (``stats.json`` of ``refseg data prepare``: gRefCOCO ->
+``gres``, RefCOCO/+/g -> ``res``, Ref-ZOM -> ``refzom``, R-RefCOCO -> ``rrefcoco``; synthetic scenes ->
+``gres``); a folder that declares none is classified from its whole split, before ``--max-samples``:
+``refzom`` (a ``source`` column), ``rrefcoco`` (an ``exist`` column), ``gres`` (any no-target or
+multi-target row) or ``res``. ``--resolution original`` measures masks and boxes at the
 original image size; ``--resolution model`` at the processor's square input size (the ReLA / LAVT /
 InstanceVG protocol, e.g. 480x480), with ground-truth masks resized nearest-neighbour. Each metric
 block carries its definition's name and the resolution.
@@ -37,6 +41,7 @@ from transformers import AutoModel, AutoProcessor
 import refseg  # noqa: F401  (registers the refseg Auto classes)
 from refseg import metrics
 from refseg.data import merge_instances
+from refseg.data.images import load_row_image, without_image_decoding
 
 BENCHMARK_METRICS = {
     "gres": ("gres", "grec"),
@@ -67,6 +72,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def declared_benchmark(dataset: str) -> str | None:
+    """The benchmark a dataset declares: ``synthetic``, or the ``dataset`` of a prepared folder's stats.json."""
+    if dataset == "synthetic":
+        return "gres"
+    try:
+        name = json.loads((Path(dataset) / "stats.json").read_text()).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(name, str):
+        return None
+    for prefix, benchmark in (
+        ("grefcoco", "gres"),
+        ("rrefcoco", "rrefcoco"),
+        ("refzom", "refzom"),
+        ("refcoco", "res"),
+    ):
+        if name.lower().startswith(prefix):
+            return benchmark
+    return None
+
+
+def load_single_split(path: Path, requested: str | None) -> dict[str, datasets.Dataset]:
+    """A ``save_to_disk`` folder of one ``Dataset`` as ``{its split name: dataset}``.
+
+    The name is the dataset's own split (``Dataset.split``), else ``--split``, else the folder's name.
+    """
+    ds = datasets.load_from_disk(str(path))
+    return {str(ds.split) if ds.split is not None else (requested or path.name): ds}
+
+
 def load_split(args) -> tuple[datasets.Dataset, str]:
     if args.dataset == "synthetic":
         try:
@@ -83,14 +118,25 @@ def load_split(args) -> tuple[datasets.Dataset, str]:
     path = Path(args.dataset)
     if not path.is_dir():
         raise SystemExit(f"dataset folder not found: {path}")
-    if (path / "dataset_dict.json").is_file():
+    if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
+        dd = load_single_split(path, args.split)
+    elif (path / "dataset_dict.json").is_file():
         dd = datasets.load_from_disk(str(path))
     else:
         dd = datasets.load_dataset(str(path))
     split = args.split or next((s for s in ("val", "validation", "test") if s in dd), None)
+    if split is None and len(dd) == 1:  # a single split: that one
+        split = next(iter(dd))
     if split not in dd:
         raise SystemExit(f"split {split!r} not in {path}; available: {list(dd)}")
-    return dd[split], split
+    return without_image_decoding(dd[split]), split  # decoded by refseg's image loader (batch_images)
+
+
+def batch_images(batch: dict) -> list:
+    """The RGB images of a batch of rows, decoded by refseg's image loader (allowed formats, pixel cap, EXIF
+    orientation; ``refseg.data.images.load_row_image``)."""
+    rows = [{"image": image, "instances": inst} for image, inst in zip(batch["image"], batch["instances"])]
+    return [load_row_image(row).convert("RGB") for row in rows]
 
 
 def detect_benchmark(ds: datasets.Dataset) -> str:
@@ -122,9 +168,11 @@ def gt_boxes_xyxy(instances: list[dict], scale: tuple[float, float]) -> list[lis
 def evaluate(args) -> dict:
     torch.set_grad_enabled(False)
     ds, split = load_split(args)
+    benchmark = args.benchmark
+    if benchmark == "auto":  # the declared benchmark, else the whole split: never the rows of a subset
+        benchmark = declared_benchmark(args.dataset) or detect_benchmark(ds)
     if args.max_samples is not None:
         ds = ds.select(range(min(args.max_samples, len(ds))))
-    benchmark = detect_benchmark(ds) if args.benchmark == "auto" else args.benchmark
     processor = AutoProcessor.from_pretrained(args.model)
     model = AutoModel.from_pretrained(args.model).to(args.device).eval()
     size = processor.image_processor.size
@@ -136,7 +184,7 @@ def evaluate(args) -> dict:
     start = time.time()
     bar = tqdm(total=len(ds), desc=f"evaluating {benchmark} on {split}", unit="sample")
     for batch in ds.iter(batch_size=args.batch_size):
-        images = [im.convert("RGB") for im in batch["image"]]
+        images = batch_images(batch)
         inputs = processor(images=images, text=list(batch["sentence"])).to(args.device)
         outputs = model(**inputs)
         originals = [(im.height, im.width) for im in images]
