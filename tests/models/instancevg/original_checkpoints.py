@@ -7,7 +7,8 @@ dataset branch (paper §4.3 training setup; refseg docs/models/instancevg.md):
 * ``optimizer``: Adam with AMSGrad (betas 0.9/0.98, eps 1e-9) over three parameter groups (encoder, an empty
   language-encoder group, the rest), after a few steps, so its state holds ``step``, ``exp_avg``,
   ``exp_avg_sq`` and ``max_exp_avg_sq`` per parameter;
-* ``scheduler``: the warm-up multi-step schedule, a ``LambdaLR`` over a closure, stepped once per epoch;
+* ``scheduler``: the warm-up multi-step schedule, a ``LambdaLR`` over a closure, stepped once per epoch (or
+  one of the original's other registered schedulers: cosine annealing, with or without warm restarts);
 * ``lr`` (a Python float), ``epoch`` (an int), ``amp`` (the fp16 loss-scaler state) when trained in fp16;
 * the epoch's metrics under the branch's own keys: numpy scalars where the evaluators compute with numpy
   (gRefCOCO, Ref-ZOM), Python floats where the branch's evaluation is disabled (R-RefCOCO), a tensor for the
@@ -73,7 +74,20 @@ class _WarmUpMultiStep(torch.optim.lr_scheduler.LambdaLR):
         super().__init__(optimizer, lr_lambda=lambda epoch: schedule(epoch))
 
 
-def _train_states(state_dict: dict[str, torch.Tensor], epochs: int) -> tuple[dict, dict, float]:
+SCHEDULERS = ("warmup_multistep", "cosine", "cosine_restarts")  # the schedulers the original registers
+
+
+def _scheduler(optimizer, kind: str):
+    if kind == "warmup_multistep":
+        return _WarmUpMultiStep(optimizer, warmup_epochs=1, decay_steps=[7], decay_ratio=0.1)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10, eta_min=0)
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, 5, T_mult=1, eta_min=0)
+
+
+def _train_states(
+    state_dict: dict[str, torch.Tensor], epochs: int, scheduler_kind: str = "warmup_multistep"
+) -> tuple[dict, dict, float]:
     """Optimizer and scheduler states after ``epochs`` epochs of one step each, and the group-0 lr."""
     torch.manual_seed(0)
     params = {
@@ -87,7 +101,7 @@ def _train_states(state_dict: dict[str, torch.Tensor], epochs: int) -> tuple[dic
         {"params": [p for k, p in params.items() if "vis_enc" not in k and "lan_enc" not in k], "lr": 5e-4},
     ]
     optimizer = torch.optim.Adam(groups, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0, amsgrad=True)
-    scheduler = _WarmUpMultiStep(optimizer, warmup_epochs=1, decay_steps=[7], decay_ratio=0.1)
+    scheduler = _scheduler(optimizer, scheduler_kind)
     for _ in range(epochs):
         for p in params.values():
             p.grad = torch.randn_like(p) * 1e-3
@@ -97,18 +111,25 @@ def _train_states(state_dict: dict[str, torch.Tensor], epochs: int) -> tuple[dic
 
 
 def original_checkpoint(
-    state_dict: dict[str, torch.Tensor], branch: str, ddp: bool = False, amp: bool = False, epochs: int = 2
+    state_dict: dict[str, torch.Tensor],
+    branch: str,
+    ddp: bool = False,
+    amp: bool = False,
+    epochs: int = 2,
+    scheduler: str = "warmup_multistep",
 ) -> dict:
     """The dict that ``save_checkpoint`` passes to ``torch.save`` for ``branch``."""
     model_state = OrderedDict((("module." if ddp else "") + k, v) for k, v in state_dict.items())
     model_state._metadata = OrderedDict(  # what nn.Module.state_dict() attaches
         [("", {"version": 1}), ("vis_enc", {"version": 1}), ("head", {"version": 1})]
     )
-    optimizer, scheduler, lr = _train_states(state_dict, epochs)
+    optimizer_state, scheduler_state, lr = _train_states(state_dict, epochs, scheduler)
     checkpoint = _metrics(branch, epochs - 1)
     if amp:  # apex.amp.state_dict(): one loss scaler
         checkpoint["amp"] = OrderedDict([("loss_scaler0", {"loss_scale": 65536.0, "unskipped": 17})])
-    checkpoint.update({"state_dict": model_state, "optimizer": optimizer, "scheduler": scheduler, "lr": lr})
+    checkpoint.update(
+        {"state_dict": model_state, "optimizer": optimizer_state, "scheduler": scheduler_state, "lr": lr}
+    )
     return checkpoint
 
 

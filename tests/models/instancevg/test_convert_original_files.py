@@ -20,7 +20,7 @@ from refseg.models.instancevg.convert_instancevg import (
     load_original_state_dict,
     state_dict_to_original,
 )
-from tests.models.instancevg.original_checkpoints import BRANCHES, save_original_checkpoint
+from tests.models.instancevg.original_checkpoints import BRANCHES, SCHEDULERS, save_original_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +204,14 @@ def test_every_numeric_numpy_scalar_type_is_read(tmp_path, legacy):
     loaded = read_weights_file(tmp_path / "m.pth")["metrics"]
     for key, value in values.items():
         assert loaded[key] == value and loaded[key].dtype == value.dtype, key
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_scheduler_of_the_original_is_read(reference, tmp_path, scheduler):
+    _, original = reference
+    path = save_original_checkpoint(
+        tmp_path / "s.pth", original, "GRefCOCO", legacy=True, scheduler=scheduler
+    )
+    state = read_weights_file(path)["scheduler"]
+    assert state["last_epoch"] == 2 and len(state["base_lrs"]) == 3
+    assert set(load_original_state_dict(path)) == set(original)
