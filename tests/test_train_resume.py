@@ -225,3 +225,26 @@ def test_a_dataset_smaller_than_one_batch_is_refused_before_training(tmp_path):
     )
     assert rc != 0 and "fewer than one batch (--per_device_train_batch_size 64 x 1 process(es))" in log
     assert "Traceback" not in log and not (out / "model.safetensors").exists()
+
+
+def test_a_full_disk_while_checkpointing_stops_the_run_in_one_line(train_script, tmp_path, monkeypatch):
+    import errno
+
+    from accelerate import Accelerator
+
+    def full_disk(self, output_dir=None, **kwargs):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "model.safetensors").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Accelerator, "save_state", full_disk)
+    out = tmp_path / "run"
+    argv = ["train.py", *TINY, "--train_images", "2", "--per_device_train_batch_size", "2"]
+    monkeypatch.setattr(
+        sys, "argv", [*argv, "--max_train_steps", "2", "--checkpointing_steps", "1", "--output_dir", str(out)]
+    )
+    with pytest.raises(SystemExit) as caught:
+        train_script.cli()
+    message = str(caught.value.code)
+    assert message.startswith("train.py: error: no space left on device while saving checkpoint step_1")
+    assert "\n" not in message and not [p.name for p in out.iterdir() if p.name.startswith(".tmp")]
