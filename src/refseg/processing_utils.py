@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
@@ -21,6 +22,25 @@ from .oov import warn_unknown_words
 from .validation import check_max_length, check_sentences
 
 __all__ = ["ReferringSegmentationProcessorBase"]
+
+
+def _image_index_tensor(image_indices: Any) -> torch.Tensor:
+    """``image_indices`` as a flat long tensor; floats (even ``1.0``), booleans and non-numbers are refused,
+    never truncated (``1.7`` would silently pair a sentence with image 1)."""
+    try:
+        indices = torch.as_tensor(
+            image_indices if isinstance(image_indices, torch.Tensor) else np.asarray(image_indices)
+        )
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(
+            f"image_indices must be integers (one image index per sentence), got {type(image_indices).__name__}"
+        ) from None
+    if indices.dtype == torch.bool or indices.is_floating_point() or indices.is_complex():
+        shown = indices.flatten()[:4].tolist()
+        raise ValueError(
+            f"image_indices must be integers (one image index per sentence), got {indices.dtype} values {shown}"
+        )
+    return indices.to(torch.long).flatten()
 
 
 class ReferringSegmentationProcessorBase(ProcessorMixin):
@@ -79,7 +99,7 @@ class ReferringSegmentationProcessorBase(ProcessorMixin):
                 )
             data = dict(self.image_processor(image_list, instances=instances, **kwargs))
         else:
-            indices = torch.as_tensor(image_indices, dtype=torch.long).flatten()
+            indices = _image_index_tensor(image_indices)
             if len(indices) != len(texts):
                 raise ValueError(
                     f"got {len(indices)} image_indices for {len(texts)} sentence(s); pass one per sentence"
