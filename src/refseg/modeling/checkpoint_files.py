@@ -57,8 +57,8 @@ def _unsafe_message(path: str, what: str, detail: str) -> str:
         name = glob[1] if glob else call[1]
         return (
             f"{path} cannot be loaded with torch.load(weights_only=True): it holds {name}, which is not a "
-            "tensor, a number or a plain container. It was not loaded for safety (refseg never runs code from "
-            "a weights file); re-save only its state dict (torch.save or safetensors) from a trusted environment"
+            "tensor, a number or a plain container. It was not loaded for safety: refseg never runs code from a "
+            "weights file"
         )
     if re.match(r"Unsupported operand", detail):
         return f"cannot read {path} as a {what}: it is neither a torch.save file nor a safetensors file ({detail})"
