@@ -29,13 +29,16 @@ from .validation import check_image_statistics, check_positive_size
 __all__ = ["ReferringSegmentationImageProcessorBase", "instance_to_mask"]
 
 
-def instance_to_mask(instance: Any) -> torch.Tensor:
-    """A dataset instance dict (``segmentation`` RLE), a bare RLE dict or an (H, W) array -> bool mask."""
+def instance_to_mask(instance: Any, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """A dataset instance dict (``segmentation`` RLE), a bare RLE dict or an (H, W) array -> bool mask.
+
+    ``size``: the image's ``(height, width)``; an RLE claiming another size is refused before it is decoded
+    (a few characters can claim billions of pixels)."""
     if isinstance(instance, dict):
         from .data.masks import decode_rle  # the data package only when labels are built (training)
 
         rle = instance.get("segmentation", instance)
-        return torch.from_numpy(decode_rle(rle))
+        return torch.from_numpy(decode_rle(rle, size, "instance"))
     if isinstance(instance, np.ndarray | torch.Tensor):
         mask = torch.as_tensor(np.asarray(instance) if isinstance(instance, np.ndarray) else instance)
         if mask.ndim != 2:
@@ -272,7 +275,7 @@ class ReferringSegmentationImageProcessorBase(BaseImageProcessor):
             sample = [] if sample is None else sample
             if isinstance(sample, dict) or not isinstance(sample, list | tuple):
                 raise ValueError(f"instances[{b}] must be a list of instances, got {type(sample).__name__}")
-            masks = [instance_to_mask(inst) for inst in sample]
+            masks = [instance_to_mask(inst, (h, w)) for inst in sample]
             for k, mask in enumerate(masks):
                 if tuple(mask.shape) != (h, w):
                     raise ValueError(

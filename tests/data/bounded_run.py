@@ -15,6 +15,7 @@ root = types.ModuleType("refseg")  # refseg.data without refseg/__init__ (which 
 root.__path__ = list(importlib.util.find_spec("refseg").submodule_search_locations)
 sys.modules["refseg"] = root
 import refseg.data.safe_pickle, refseg.data.masks, refseg.data.coco  # imported before the cap
+{preload}
 vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + {extra} * 2**20, resource.RLIM_INFINITY))
 try:
@@ -33,13 +34,14 @@ class Bounded:
     seconds: float
 
 
-def run_bounded(code: str, extra_mb: int = 256, timeout: float = 60.0) -> Bounded:
-    """Run ``code`` in a child whose address space may grow by ``extra_mb`` MiB at most (Linux)."""
+def run_bounded(code: str, extra_mb: int = 256, timeout: float = 60.0, preload: str = "") -> Bounded:
+    """Run ``code`` in a child whose address space may grow by ``extra_mb`` MiB at most (Linux); ``preload``
+    (e.g. heavy imports) runs before the cap is set."""
     if not sys.platform.startswith("linux"):
         import pytest
 
         pytest.skip("RLIMIT_AS and /proc are Linux-only")
-    script = _PRELUDE.format(extra=extra_mb, body=textwrap.indent(code, "    "))
+    script = _PRELUDE.format(preload=preload, extra=extra_mb, body=textwrap.indent(code, "    "))
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", script],

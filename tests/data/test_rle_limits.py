@@ -39,18 +39,22 @@ CALLERS = {
     "part = {'image': np.zeros((64, 64, 3), np.uint8), 'sentence': 'a', 'no_target': False,\n"
     "        'instances': [{'segmentation': BOMB, 'bbox': [0, 0, 1, 1]}]}\n"
     "PresencePluralityAugmentation().mosaic(part, [part, part], [0, 1])",
+    "processor mask labels": "from refseg.image_processing_utils import ReferringSegmentationImageProcessorBase\n"
+    "ReferringSegmentationImageProcessorBase().prepare_mask_labels([[{'segmentation': BOMB}]], [(64, 64)], (8, 8))",
 }
 EXPECTED = {
     "merge_instances": "instance #0: mask size [60000, 60000] does not match the image size [64, 64]",
     "decode_rle without a size": f"RLE size [60000, 60000] is over {MAX_MASK_PIXELS} pixels",
     "metrics row_gt_mask": "has an RLE of size (60000, 60000), but the predicted mask is (64, 64)",
     "augmentation mosaic": "instance mask (60000, 60000) does not match its image (64, 64)",
+    "processor mask labels": "instance: RLE size [60000, 60000] does not match the image size [64, 64]",
 }
 
 
 @pytest.mark.parametrize("caller", CALLERS)
 def test_every_decoder_refuses_the_bomb_without_allocating_it(caller):
-    result = run_bounded(f"BOMB = {BOMB!r}\n{CALLERS[caller]}", extra_mb=512, timeout=120)
+    preload = "import refseg.image_processing_utils" if caller == "processor mask labels" else ""
+    result = run_bounded(f"BOMB = {BOMB!r}\n{CALLERS[caller]}", extra_mb=512, timeout=120, preload=preload)
     assert EXPECTED[caller] in result.stdout, result.stdout
     assert "MemoryError" not in result.stdout
 
