@@ -19,7 +19,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .oov import warn_unknown_words
-from .validation import check_max_length, check_sentences
+from .validation import check_max_length, check_sentences, is_panic
 
 __all__ = ["ReferringSegmentationProcessorBase"]
 
@@ -115,14 +115,23 @@ class ReferringSegmentationProcessorBase(ProcessorMixin):
                     [self.image_processor.image_size(image_list[i]) for i in indices.tolist()],
                     tuple(data["pixel_values"].shape[-2:]),
                 )
-        text_inputs = self.tokenizer(
-            texts,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length,
-            return_tensors="pt",
-            return_token_type_ids=False,
-        )
+        try:
+            text_inputs = self.tokenizer(
+                texts,
+                padding=padding,
+                truncation=truncation,
+                max_length=max_length,
+                return_tensors="pt",
+                return_token_type_ids=False,
+            )
+        except BaseException as err:  # noqa: BLE001 (a Rust panic is a BaseException)
+            if not is_panic(err):
+                raise
+            source = getattr(self.tokenizer, "name_or_path", "") or "the tokenizer"
+            raise ValueError(
+                f"the tokenizer of {source} panicked on the sentence(s) {[t[:60] for t in texts[:3]]} "
+                f"({' '.join(str(err).split())[:200]}); its tokenizer.json is broken or from another version"
+            ) from None
         warn_unknown_words(self.tokenizer, texts, text_inputs["input_ids"])  # mostly unknown sentences
         data["input_ids"] = text_inputs["input_ids"]
         data["attention_mask"] = text_inputs["attention_mask"]

@@ -7,6 +7,7 @@ task model's ``forward``); each check raises ``ValueError`` with a message that 
 from __future__ import annotations
 
 import math
+import os
 import unicodedata
 from collections.abc import Sequence
 from numbers import Real
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "DEFAULT_MAX_INPUT_SIDE",
     "check_finite_logits",
     "check_image_statistics",
     "check_max_length",
@@ -22,9 +24,14 @@ __all__ = [
     "check_probability",
     "check_sentences",
     "is_blank",
+    "is_panic",
+    "max_input_side",
     "text_position_limit",
 ]
 
+#: default of the largest processor size side (``size``); ``$REFSEG_MAX_INPUT_SIDE`` changes it
+DEFAULT_MAX_INPUT_SIDE = 4096
+MAX_INPUT_SIDE_ENV = "REFSEG_MAX_INPUT_SIDE"
 # Unicode major categories of visible characters: letters, numbers, punctuation, symbols
 _VISIBLE_CATEGORIES = frozenset("LNPS")
 # text encoders whose positions start after the padding index (position ids padding_idx + 1 ...)
@@ -57,6 +64,11 @@ def check_sentences(text: Any, name: str = "text") -> list[str]:
     return sentences
 
 
+def is_panic(error: BaseException) -> bool:
+    """True for a Rust panic surfacing through pyo3 (``pyo3_runtime.PanicException``, a ``BaseException``)."""
+    return type(error).__name__ == "PanicException"
+
+
 def is_blank(sentence: str) -> bool:
     """True when ``sentence`` has nothing visible: no letter, digit, punctuation mark or symbol.
 
@@ -76,11 +88,31 @@ def check_probability(value: Any, name: str) -> float:
     return number
 
 
+def max_input_side() -> int:
+    """The largest processor ``size`` side in force: ``$REFSEG_MAX_INPUT_SIDE``, else :data:`DEFAULT_MAX_INPUT_SIDE`."""
+    text = os.environ.get(MAX_INPUT_SIDE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_INPUT_SIDE
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_INPUT_SIDE_ENV} must be a positive whole number of pixels, got {text!r}")
+    return int(text)
+
+
 def check_positive_size(size: dict[str, int], name: str = "size") -> dict[str, int]:
-    """``{"height", "width"}`` with positive integer values -> the same dict."""
+    """``{"height", "width"}`` with positive integer values, each at most :func:`max_input_side` -> the same dict.
+
+    Every image is resized to this size before the model runs, so a processor config asking for 10^6 pixels
+    per side would allocate terabytes; it is refused when the processor is built (or loaded).
+    """
+    limit = max_input_side()
     for key in ("height", "width"):
         if size[key] <= 0:
             raise ValueError(f"{name} {key} must be a positive number of pixels, got {size[key]}")
+        if size[key] > limit:
+            raise ValueError(
+                f"{name} {key} {size[key]} is above refseg's limit of {limit} pixels per side for the model input "
+                f"(images are resized to it); fix the processor config, or raise the limit with {MAX_INPUT_SIDE_ENV}"
+            )
     return size
 
 

@@ -2,7 +2,9 @@
 
 ``load_referring_segmentation_model`` checks, before and after ``from_pretrained``, that the source
 exists (a missing folder says so instead of an invalid Hub id error), that it holds a refseg model,
-that its weight files can be read (errors name the file) and that no weight is missing or has the
+that its weight files can be read (errors name the file), that ``config.json`` fits the shapes in the
+safetensors headers before the model is built (``refseg.modeling.loading_checks``), that its tokenizer file
+loads without a failure or a panic of the tokenizers library, and that no weight is missing or has the
 wrong shape (``from_pretrained`` would otherwise initialise those layers at random). The
 ``referring-segmentation`` pipeline loads its model through ``ReferringSegmentationModelLoader``, so
 ``pipeline("referring-segmentation", model=PATH)`` gets the same checks.
@@ -11,8 +13,16 @@ wrong shape (``from_pretrained`` would otherwise initialise those layers at rand
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
+
+from ..modeling.loading_checks import (
+    IncompleteCheckpointError,
+    MissingWeightsWarning,
+    ModelLoadingError,
+    check_tokenizer_file,
+)
 
 __all__ = [
     "IncompleteCheckpointError",
@@ -33,18 +43,6 @@ _HUB_KWARGS = (
     "_commit_hash",
 )
 _SHOWN_KEYS = 10
-
-
-class ModelLoadingError(Exception):
-    """A model source that refseg refuses to load (not a refseg model, unreadable weights); says why.
-
-    It does not derive from ``ValueError`` / ``OSError`` on purpose: ``transformers.pipeline`` catches
-    those while trying model classes and would bury the message under tracebacks.
-    """
-
-
-class IncompleteCheckpointError(ModelLoadingError):
-    """A checkpoint that lacks weights of the model (or has them with other shapes); names the keys."""
 
 
 def _looks_like_hub_id(source: str) -> bool:
@@ -122,8 +120,10 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
 
     Raises:
         FileNotFoundError: a local path that does not exist, or a Hub id that cannot be fetched.
-        ModelLoadingError: not a model folder, not a refseg model, or an unreadable weight file (named).
-        IncompleteCheckpointError: weights missing from the checkpoint or with other shapes (named).
+        ModelLoadingError: not a model folder, not a refseg model, an unreadable or truncated weight file,
+            or a tokenizer file the tokenizers library fails or panics on (each named).
+        IncompleteCheckpointError: weights missing from the checkpoint or with other shapes, or a config that
+            does not describe the weights (named; checked before the model is built for local folders).
     """
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel
@@ -140,15 +140,24 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
             f"no such model folder, and no Hub model {text} could be loaded: {_one_line(err)}"
         ) from err
     check_refseg_model_type(getattr(config, "model_type", None), text)
+    folder = Path(text).expanduser() / (kwargs.get("subfolder") or "")
+    if folder.is_dir():
+        check_tokenizer_file(folder)
     kwargs = {k: v for k, v in kwargs.items() if k not in ("output_loading_info", "config")}
     try:
-        model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
+        with warnings.catch_warnings():  # refused below with the same names
+            warnings.simplefilter("ignore", MissingWeightsWarning)
+            model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
     except SafetensorError as err:
         raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
     except (OSError, RuntimeError) as err:
-        if "ignore_mismatched_sizes" in str(err):  # load again only to name the weights of other shapes
-            kwargs["ignore_mismatched_sizes"] = True
-            model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
+        if "ignore_mismatched_sizes" in str(err):  # a Hub model (local folders are checked before building):
+            kwargs["ignore_mismatched_sizes"] = True  # load again only to name the weights of other shapes
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MissingWeightsWarning)
+                model, info = AutoModel.from_pretrained(
+                    text, config=config, output_loading_info=True, **kwargs
+                )
         elif "safetensors" in str(err).lower() or "header" in str(err).lower():
             raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
         else:

@@ -20,6 +20,7 @@ from transformers.utils import ModelOutput
 from ...modeling.arguments import reject_unknown_kwargs
 from ...modeling.backbone import build_vision_backbone
 from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
+from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from ...modeling.text_encoder import build_text_encoder
 from ...validation import check_max_length, text_position_limit
@@ -88,7 +89,7 @@ class InstAlignOutput(ModelOutput):
     aux_outputs: list[dict[str, torch.Tensor]] | None = None
 
 
-class InstAlignPreTrainedModel(PreTrainedModel):
+class InstAlignPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
     """Weight initialisation and loading for InstAlign models."""
 
     config: InstAlignConfig

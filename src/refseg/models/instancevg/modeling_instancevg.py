@@ -20,6 +20,7 @@ from transformers.utils import ModelOutput
 from ...modeling.beit3 import Beit3Encoder
 from ...modeling.box_ops import box_xyxy_to_cxcywh
 from ...modeling.deformable_attention import MultiScaleDeformableAttention
+from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from .configuration_instancevg import InstanceVGConfig
 from .criterion import InstanceVGCriterion, InstanceVGTargets, PointGuidedMatcher
 from .heads import BoxHead, GlobalMaskHead, NoTargetHead, instance_mask_logits
@@ -97,7 +98,7 @@ class InstanceVGOutput(ModelOutput):
     aux_outputs: list[dict[str, torch.Tensor]] | None = None
 
 
-class InstanceVGPreTrainedModel(PreTrainedModel):
+class InstanceVGPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
     """Weight initialisation and loading for InstanceVG models."""
 
     config: InstanceVGConfig

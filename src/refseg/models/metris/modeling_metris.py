@@ -24,6 +24,7 @@ from ...modeling.input_checks import (
     shape_or_type,
 )
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
+from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.position_encoding import SinePositionEmbedding
 from ...modeling.text_encoder import build_text_encoder
@@ -96,7 +97,7 @@ class MetrisOutput(ModelOutput):
     decoder_attentions: list[torch.Tensor] | None = None
 
 
-class MetrisPreTrainedModel(PreTrainedModel):
+class MetrisPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
     """Weight initialisation and loading for METRIS models."""
 
     config: MetrisConfig

@@ -19,6 +19,7 @@ from transformers.utils import ModelOutput
 
 from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
+from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
 from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.text_encoder import build_text_encoder
@@ -90,7 +91,7 @@ class PresencePluralityOutput(ModelOutput):
     target_query_states: torch.Tensor | None = None
 
 
-class PresencePluralityPreTrainedModel(PreTrainedModel):
+class PresencePluralityPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
     """Weight initialisation and loading for the presence & plurality models."""
 
     config: PresencePluralityConfig
