@@ -9,6 +9,7 @@ import re
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -180,6 +181,9 @@ def test_images_sent_as_data_urls_are_read_and_size_checked(server, files):
     image = {"url": f"data:image/png;base64,{png}", "meta": {"_type": "gradio.FileData"}}
     answer = _call(server[1], "segment", [image, sentence, DEMO_MODEL, 0.5, 0.5])
     assert "event: complete" in answer and "p(target) =" in answer
+    from gradio.utils import get_upload_folder
+
+    assert not list(Path(get_upload_folder()).glob("refseg-data-url-*"))  # the decoded file is removed
     big = {"url": "data:image/png;base64," + "A" * 100_000, "meta": {"_type": "gradio.FileData"}}
     answer = _call(server[1], "segment", [big, sentence, DEMO_MODEL, 0.5, 0.5])
     assert (

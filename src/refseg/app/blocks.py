@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import random
 from collections.abc import Sequence
 from typing import Any
 
 from .inference import INSTANCE_COLUMNS, SegmenterCache, segment, synthetic_example
 from .limits import AppLimits
-from .upload import data_url_to_file
+from .upload import DATA_URL_PREFIX, data_url_to_file
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,11 @@ def build_app(
         except Exception:  # noqa: BLE001 - logged in full, reported without internals
             logger.exception("refseg app: segmentation failed")
             raise gr.Error("refseg could not answer this request; the server's log says why.") from None
+        finally:
+            if image and os.path.basename(image).startswith(DATA_URL_PREFIX):
+                os.remove(
+                    image
+                )  # written by the image's preprocess for a data: URL; Gradio does not track it
         return result.overlay, result.instances, result.verdict
 
     blocks_kwargs = {"delete_cache": (3600, 3600), **_theme_kwargs(gr, gr.Blocks.__init__)}

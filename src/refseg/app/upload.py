@@ -18,7 +18,10 @@ import PIL.Image
 
 from .limits import AppLimits, check_upload_size
 
-__all__ = ["data_url_to_file", "read_upload"]
+__all__ = ["DATA_URL_PREFIX", "data_url_to_file", "read_upload"]
+
+#: name prefix of the files :func:`data_url_to_file` writes (the app deletes them after use)
+DATA_URL_PREFIX = "refseg-data-url-"
 
 
 def _scrub(message: str, path: str) -> str:
@@ -61,7 +64,7 @@ def data_url_to_file(url: str, folder: str | os.PathLike, limits: AppLimits) -> 
     except (binascii.Error, ValueError):
         raise ValueError("The image's data URL is not valid base64.") from None
     Path(folder).mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="upload-", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=DATA_URL_PREFIX, dir=folder)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
     return name
