@@ -36,12 +36,13 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoProcessor
+from transformers import AutoProcessor
 
 import refseg  # noqa: F401  (registers the refseg Auto classes)
 from refseg import metrics
 from refseg.data import merge_instances
 from refseg.data.images import load_row_image, without_image_decoding
+from refseg.pipelines.loading import load_referring_segmentation_model
 
 BENCHMARK_METRICS = {
     "gres": ("gres", "grec"),
@@ -173,8 +174,9 @@ def evaluate(args) -> dict:
         benchmark = declared_benchmark(args.dataset) or detect_benchmark(ds)
     if args.max_samples is not None:
         ds = ds.select(range(min(args.max_samples, len(ds))))
+    # strict: a folder missing weights (or with another config) is refused instead of run with random layers
+    model = load_referring_segmentation_model(args.model).to(args.device).eval()
     processor = AutoProcessor.from_pretrained(args.model)
-    model = AutoModel.from_pretrained(args.model).to(args.device).eval()
     size = processor.image_processor.size
     model_size = (int(size["height"]), int(size["width"]))
     resolution = "original" if args.resolution == "original" else f"{model_size[0]}x{model_size[1]}"

@@ -62,6 +62,7 @@ from refseg.data.sampler import ImageGroupedSampler, image_indices_of
 from refseg.hub import push_to_hub, redact_argv, redact_mapping, write_model_card
 from refseg.metrics import gres_metrics
 from refseg.modeling.pretrained import load_pretrained_encoders
+from refseg.pipelines.loading import load_referring_segmentation_model
 from refseg.training import (
     CheckpointError,
     check_resume,
@@ -426,7 +427,7 @@ def apply_sync_batchnorm(model, args: argparse.Namespace, accelerator):
 
 def build_model_and_processor(args: argparse.Namespace):
     if args.model_name_or_path:
-        model = AutoModel.from_pretrained(args.model_name_or_path)
+        model = load_referring_segmentation_model(args.model_name_or_path)  # strict: no random layers
         processor = AutoProcessor.from_pretrained(args.model_name_or_path)
         if args.tokenizer_name_or_path:  # keep the model's image processor, swap the tokenizer
             processor.tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path)
