@@ -66,6 +66,13 @@ def _hidden_api(gr: Any) -> dict[str, Any]:
     return {"show_api": False}
 
 
+def _user_error(gr: Any, message: str) -> Exception:
+    """``gr.Error(message)`` for a bad input: shown in the page, without a traceback in the server's log."""
+    if "print_exception" in inspect.signature(gr.Error.__init__).parameters:
+        return gr.Error(message, print_exception=False)
+    return gr.Error(message)
+
+
 def _upload_image(gr: Any, limits: AppLimits, **kwargs: Any) -> Any:
     """A ``gr.Image`` whose event input is the uploaded file's path, undecoded (refseg reads it).
 
@@ -81,9 +88,9 @@ def _upload_image(gr: Any, limits: AppLimits, **kwargs: Any) -> Any:
             try:
                 return data_url_to_file(payload.url, image.GRADIO_CACHE, limits)
             except ValueError as err:
-                raise gr.Error(str(err)) from None
+                raise _user_error(gr, str(err)) from None
         if payload.path is None:
-            raise gr.Error("Upload an image file.")
+            raise _user_error(gr, "Upload an image file.")
         return str(payload.path)
 
     image.preprocess = preprocess
@@ -114,7 +121,7 @@ def build_app(
             try:
                 size = cache.get(model)[0].processor.image_processor.size["height"]
             except ValueError as err:
-                raise gr.Error(str(err)) from None
+                raise _user_error(gr, str(err)) from None
             except (KeyError, AttributeError, TypeError):
                 size = 160
         seed = random.SystemRandom().randrange(2**31)
@@ -127,7 +134,7 @@ def build_app(
         try:
             result = segment(image, sentence, model, threshold, mask_threshold, cache=cache, limits=limits)
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            raise _user_error(gr, str(err)) from None
         except Exception:  # noqa: BLE001 - logged in full, reported without internals
             logger.exception("refseg app: segmentation failed")
             raise gr.Error("refseg could not answer this request; the server's log says why.") from None
