@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixture", help="preprocessing: write the CI fixture (.npz) here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="images: seed of the random weights")
+    parser.add_argument("--full", action="store_true", help="images: the released gRefCOCO sizes (slow)")
     parser.add_argument(
         "--refseg-backend",
         choices=("opencv", "torch"),

@@ -108,23 +108,28 @@ def write_pairs(folder: Path) -> list[tuple[Path, str]]:
 @torch.no_grad()
 def calibrate_scores(model: torch.nn.Module, batches: list[dict[str, Any]]) -> None:
     """Shift the target and object biases until about half of all queries score above the threshold on these
-    inputs (random weights put every score near 0.25), and the margins are not below 1e-3."""
+    inputs (random weights put every score near 0.25). The encoder does not depend on them: run it once."""
     model.head.nt_embed.layers[-1].bias[0] += 6.0
     bias = model.head.class_embed[0].bias  # one module shared by every decoder layer
+    encoded = [_encode(model, b) for b in batches]
     for _ in range(40):
-        scores = torch.cat([_scores(model, b) for b in batches])
+        scores = torch.cat([_scores(model, b, e) for b, e in zip(batches, encoded)])
         kept = float((scores > THRESHOLD).float().mean())
         if 0.3 <= kept <= 0.7:
             return
         bias[0] += 0.2 if kept < 0.3 else -0.1
 
 
-def _scores(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    images, ids, padding = batch["img"], batch["ids"], batch["padding"]
-    feat, text, cls = model.vis_enc(images, ids, padding)
+def _encode(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    images = batch["img"]
+    feat, text, cls = model.vis_enc(images, batch["ids"], batch["padding"])
     size = images.shape[-1] // model.patch_size
-    feat = feat.transpose(-1, -2).reshape(images.shape[0], -1, size, size)
-    pred, _ = model.head.forward_test(feat, cls, text, padding, images)
+    return feat.transpose(-1, -2).reshape(images.shape[0], -1, size, size), text, cls
+
+
+def _scores(model: torch.nn.Module, batch: dict[str, Any], encoded: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    feat, text, cls = encoded
+    pred, _ = model.head.forward_test(feat, cls, text, batch["padding"], batch["img"])
     return pred["pred_class"].softmax(-1)[..., 0] * pred["nt_label"][:, :1].sigmoid()
 
 
@@ -138,7 +143,7 @@ def image_file_parity(args: Namespace, folder: Path) -> bool:
     spm = Path(args.spm) if args.spm else train_spm(folder / "small.spm")
     pairs = write_pairs(folder / "images")
     config = CONFIGS[0]
-    data_pipeline = OriginalTestPipeline(args.checkout, config, image_size=128)
+    data_pipeline = OriginalTestPipeline(args.checkout, config, image_size=None if args.full else 128)
     sentences = [s for _, s in pairs]
     if args.transformers_444:
         tokens = original_tokenize(
@@ -162,9 +167,13 @@ def image_file_parity(args: Namespace, folder: Path) -> bool:
         token_source = "refseg's tokenizer (no --transformers-444 given)"
     print(f"token ids from {token_source}", flush=True)
 
-    original = build_original_model(
-        args.checkout, config, REDUCED_OVERRIDES, beit3_sizes=REDUCED_BEIT3, head_width=32
-    )
+    if args.full:  # the released gRefCOCO sizes
+        original = build_original_model(args.checkout, config)
+    else:
+        original = build_original_model(
+            args.checkout, config, REDUCED_OVERRIDES, beit3_sizes=REDUCED_BEIT3, head_width=32
+        )
+    print(f"original built ({'full size' if args.full else 'reduced'})", flush=True)
     randomise_(original, seed=args.seed)
     with (
         torch.no_grad()
@@ -189,6 +198,7 @@ def image_file_parity(args: Namespace, folder: Path) -> bool:
             "num_hidden_layers": REDUCED_BEIT3["num_layers"],
         }
     }
+    overrides = {} if args.full else overrides
     convert_checkpoint(checkpoint, converted, tokenizer=spm, config_overrides=overrides)
     pipe = hf_pipeline("referring-segmentation", model=os.fspath(converted))
     # "torch" shows what the approximate resize changes (documentation); "opencv" is the converted default
