@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train.py"
@@ -147,13 +148,17 @@ def test_a_resume_with_another_model_type_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_resume_with_augmentation_and_two_workers_equals_an_uninterrupted_run(tmp_path):
-    """--tau_no / --tau_multi with 2 dataloader workers: 7 steps over 3 per epoch, killed after 4."""
-    common = [*TINY, "--train_images", "2", "--per_device_train_batch_size", "2", "--max_train_steps", "7"]
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_resume_with_augmentation_equals_an_uninterrupted_run(tmp_path, workers):
+    """--tau_no / --tau_multi: 7 steps over 4 per epoch (24 rows, batch 6), killed after 6 (inside epoch 1).
+
+    Without workers the augmentation's generator used to restart from its seed on resume (a different run);
+    its draws are now a function of the seed, the epoch and the batch's rows."""
+    common = [*TINY, "--train_images", "8", "--per_device_train_batch_size", "6", "--max_train_steps", "7"]
     common += ["--checkpointing_steps", "2", "--tau_no", "0.5", "--tau_multi", "0.5"]
-    common += ["--dataloader_num_workers", "2", "--max_text_length", "24"]
+    common += ["--dataloader_num_workers", workers, "--max_text_length", "24"]
     _train(*common, "--output_dir", str(tmp_path / "full"))
-    _train(*common, "--output_dir", str(tmp_path / "resumed"), "--stop_after_steps", "4")
+    _train(*common, "--output_dir", str(tmp_path / "resumed"), "--stop_after_steps", "6")
     _train(*common, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", "latest")
     full, resumed = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
     assert max((full[k] - resumed[k]).abs().max().item() for k in full) == 0.0
@@ -188,7 +193,10 @@ class _NoProcessor:
 def test_augmentation_draws_differ_between_epochs_and_batches_and_not_with_history(train_script):
     augment = _RecordingAugmentation()
     collate = train_script.make_collate_fn(_NoProcessor(), 8, augment=augment, seed=3)
-    rows = [{train_script.INDEX_KEY: i, "image": None, "sentence": "", "instances": []} for i in range(4)]
+    rows = [
+        {train_script.INDEX_KEY: i, "image": Image.new("RGB", (4, 4)), "sentence": "", "instances": []}
+        for i in range(4)
+    ]
     for epoch in (0, 1, 0):
         collate.set_epoch(epoch)
         collate(rows[:2])
@@ -197,6 +205,42 @@ def test_augmentation_draws_differ_between_epochs_and_batches_and_not_with_histo
     epoch0, epoch1, epoch0_again, other_batch = augment.draws
     assert epoch0 != epoch1 and epoch0 != other_batch  # per epoch, per batch
     assert epoch0 == epoch0_again  # what was drawn before (another worker, skipped batches) does not matter
+
+
+class _DrawInSentence:
+    """An augmentation that writes one draw of its generator into the sentences of its batch."""
+
+    def __init__(self):
+        import random
+
+        self.rng = random.Random(0)
+
+    def __call__(self, rows: list[dict]) -> list[dict]:
+        draw = self.rng.random()
+        return [{**row, "sentence": str(draw)} for row in rows]
+
+
+class _SentenceProcessor:
+    def __call__(self, *, text: list[str], **kwargs) -> dict:
+        return {"draw": text[0]}
+
+
+def test_with_workers_the_augmentation_draws_differ_between_epochs_and_batches(train_script):
+    """Each epoch used to start every worker from a copy of the same generator: the same draws every epoch."""
+    from torch.utils.data import DataLoader
+
+    collate = train_script.make_collate_fn(_SentenceProcessor(), 8, augment=_DrawInSentence(), seed=3)
+    rows = train_script.IndexedRows(
+        [{"image": Image.new("RGB", (4, 4)), "sentence": "", "instances": []} for _ in range(8)]
+    )
+    loader = DataLoader(
+        rows, batch_size=2, num_workers=2, collate_fn=collate, worker_init_fn=train_script.seed_worker
+    )
+    draws = []
+    for epoch in range(2):
+        collate.set_epoch(epoch)
+        draws.append([batch["draw"] for batch in loader])
+    assert draws[0] != draws[1] and len(set(draws[0] + draws[1])) == 8
 
 
 @pytest.mark.parametrize(
