@@ -65,9 +65,11 @@ from refseg.modeling.pretrained import load_pretrained_encoders
 from refseg.pipelines.loading import load_referring_segmentation_model
 from refseg.training import (
     CheckpointError,
+    CheckpointInfo,
     check_resume,
     checkpoint_name,
     load_checkpoint,
+    read_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -522,6 +524,27 @@ def run_settings(args: argparse.Namespace, model_type: str, num_processes: int) 
     }
 
 
+def resolve_checkpoint_once(spec: str, output_dir: str, accelerator) -> CheckpointInfo:
+    """``--resume_from_checkpoint``, validated (checksums included) by the main process only.
+
+    The other processes receive its choice (or its error) and read the same folder's marker without
+    hashing the files again: one read of the checkpoint, not one per process.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    choice: list = [None]
+    if accelerator.is_main_process:
+        try:
+            choice = [str(resolve_checkpoint(spec, output_dir).path)]
+        except CheckpointError as error:
+            choice = [f"error: {error}"]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(choice)
+    if choice[0].startswith("error: "):
+        raise CheckpointError(choice[0][len("error: ") :])
+    return read_checkpoint(choice[0], verify=False)
+
+
 def set_schedule_position(scheduler, completed_steps: int) -> None:
     """Put the learning-rate schedule at ``completed_steps`` optimizer steps and set the learning rates.
 
@@ -699,7 +722,7 @@ def main(argv: list[str] | None = None) -> dict:
     run_info = run_settings(args, model.config.model_type, accelerator.num_processes)
     checkpoint = None
     if args.resume_from_checkpoint:  # refused (another model type, another global batch) before any work
-        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        checkpoint = resolve_checkpoint_once(args.resume_from_checkpoint, args.output_dir, accelerator)
         for warning in check_resume(checkpoint, run_info, allow_inexact=args.allow_inexact_resume):
             logger.warning(warning, main_process_only=True)
     image_size = processor.image_processor.size["height"]
