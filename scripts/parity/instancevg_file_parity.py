@@ -1,6 +1,7 @@
 """Pre-processing and image-file parity of refseg's InstanceVG with the ORIGINAL test-time path.
 
-Modes of ``instancevg_parity.py`` (``--mode preprocessing`` / ``--mode images``), implemented here:
+Modes of ``instancevg_parity.py`` (``--mode preprocessing`` / ``images`` / ``evaluators``), dispatched here
+(``evaluators``: ``instancevg_eval_parity.py``):
 
 * ``preprocessing``: deterministic odd-sized images written as PNG / JPEG / grey / RGBA / palette / 16-bit files go
   through every released config's own test transforms (decode, ``Resize``, ``Normalize``:
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkout", help="path of the original InstanceVG checkout")
-    parser.add_argument("--mode", choices=("preprocessing", "images"), required=True)
+    parser.add_argument("--mode", choices=("preprocessing", "images", "evaluators"), required=True)
     parser.add_argument("--spm", help="a Unigram sentencepiece model (beit3.spm or a small one)")
     parser.add_argument("--transformers-444", help="folder with transformers 4.44.2 (pip install --target)")
     parser.add_argument("--fixture", help="preprocessing: write the CI fixture (.npz) here")
@@ -271,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                 print("tokenisation not compared (give --spm and --transformers-444)")
             if args.fixture:
                 write_preprocessing_fixture(args.checkout, Path(folder) / "cases", Path(args.fixture), tokens)
+        elif args.mode == "evaluators":
+            from instancevg_eval_parity import evaluator_parity
+
+            ok = evaluator_parity(args.checkout, seed=args.seed)
         else:
             from instancevg_images_parity import image_file_parity
 

@@ -315,7 +315,9 @@ def build(checkout: str, full: bool, seed: int, inputs):
 
 def main(argv: list[str] | None = None) -> int:
     mode_parser = argparse.ArgumentParser(add_help=False)
-    mode_parser.add_argument("--mode", choices=("model", "preprocessing", "images"), default="model")
+    mode_parser.add_argument(
+        "--mode", choices=("model", "preprocessing", "images", "evaluators"), default="model"
+    )
     mode, _ = mode_parser.parse_known_args(argv)
     if mode.mode != "model":  # pre-processing and image-file parity (instancevg_file_parity.py)
         from instancevg_file_parity import main as file_main
@@ -324,11 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--mode",
-        choices=("model", "preprocessing", "images"),
+        choices=("model", "preprocessing", "images", "evaluators"),
         default="model",
         help="model: random-weight tensors (default); preprocessing: image files and token ids through the "
         "original's test pipeline; images: image files and sentences through the original's test-time path vs "
-        "refseg's pipeline",
+        "refseg's pipeline; evaluators: the original's evaluators vs refseg.metrics on the same predictions",
     )
     parser.add_argument("checkout", help="path of the original InstanceVG checkout")
     parser.add_argument(
