@@ -2,9 +2,9 @@
 
 ``torch.nn.SyncBatchNorm`` computes the batch statistics over every process, but its training forward runs on
 accelerators only (CUDA and a few others), not on CPU/gloo. :class:`CrossProcessBatchNorm` does the same with two
-autograd-aware all-reduces (the per-channel sums and counts,
-then the sums of squared deviations), so CPU runs and tests train with the statistics that one process would
-compute on the full batch, and its backward all-reduces the statistics' gradients like SyncBatchNorm's.
+autograd-aware all-reduces (the per-channel sums and counts, then the sums of squared deviations), so CPU runs
+and tests train with the statistics that one process would compute on the full batch, and its backward
+all-reduces the statistics' gradients like SyncBatchNorm's.
 :func:`convert_sync_batchnorm` picks ``torch.nn.SyncBatchNorm`` on accelerators and this module on CPU.
 
 METRIS's decoder (CrossVLT lineage, which trains with SyncBatchNorm) and InstanceVG's UNet global decoder
@@ -62,18 +62,19 @@ class CrossProcessBatchNorm(_BatchNorm):
             return super().forward(input)
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
-        count = input.new_full((1,), input.numel() / max(input.shape[1], 1))
-        sums = _all_reduce(torch.cat([input.sum(dims), count]))
+        x = input.float()  # statistics in float32, as BatchNorm computes them under mixed precision
+        count = x.new_full((1,), x.numel() / max(x.shape[1], 1))
+        sums = _all_reduce(torch.cat([x.sum(dims), count]))
         total = sums[-1]
         mean = sums[:-1] / total
-        centered = input - mean.view(shape)
+        centered = x - mean.view(shape)
         var = _all_reduce((centered * centered).sum(dims)) / total  # biased, as BatchNorm normalises
         out = centered * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
+            out = out * self.weight.float().view(shape) + self.bias.float().view(shape)
         if self.training and self.track_running_stats:
             self._update_running_stats(mean.detach(), var.detach(), float(total.detach()))
-        return out
+        return out.to(input.dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, total: float) -> None:
