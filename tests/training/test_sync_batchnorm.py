@@ -37,14 +37,14 @@ def test_models_with_batchnorm_get_it_synced_by_default_with_several_processes()
         resolve_sync_batchnorm("yes", metris, 2)
 
 
-@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+@pytest.mark.parametrize("device_type", ["cpu", "mps", "cuda"])
 def test_conversion_keeps_parameters_and_buffers(device_type):
-    """CPU gets refseg's CrossProcessBatchNorm; accelerators torch's SyncBatchNorm (converted here on CPU,
+    """CPU (and MPS) get refseg's CrossProcessBatchNorm; CUDA torch's SyncBatchNorm (converted here on CPU,
     the part of the GPU path that runs without one). Names, parameters and buffers stay."""
     net = _net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     converted = convert_sync_batchnorm(net, device_type)
-    kind = CrossProcessBatchNorm if device_type == "cpu" else nn.SyncBatchNorm
+    kind = nn.SyncBatchNorm if device_type == "cuda" else CrossProcessBatchNorm
     norms = [m for m in converted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     assert len(norms) == 2 and all(type(m) is kind for m in norms)
     assert norms[1].momentum is None

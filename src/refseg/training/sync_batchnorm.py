@@ -5,7 +5,8 @@ accelerators only (CUDA and a few others), not on CPU/gloo. :class:`CrossProcess
 autograd-aware all-reduces (the per-channel sums and counts, then the sums of squared deviations), so CPU runs
 and tests train with the statistics that one process would compute on the full batch, and its backward
 all-reduces the statistics' gradients like SyncBatchNorm's.
-:func:`convert_sync_batchnorm` picks ``torch.nn.SyncBatchNorm`` on accelerators and this module on CPU.
+:func:`convert_sync_batchnorm` picks ``torch.nn.SyncBatchNorm`` on CUDA (and XPU, HPU) and this module on CPU
+and MPS.
 
 METRIS's decoder (CrossVLT lineage, which trains with SyncBatchNorm) and InstanceVG's UNet global decoder
 (Sec. 3.2; its released code keeps per-GPU BatchNorm) have BatchNorm; InstAlign and presence & plurality have
@@ -111,11 +112,12 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 def convert_sync_batchnorm(model: nn.Module, device_type: str) -> nn.Module:
-    """Every BatchNorm of ``model`` synced across processes: ``torch.nn.SyncBatchNorm`` on an accelerator
-    (``device_type`` ``"cuda"`` etc.), :class:`CrossProcessBatchNorm` on ``"cpu"``."""
-    if device_type == "cpu":
-        return CrossProcessBatchNorm.convert(model)
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    """Every BatchNorm of ``model`` synced across processes: ``torch.nn.SyncBatchNorm`` on the devices whose
+    training forward it supports (``"cuda"``, ``"hpu"``, ``"xpu"``, a PrivateUse1 backend),
+    :class:`CrossProcessBatchNorm` elsewhere (``"cpu"``, ``"mps"``)."""
+    if device_type in ("cuda", "hpu", "xpu", torch._C._get_privateuse1_backend_name()):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return CrossProcessBatchNorm.convert(model)
 
 
 def resolve_sync_batchnorm(mode: str, model: nn.Module, num_processes: int) -> bool:
