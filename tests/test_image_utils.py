@@ -47,3 +47,21 @@ def test_a_batch_array_splits_but_5_dims_are_refused():
     assert len(make_list_of_images(np.zeros((2, 4, 4, 3), np.uint8))) == 2
     with pytest.raises(ValueError, match="5 dimensions"):
         make_list_of_images(np.zeros((1, 2, 4, 4, 3), np.uint8))
+
+
+def test_bad_data_urls_dicts_and_types_get_one_line_each():
+    with pytest.raises(
+        ImageFileError, match="^cannot read image data:image/png;base64: a data: URL needs a comma"
+    ):
+        load_image("data:image/png;base64")
+    with pytest.raises(ImageFileError, match="the data: URL is not valid base64"):
+        load_image("data:image/png;base64,@@@@")
+    with pytest.raises(ValueError, match="an image dict needs 'bytes' or 'path', got keys \\['other'\\]"):
+        load_image({"other": 1})
+    with pytest.raises(ValueError, match="an image must be a path, a URL, .* got int"):
+        load_image(3)
+
+
+def test_a_datasets_value_without_bytes_reads_its_path(tmp_path):
+    PIL.Image.new("RGB", (5, 3)).save(tmp_path / "a.png")
+    assert load_image({"bytes": None, "path": str(tmp_path / "a.png")}).size == (5, 3)
