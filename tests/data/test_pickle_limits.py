@@ -154,3 +154,50 @@ def test_bounded_runner_sees_today_s_allocations(tmp_path: Path):
     """Sanity: the bounded runner reports a memory error when the child really allocates too much."""
     result = run_bounded("bytearray(600 * 2**20)", extra_mb=200)
     assert "MemoryError" in result.stdout
+
+
+def colliding_int_keys(n: int) -> bytes:
+    """A dict whose ``n`` integer keys all hash alike (multiples of 2**61 - 1): quadratic to build."""
+    keys = b"".join(pickle.dumps(k * (2**61 - 1), protocol=2)[2:-1] + b"K\x00" for k in range(1, n + 1))
+    return b"\x80\x02}(" + keys + b"u."
+
+
+def test_colliding_dict_keys_are_refused_before_hashing():
+    data = colliding_int_keys(8000)  # 111 KB; about 1 s to unpickle, 100x that at 1 MB
+    start = time.perf_counter()
+    with pytest.raises(RefsegDataError, match=r"refused: a dict key at byte \d+ is a large integer"):
+        safe_loads(data, "f.p")
+    assert time.perf_counter() - start < 1
+
+
+@pytest.mark.parametrize(
+    "value, what",
+    [
+        ({(1, 2): "a"}, "a dict key at byte \\d+ is a tuple"),
+        ({frozenset({1}): "a"}, "a dict key at byte \\d+ is a (frozenset|reconstructed object)"),
+        ({(1,), (2,)}, "a set element at byte \\d+ is a tuple"),
+        ({2**64, 2**65}, "a set element at byte \\d+ is a (tuple, )?large integer"),
+    ],
+)
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_keys_whose_hashes_can_be_lined_up_are_refused(value, what, protocol):
+    with pytest.raises(RefsegDataError, match=f"refused: {what}"):
+        safe_loads(pickle.dumps([value], protocol=protocol), "f.p")
+
+
+def test_set_built_by_reduce_from_colliding_ints_is_refused():
+    items = b"".join(pickle.dumps(k * (2**61 - 1), protocol=2)[2:-1] for k in range(1, 50))
+    for global_op in (b"c__builtin__\nset\n", b"\x8c\x08builtins\x8c\x03set\x93"):
+        with pytest.raises(RefsegDataError, match="a set element at byte \\d+ is a tuple, large integer"):
+            safe_loads(b"\x80\x04" + global_op + b"](" + items + b"e\x85R.", "f.p")
+
+
+def test_ordinary_keys_and_elements_still_load():
+    value = [
+        {"ref_id": 1, 2: 2.5, None: True, 1.5: b"x"},
+        {1, "a", 2.5, 2**60},
+        frozenset({"a"}),
+        (1, (2, 3)),
+    ]
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert safe_loads(pickle.dumps(value, protocol=protocol)) == value

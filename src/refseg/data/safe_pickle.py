@@ -17,9 +17,10 @@ cannot be changed for the rest of the process.
 
 Memory and time are bounded by the file's size:
 
-* before anything is unpickled, the opcodes are scanned (``pickletools.genops``): every length field must
-  fit in the file, every memo index stored must be at most the file's size (the unpickler allocates a
-  memo table as large as the largest index) and every memo index read must have been stored before;
+* before anything is unpickled, the opcodes are scanned (``pickle_scan.scan_opcodes``): every length
+  field must fit in the file, every memo index stored must be at most the file's size (the unpickler
+  allocates a memo table as large as the largest index), every memo index read must have been stored
+  before, and dict keys and set elements must be values whose hashes cannot be made to collide;
 * after unpickling, the result is walked once: it may hold only plain values, nested at most
   ``MAX_DEPTH`` levels; no list, dict, tuple or set may appear twice (a file of shared references, e.g.
   one ref repeated a million times by memo look-ups, is refused instead of expanding to millions of
@@ -32,10 +33,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import pickletools
 import struct
 from collections.abc import Callable
 
+from .pickle_scan import ScanRefused, scan_opcodes
 from .validate import RefsegDataError, read_regular_file
 
 ALLOWED_DESCRIPTION = "dicts, lists, tuples, sets, strings, numbers, booleans and None"
@@ -124,8 +125,6 @@ EXPANSION_FACTOR = 16
 _TEXT = frozenset({str, bytes, bytearray})
 _SCALARS = frozenset({int, float, bool, type(None)})
 _CONTAINERS = frozenset({list, dict, tuple, set, frozenset})
-_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
-_MEMO_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
@@ -138,37 +137,6 @@ class _RefusedState(pickle.UnpicklingError):
 
 class _Refused(pickle.UnpicklingError):
     """The opcode scan or the walk of the result refused the file (the message says why)."""
-
-
-def scan_opcodes(data: bytes) -> None:
-    """Check the opcodes of ``data`` before it is unpickled (``pickletools.genops``, linear in the file).
-
-    Raises ``_Refused`` for a memo index stored beyond the file's size, a memo index read before it is
-    stored or a frame longer than the rest of the file; ``ValueError`` (from ``genops``) for a length field
-    longer than the rest of the file, an unknown opcode or a missing ``STOP``.
-    """
-    size = len(data)
-    stored: set[int] = set()
-    for opcode, arg, pos in pickletools.genops(data):
-        name = opcode.name
-        if name in _MEMO_PUTS:
-            if not 0 <= arg <= size:
-                raise _Refused(
-                    f"memo index {short_int(arg)} at byte {pos} is larger than the file ({size} bytes)"
-                )
-            stored.add(arg)
-        elif name == "MEMOIZE":
-            stored.add(len(stored))
-        elif name in _MEMO_GETS and arg not in stored:
-            raise _Refused(f"memo index {short_int(arg)} read at byte {pos} was never stored")
-        elif name == "FRAME" and arg > size - pos:
-            raise _Refused(f"frame of {short_int(arg)} bytes at byte {pos} is longer than the file")
-
-
-def short_int(value: int) -> str:
-    """``value`` for a message, at most 20 digits."""
-    text = str(value)
-    return text if len(text) <= 20 else f"{text[:8]}...({len(text)} digits)"
 
 
 def check_plain(obj, size: int) -> None:
@@ -242,7 +210,7 @@ def safe_loads(data: bytes, where: str = "pickle"):
             f"{where}: refused to set state on the allowed global '{err}' (BUILD or attribute assignment; "
             "nothing was changed)"
         ) from None
-    except _Refused as err:
+    except (_Refused, ScanRefused) as err:
         raise RefsegDataError(f"{where}: refused: {err}") from None
     except Exception as err:  # pickle raises many types on damaged input
         raise RefsegDataError(
