@@ -53,6 +53,22 @@ def demo_model_path() -> str:
     return str(path)
 
 
+def example_image() -> str:
+    """Path of a small example picture bundled with the package, for trying the pipeline without a file.
+
+    A 160x160 synthetic scene (``refseg.data``'s generator, the demo model's input size) holding a large
+    orange square, a small red ring, a large green square and a large red circle, so that sentences such as
+    ``"the red circle and the green square"`` or ``"the red ring"`` refer to something in it::
+
+        segmenter = pipeline("referring-segmentation", model=refseg.demo_model_path())
+        segmenter(refseg.example_image(), "the red circle and the green square")
+    """
+    path = Path(__file__).parent / "demo_model" / "example_scene.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"the bundled example image is missing: {path}; reinstall refseg")
+    return str(path)
+
+
 _MODEL_NAMES = [name for name in models.__all__ if name != "processor_classes"]
 
-__all__ = ["__version__", "demo_model_path", *_MODEL_NAMES]
+__all__ = ["__version__", "demo_model_path", "example_image", *_MODEL_NAMES]
