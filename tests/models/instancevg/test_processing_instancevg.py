@@ -102,6 +102,23 @@ def test_sixteen_bit_images_keep_their_high_byte_as_opencv_decodes_them():
         torch.testing.assert_close(ours, expected, rtol=0, atol=0)
 
 
+def test_pil_images_resize_like_their_uint8_arrays():
+    pytest.importorskip("cv2")
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(29, 41, 3), dtype=np.uint8)
+    grey, bilevel = rgb[..., 0], rgb[..., 0] > 127
+    processor = InstanceVGImageProcessor(size=12)
+    cases = [  # (PIL image, the uint8 RGB array OpenCV's colour decoder would give)
+        (PIL.Image.fromarray(rgb), rgb),
+        (PIL.Image.fromarray(grey), np.repeat(grey[..., None], 3, axis=2)),
+        (PIL.Image.fromarray(np.dstack([rgb, grey])), rgb),  # alpha dropped, not composited
+        (PIL.Image.fromarray(bilevel), np.repeat(bilevel[..., None].astype(np.uint8) * 255, 3, axis=2)),
+    ]
+    for image, array in cases:
+        ours = processor(image)["pixel_values"]
+        torch.testing.assert_close(ours, processor(array)["pixel_values"], rtol=0, atol=0, msg=image.mode)
+
+
 def test_missing_opencv_says_how_to_install_it_or_avoid_it(monkeypatch):
     import sys
 
