@@ -102,8 +102,8 @@ def test_sixteen_bit_images_keep_their_high_byte_as_opencv_decodes_them():
         torch.testing.assert_close(ours, expected, rtol=0, atol=0)
 
 
-def test_pil_images_resize_like_their_uint8_arrays():
-    pytest.importorskip("cv2")
+def test_pil_images_resize_like_opencv_on_their_decoded_arrays():
+    cv2 = pytest.importorskip("cv2")
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, size=(29, 41, 3), dtype=np.uint8)
     grey, bilevel = rgb[..., 0], rgb[..., 0] > 127
@@ -114,9 +114,16 @@ def test_pil_images_resize_like_their_uint8_arrays():
         (PIL.Image.fromarray(np.dstack([rgb, grey])), rgb),  # alpha dropped, not composited
         (PIL.Image.fromarray(bilevel), np.repeat(bilevel[..., None].astype(np.uint8) * 255, 3, axis=2)),
     ]
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     for image, array in cases:
-        ours = processor(image)["pixel_values"]
-        torch.testing.assert_close(ours, processor(array)["pixel_values"], rtol=0, atol=0, msg=image.mode)
+        resized = torch.from_numpy(cv2.resize(array, (12, 12), interpolation=cv2.INTER_LINEAR)).permute(
+            2, 0, 1
+        )
+        expected = ((resized.float() / 255 - mean) / std)[None]
+        torch.testing.assert_close(
+            processor(image)["pixel_values"], expected, rtol=0, atol=1e-6, msg=image.mode
+        )
 
 
 def test_missing_opencv_says_how_to_install_it_or_avoid_it(monkeypatch):
