@@ -253,12 +253,14 @@ def warn_missing_weights(model: Any, info: dict, source: Any) -> None:
         parts.append(f"{len(missing)} of {total} weights are missing from the checkpoint ({_names(missing)})")
     if mismatched:
         parts.append(f"{len(mismatched)} had another shape ({_names(mismatched)})")
-    warnings.warn(
+    warnings.warn_explicit(  # one line, no source line (the caller is transformers' AutoModel)
         f"{type(model).__name__}.from_pretrained({os.fspath(source)!r}): {'; '.join(parts)}; they were initialised "
         "at RANDOM: fine to start a fine-tuning, meaningless answers for inference. "
         "refseg.pipelines.load_referring_segmentation_model refuses such a checkpoint.",
         MissingWeightsWarning,
-        stacklevel=3,
+        filename="refseg",
+        lineno=0,
+        module="refseg.modeling.loading_checks",
     )
 
 
