@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scene size in pixels, 32 to 2048 (default: the model's input size)",
     )
     parser.add_argument(
-        "--output", default="refseg_demo.png", help="overlay picture (default refseg_demo.png)"
+        "--output",
+        default="refseg_demo.png",
+        help="overlay picture (default refseg_demo.png in the current folder; the absolute path is printed)",
     )
 
 
@@ -109,9 +111,10 @@ def run(args: argparse.Namespace) -> int:
         f"refseg demo | model {Path(path).name} | seed {seed} | left: ground truth, right: prediction | "
         "answer (scored): bright, white outline | instances: dashed outlines"
     )
-    make_grid(panels, columns=3, title=title).save(args.output)
+    output = Path(args.output).expanduser().resolve()
+    make_grid(panels, columns=3, title=title).save(output)
     print(
         f"{correct}/{len(rows)} sentences right (IoU >= 0.5 or correct no-target) in {elapsed:.2f} s; "
-        f"overlay written to {args.output}"
+        f"overlay written to {output}"
     )
     return 0

@@ -7,6 +7,7 @@ deterministic for a seed, a shorter dataset is a prefix of a longer one, and the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import zlib
@@ -24,6 +25,8 @@ from .shapes import SHAPES
 
 CATEGORIES: dict[int, str] = {i + 1: s for i, s in enumerate(SHAPES)}  # category_id -> shape name
 MAX_OBJECTS = 100  # ann_id = image_id * MAX_OBJECTS + object index
+# fewer scenes than this are generated in a second or two: no "Generating ... split" progress bar for them
+PROGRESS_BAR_MIN_IMAGES = 200
 
 
 def _code_version() -> str:
@@ -119,6 +122,7 @@ def synthetic_scenes(
     include_kind: bool = True,
     cache_dir: str | None = None,
     keep_in_memory: bool = False,
+    progress: bool | None = None,
 ) -> datasets.Dataset:
     """Synthetic referring scenes as a ``datasets.Dataset`` in the refseg row schema (``docs/data.md``).
 
@@ -126,6 +130,11 @@ def synthetic_scenes(
     from ``kind_weights``, default single 0.5 / multi 0.3 / no_target 0.2); ``image_id`` runs from
     ``start_id``; ``ref_id == sent_id == image_id * sentences_per_image + j``. The extra string column
     ``kind`` ("single" / "multi" / "no_target") is added unless ``include_kind=False``.
+
+    ``progress``: show ``datasets``' "Generating ... split" progress bar; ``None`` (default) shows it only
+    for ``PROGRESS_BAR_MIN_IMAGES`` (200) scenes or more, so that a few scenes (``refseg demo``, the web
+    app's example button) print nothing. ``False`` never shows it; neither changes the global setting
+    (``datasets.disable_progress_bars()`` still silences every bar).
     """
     if num_images < 0 or sentences_per_image < 1:
         raise ValueError(
@@ -149,14 +158,30 @@ def synthetic_scenes(
     features = synthetic_features(include_kind)
     if num_images == 0:
         return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
-    return datasets.Dataset.from_generator(
-        _generate,
-        features=features,
-        gen_kwargs=gen_kwargs,
-        cache_dir=cache_dir,
-        keep_in_memory=keep_in_memory,
-        split=datasets.Split(split) if split in ("train", "validation", "test") else datasets.Split.TRAIN,
-    )
+    if progress is None:
+        progress = num_images >= PROGRESS_BAR_MIN_IMAGES
+    with contextlib.nullcontext() if progress else _no_progress_bars():
+        return datasets.Dataset.from_generator(
+            _generate,
+            features=features,
+            gen_kwargs=gen_kwargs,
+            cache_dir=cache_dir,
+            keep_in_memory=keep_in_memory,
+            split=datasets.Split(split) if split in ("train", "validation", "test") else datasets.Split.TRAIN,
+        )
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Silence ``datasets``' progress bars inside the block; restore the previous setting after it."""
+    if datasets.are_progress_bars_disabled():
+        yield
+        return
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
 
 
 def synthetic_scene_splits(
