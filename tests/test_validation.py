@@ -32,7 +32,15 @@ def test_sentences():
 
 @pytest.mark.parametrize(
     "invisible",
-    ["\u200b\u200c\u2060", "\ufeff", " \u200d\t", "\x00\x07", "\u0301\u0308", "\u2028\u00ad"],
+    [
+        "\u200b\u200c\u2060",
+        "\ufeff",
+        " \u200d\t",
+        "\x00\x07",
+        "\u0301\u0308",
+        "\u2028\u00ad",
+        "\u3164\u2800\ufe0f",
+    ],
 )
 def test_sentences_of_invisible_characters_are_blank(invisible):
     """Zero-width and other format (Cf) or control characters, and combining marks alone, show nothing."""

@@ -34,6 +34,8 @@ DEFAULT_MAX_INPUT_SIDE = 4096
 MAX_INPUT_SIDE_ENV = "REFSEG_MAX_INPUT_SIDE"
 # Unicode major categories of visible characters: letters, numbers, punctuation, symbols
 _VISIBLE_CATEGORIES = frozenset("LNPS")
+# letters and symbols drawn as nothing: Hangul fillers (U+115F, U+1160, U+3164, U+FFA0), braille blank (U+2800)
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # text encoders whose positions start after the padding index (position ids padding_idx + 1 ...)
 _OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "xlm-roberta-xl"}
 
@@ -73,9 +75,12 @@ def is_blank(sentence: str) -> bool:
     """True when ``sentence`` has nothing visible: no letter, digit, punctuation mark or symbol.
 
     Spaces, control and format characters (Unicode categories Z*, C*: e.g. the zero-width space U+200B, the
-    zero-width non-joiner U+200C, the word joiner U+2060) and combining marks alone (M*) are invisible.
+    zero-width non-joiner U+200C, the word joiner U+2060) and combining marks alone (M*) are invisible, and so
+    are the letters and symbols drawn as nothing (Hangul fillers such as U+3164, the braille blank U+2800).
     """
-    return not any(unicodedata.category(c)[0] in _VISIBLE_CATEGORIES for c in sentence)
+    return not any(
+        unicodedata.category(c)[0] in _VISIBLE_CATEGORIES and c not in _BLANK_GLYPHS for c in sentence
+    )
 
 
 def check_probability(value: Any, name: str) -> float:

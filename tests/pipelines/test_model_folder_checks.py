@@ -149,3 +149,16 @@ def test_auto_model_warns_loudly_about_missing_weights(model_dir, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", MissingWeightsWarning)
         AutoModel.from_pretrained(model_dir)  # a complete folder loads silently
+
+
+def test_a_torch_bin_folder_is_checked_too(model_dir, tmp_path, memory_cap):
+    folder = _copy(model_dir, tmp_path, "bin")
+    weights = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")
+    _edit_json(folder / "config.json", lambda c: c.update(num_queries=10**9))
+    with pytest.raises(IncompleteCheckpointError, match="num_queries = 1000000000 is larger than the"):
+        AutoModel.from_pretrained(folder)
+    (folder / "pytorch_model.bin").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ModelLoadingError, match=f"cannot read {folder / 'pytorch_model.bin'}"):
+        AutoModel.from_pretrained(folder)

@@ -102,33 +102,54 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def checkpoint_shapes(folder: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], list[Path]] | None:
-    """Shapes of every tensor in the folder's ``model.safetensors`` (or its shards) and the files read.
+def _torch_file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of a ``torch.save`` state dict, read onto the ``meta`` device (no tensor data in memory)."""
+    try:
+        try:
+            state = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
+            state = torch.load(path, map_location="meta", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (truncated, foreign or unsafe file)
+        raise ModelLoadingError(f"cannot read {path} as a state dict: {_first_line(err)}") from err
+    if not isinstance(state, dict):
+        raise ModelLoadingError(f"{path} does not hold a state dict (got {type(state).__name__})")
+    return {str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
 
-    ``None`` when the folder holds no safetensors weights (a ``.bin`` checkpoint, or weights on the Hub).
+
+def _shard_files(folder: Path, index: Path) -> list[Path]:
+    try:
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ModelLoadingError(f"cannot read {index}: {_first_line(err)}") from err
+    if any(not isinstance(name, str) or Path(name).name != name for name in names):
+        raise ModelLoadingError(f"{index} names shard files outside its folder")
+    files = [folder / name for name in names]
+    for file in files:
+        if not file.is_file():
+            raise ModelLoadingError(f"{index} lists {file.name}, which is not in {folder}")
+    return files
+
+
+def checkpoint_shapes(folder: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], list[Path]] | None:
+    """Shapes of every tensor in the folder's weights and the files read, without loading tensor data.
+
+    Reads ``model.safetensors`` (or its shards: their headers) as transformers would, else
+    ``pytorch_model.bin`` (or its shards, onto the ``meta`` device). ``None`` when the folder holds neither.
     """
     folder = Path(folder)
-    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
-    if single.is_file():
-        files = [single]
-    elif index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-            names = sorted(set(weight_map.values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ModelLoadingError(f"cannot read {index}: {_first_line(err)}") from err
-        if any(Path(name).name != name for name in names):
-            raise ModelLoadingError(f"{index} names shard files outside its folder")
-        files = [folder / name for name in names]
+    for name, read in (("model.safetensors", safetensors_header), ("pytorch_model.bin", _torch_file_shapes)):
+        single, index = folder / name, folder / f"{name}.index.json"
+        if single.is_file():
+            files = [single]
+        elif index.is_file():
+            files = _shard_files(folder, index)
+        else:
+            continue
+        shapes: dict[str, tuple[int, ...]] = {}
         for file in files:
-            if not file.is_file():
-                raise ModelLoadingError(f"{index} lists {file.name}, which is not in {folder}")
-    else:
-        return None
-    shapes: dict[str, tuple[int, ...]] = {}
-    for file in files:
-        shapes.update(safetensors_header(file))
-    return shapes, files
+            shapes.update(read(file))
+        return shapes, files
+    return None
 
 
 def _integers(values: Any, prefix: str = "") -> Iterator[tuple[str, int]]:
@@ -184,7 +205,12 @@ def check_config_fits_checkpoint(
             f"{Path(folder) / 'config.json'} does not describe the weights in {where}: {_names(huge)} is larger "
             f"than the {stored:,} values they hold; fix config.json (refused before building the model)"
         )
-    model = _build_on_meta(config, model_class)
+    try:
+        model = _build_on_meta(config, model_class)
+    except Exception as err:  # noqa: BLE001 (a negative size, a size of the wrong type...)
+        raise ModelLoadingError(
+            f"{Path(folder) / 'config.json'} does not describe a buildable model: {_first_line(err)}"
+        ) from err
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     prefix = getattr(model, "base_model_prefix", "")
     if not expected.keys() & shapes.keys() and prefix:  # a base model's weights under the task model, or back
