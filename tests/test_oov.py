@@ -122,3 +122,17 @@ def test_the_warning_is_one_line_without_a_source_line():
         processor(images=torch.zeros(3, 32, 32), text="the zebra")
     shown = _one_line_display(record[0])
     assert shown.count("\n") == 1 and "'zebra'" in shown and "processor(" not in shown
+
+
+def test_a_tokenizer_panic_while_looking_up_words_is_a_value_error():
+    class PanicException(BaseException):  # what pyo3 raises for a Rust panic
+        pass
+
+    class Panicking:
+        unk_token_id, name_or_path = 3, "broken-tokenizer"
+
+        def __call__(self, *args, **kwargs):
+            raise PanicException("NormalizedString bad split")
+
+    with pytest.raises(ValueError, match="the tokenizer of broken-tokenizer panicked .*bad split"):
+        unknown_words(Panicking(), "the zebra")

@@ -15,6 +15,8 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from .validation import is_panic
+
 __all__ = ["MAX_NAMED_WORDS", "OutOfVocabularyWarning", "unknown_words", "warn_unknown_words", "words"]
 
 #: at most this many unknown words are named in one warning ("... and N more")
@@ -64,7 +66,16 @@ def unknown_words(tokenizer: Any, text: str) -> list[str]:
     unique = list(dict.fromkeys(words(text)))
     if not unique:
         return []
-    encoded = tokenizer(unique, add_special_tokens=False)["input_ids"]  # one batched call
+    try:
+        encoded = tokenizer(unique, add_special_tokens=False)["input_ids"]  # one batched call
+    except BaseException as err:  # noqa: BLE001 (a Rust panic of the tokenizers library is a BaseException)
+        if not is_panic(err):
+            raise
+        source = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+        raise ValueError(
+            f"the tokenizer of {source} panicked on the words of {_shorten(text)!r} "
+            f"({' '.join(str(err).split())[:200]}); its tokenizer.json is broken or from another version"
+        ) from None
     return [word for word, ids in zip(unique, encoded) if unk_id in ids]
 
 
