@@ -25,9 +25,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .beit3_config import POSITION_OFFSET, Beit3Config
+from .input_checks import is_tracing
 
 
 @dataclass
@@ -76,6 +78,21 @@ def _multiway_layer_norm(width: int, eps: float) -> MultiwayExperts:
     return MultiwayExperts(nn.LayerNorm(width, eps=eps), nn.LayerNorm(width, eps=eps))
 
 
+def eager_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d_head)) v`` written out (the ``"eager"`` attention implementation).
+
+    ``query``, ``key``, ``value`` ``(B, heads, N, d_head)``; ``attention_mask`` bool, broadcastable to
+    ``(B, heads, N, N)``, True at the keys that may be attended to (None: all). The softmax runs in float32.
+    """
+    scores = torch.matmul(query, key.transpose(-2, -1)) * query.shape[-1] ** -0.5
+    if attention_mask is not None:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    weights = scores.float().softmax(dim=-1).to(value.dtype)
+    return torch.matmul(weights, value)
+
+
 class Beit3SelfAttention(nn.Module):
     """Multi-head self-attention over the joint sequence ``[image ; text]`` with expert-specific projections
     and a sub-LN (``sub_layer_norm``) on the attention output before the output projection.
@@ -84,10 +101,15 @@ class Beit3SelfAttention(nn.Module):
     ``o = W_o LN(softmax(q k^T / sqrt(d_head)) v)``; padded keys get zero weight. The projections run on each
     stream; queries, keys and values are joined along the sequence (already split into heads) for
     ``scaled_dot_product_attention``, and its output is split back.
+
+    ``config._attn_implementation`` picks the kernel (``from_pretrained(..., attn_implementation=...)`` sets it):
+    ``"sdpa"`` (or unset) runs ``torch.nn.functional.scaled_dot_product_attention``, ``"eager"`` the explicit
+    ``softmax(q k^T / sqrt(d_head)) v`` (softmax in float32); both give the same outputs up to float rounding.
     """
 
     def __init__(self, config: Beit3Config) -> None:
         super().__init__()
+        self.config = config
         width = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = width // self.num_heads
@@ -121,7 +143,10 @@ class Beit3SelfAttention(nn.Module):
         query = self._joint_heads(self.query, image, text)
         key = self._joint_heads(self.key, image, text)
         value = self._joint_heads(self.value, image, text)
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
+        if self.config._attn_implementation == "eager":
+            attended = eager_attention(query, key, value, attention_mask)
+        else:
+            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
         attended = attended.transpose(1, 2).reshape(batch, -1, width)
         image_out, text_out = self.sub_layer_norm(attended[:, :num_image], attended[:, num_image:])
         return self.output(image_out, text_out)
@@ -147,10 +172,11 @@ class Beit3FeedForward(nn.Module):
         return self.fc2(self.sub_layer_norm(hidden)).view(hidden_states.shape)
 
 
-class Beit3Layer(nn.Module):
+class Beit3Layer(GradientCheckpointingLayer):
     """Pre-norm Multiway Transformer layer:
     ``x = x + DropPath(Attn(LN_attn(x)))``, ``x = x + DropPath(FFN(LN_ffn(x)))`` with expert-specific
-    layer norms, projections and feed-forward networks."""
+    layer norms, projections and feed-forward networks. A ``GradientCheckpointingLayer``:
+    ``gradient_checkpointing_enable()`` on the model recomputes it in the backward pass."""
 
     def __init__(self, config: Beit3Config, drop_path_prob: float) -> None:
         super().__init__()
@@ -301,17 +327,19 @@ class Beit3Encoder(nn.Module):
             input_ids: ``(B, L)`` token ids, ``L <= max_text_positions - 2``.
             text_padding_mask: ``(B, L)`` bool, True at padding tokens (they are masked keys, their embeddings are
                 zeroed); None means no padding. The valid outputs do not depend on the amount of padding: the
-                columns after the last valid token of the batch are not encoded (their outputs are zeros).
+                columns after the last valid token of the batch are not encoded (their outputs are zeros), except
+                while ``torch.export`` traces, where every column is encoded (no size may depend on values).
         """
         self._check_inputs(pixel_values, input_ids, text_padding_mask)
         length = input_ids.shape[1]
         attention_mask = None
-        if text_padding_mask is not None:
+        tracing = is_tracing()  # torch.export: no value-dependent sizes, encode every column
+        if text_padding_mask is not None and not tracing:
             valid_columns = (~text_padding_mask).any(0).nonzero()
             kept = int(valid_columns[-1]) + 1 if len(valid_columns) else 0
             input_ids, text_padding_mask = input_ids[:, :kept], text_padding_mask[:, :kept]
         image, text = self.embed(pixel_values, input_ids)
-        if text_padding_mask is not None and bool(text_padding_mask.any()):
+        if text_padding_mask is not None and (tracing or bool(text_padding_mask.any())):
             text = text.masked_fill(text_padding_mask[..., None], 0.0)
             image_keys = text_padding_mask.new_ones(image.shape[0], image.shape[1])
             attention_mask = torch.cat([image_keys, ~text_padding_mask], dim=1)[:, None, None, :]

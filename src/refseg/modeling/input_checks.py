@@ -2,6 +2,10 @@
 
 Every model validates its inputs once at its public boundary; these checks are the ones all of them make,
 with the same messages (the shape, or the type when the value is not a tensor).
+
+While ``torch.export`` or ``torch.compile`` traces a model, sizes may be symbolic (``torch.SymInt``) and tensor
+values unknown: size limits then become ``torch._check`` constraints of the traced program, and checks that
+read tensor values are skipped (:func:`is_tracing`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_attention_mask", "check_mask_labels", "check_pixel_values", "shape_or_type"]
+from ..validation import check_max_length
+
+__all__ = [
+    "check_attention_mask",
+    "check_mask_labels",
+    "check_pixel_values",
+    "check_text_length",
+    "is_tracing",
+    "shape_or_type",
+]
 
 
 def shape_or_type(value: Any) -> Any:
@@ -53,3 +66,26 @@ def check_mask_labels(mask_labels: Any, batch: int, height: int, width: int) -> 
                 f"mask_labels[{b}] must be a (n, {height}, {width}) tensor at the pixel_values resolution, "
                 f"got {shape_or_type(masks)}"
             )
+
+
+def is_tracing() -> bool:
+    """True while ``torch.export`` or ``torch.compile`` traces the model: input values are unknown then, so
+    checks that read them (e.g. where the padding is) are skipped."""
+    return torch.compiler.is_exporting() or torch.compiler.is_compiling()
+
+
+def check_text_length(length: int | torch.SymInt, limit: int | None, what: str = "the text encoder") -> None:
+    """The length of ``input_ids`` must lie in ``[1, limit]`` (the token positions ``what`` can embed).
+
+    A symbolic length (``torch.export`` with a dynamic sequence axis) is constrained with ``torch._check``
+    instead of being compared, so the exported program refuses longer inputs itself.
+    """
+    if isinstance(length, torch.SymInt):
+        torch._check(length >= 1, lambda: "the length of input_ids must be a positive integer")
+        if limit is not None:
+            torch._check(
+                length <= limit,
+                lambda: f"the length of input_ids is beyond the {limit} token positions of {what}",
+            )
+        return
+    check_max_length(length, limit, what, "the length of input_ids")

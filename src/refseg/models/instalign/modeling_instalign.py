@@ -19,11 +19,16 @@ from transformers.utils import ModelOutput
 
 from ...modeling.arguments import reject_unknown_kwargs
 from ...modeling.backbone import build_vision_backbone
-from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
+from ...modeling.input_checks import (
+    check_attention_mask,
+    check_mask_labels,
+    check_pixel_values,
+    check_text_length,
+)
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from ...modeling.text_encoder import build_text_encoder
-from ...validation import check_max_length, text_position_limit
+from ...validation import text_position_limit
 from .aggregation import AdaptiveInstanceAggregation
 from .configuration_instalign import InstAlignConfig
 from .criterion import InstAlignCriterion
@@ -90,13 +95,23 @@ class InstAlignOutput(ModelOutput):
 
 
 class InstAlignPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
-    """Weight initialisation and loading for InstAlign models."""
+    """Weight initialisation and loading for InstAlign models.
+
+    ``attn_implementation="sdpa"`` (the default) or ``"eager"`` (in ``from_pretrained`` or
+    ``set_attn_implementation``) selects the attention kernel of the Swin backbone and the RoBERTa text
+    encoder; it is recorded in ``config._attn_implementation`` and its sub-configs. It does not change the
+    pixel decoder's deformable attention and the Phrase-Object Transformer's attention
+    (``nn.MultiheadAttention``), which have one implementation. ``gradient_checkpointing_enable()`` recomputes
+    the pixel decoder's encoder layers and the Phrase-Object Transformer blocks (and the Swin and RoBERTa
+    layers) in the backward pass.
+    """
 
     config: InstAlignConfig
     config_class = InstAlignConfig
     base_model_prefix = "model"
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
+    _supports_sdpa = True
     supports_gradient_checkpointing = True
     _no_split_modules = ["PhraseObjectTransformerBlock", "MSDeformAttnPixelDecoder"]
 
@@ -239,7 +254,7 @@ class InstAlignModel(InstAlignPreTrainedModel):
         reject_unknown_kwargs(kwargs, self.forward)
         _check_inputs(pixel_values, input_ids, attention_mask, image_indices=image_indices)
         limit = text_position_limit(self.config.text_config)
-        check_max_length(input_ids.shape[1], limit, "the text encoder", "the length of input_ids")
+        check_text_length(input_ids.shape[1], limit, "the text encoder")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return_dict = return_dict if return_dict is not None else self.config.return_dict

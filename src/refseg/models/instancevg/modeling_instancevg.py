@@ -20,6 +20,7 @@ from transformers.utils import ModelOutput
 from ...modeling.beit3 import Beit3Encoder
 from ...modeling.box_ops import box_xyxy_to_cxcywh
 from ...modeling.deformable_attention import MultiScaleDeformableAttention
+from ...modeling.input_checks import is_tracing
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from .configuration_instancevg import InstanceVGConfig
 from .criterion import InstanceVGCriterion, InstanceVGTargets, PointGuidedMatcher
@@ -99,13 +100,23 @@ class InstanceVGOutput(ModelOutput):
 
 
 class InstanceVGPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
-    """Weight initialisation and loading for InstanceVG models."""
+    """Weight initialisation and loading for InstanceVG models.
+
+    ``attn_implementation="sdpa"`` (the default) or ``"eager"`` (in ``from_pretrained`` or
+    ``set_attn_implementation``) selects the attention kernel of the BEiT-3 encoder (``eager`` writes the
+    softmax out, ``sdpa`` calls ``torch.nn.functional.scaled_dot_product_attention``); it is recorded in
+    ``config._attn_implementation`` and its sub-configs. It does not change the text-to-image decoder's and
+    the point-prior decoder's attention, which have one implementation. ``gradient_checkpointing_enable()``
+    recomputes the BEiT-3 layers and the point-prior decoder layers in the backward pass.
+    """
 
     config: InstanceVGConfig
     config_class = InstanceVGConfig
     base_model_prefix = "model"
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
     _no_split_modules = ["PointPriorDecoderLayer"]
 
     @torch.no_grad()
@@ -153,7 +164,8 @@ def _check_inputs(
                 f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got {_shape(attention_mask)}"
             )
         valid = attention_mask.bool().long()
-        if bool((valid[:, 1:] > valid[:, :-1]).any()):
+        # a value check: skipped while torch.export traces (values unknown)
+        if not is_tracing() and bool((valid[:, 1:] > valid[:, :-1]).any()):
             raise ValueError("attention_mask must pad on the right (the text filter keeps the first tokens)")
     if mask_labels is not None:
         if not isinstance(mask_labels, (list, tuple)) or len(mask_labels) != batch:

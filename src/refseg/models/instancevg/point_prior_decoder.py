@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ...modeling.deformable_attention import MultiScaleDeformableAttention
 from .feed_forward import FeedForward
 
 
-class PointPriorDecoderLayer(nn.Module):
-    """Self-attention -> norm -> MSDeformAttn (eq. 4) -> norm -> FFN -> norm, with residuals."""
+class PointPriorDecoderLayer(GradientCheckpointingLayer):
+    """Self-attention -> norm -> MSDeformAttn (eq. 4) -> norm -> FFN -> norm, with residuals.
+
+    A ``GradientCheckpointingLayer``: ``gradient_checkpointing_enable()`` recomputes it in the backward pass."""
 
     def __init__(
         self, channels: int, num_heads: int, num_levels: int, num_points: int, ffn_dim: int, dropout: float

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 
-class AttentionMLPLayer(nn.Module):
+class AttentionMLPLayer(GradientCheckpointingLayer):
     """``x = LN(MHA(q, kv) + q)``, ``out = LN(MLP(x) + x)`` with a ReLU MLP ``dim -> ffn_dim -> dim``.
+
+    A ``GradientCheckpointingLayer``: ``gradient_checkpointing_enable()`` on the model recomputes it in the
+    backward pass (the decoder stages, the linguistic enhancement and the visual expression extractor).
 
     Args:
         dim: channels of the queries (and of the output).

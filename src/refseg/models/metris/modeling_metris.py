@@ -21,6 +21,7 @@ from ...modeling.input_checks import (
     check_attention_mask,
     check_mask_labels,
     check_pixel_values,
+    is_tracing,
     shape_or_type,
 )
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
@@ -98,13 +99,23 @@ class MetrisOutput(ModelOutput):
 
 
 class MetrisPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
-    """Weight initialisation and loading for METRIS models."""
+    """Weight initialisation and loading for METRIS models.
+
+    ``attn_implementation="sdpa"`` (the default) or ``"eager"`` (in ``from_pretrained`` or
+    ``set_attn_implementation``) selects the attention kernel of the Swin backbone and the BERT text encoder;
+    it is recorded in ``config._attn_implementation`` and its sub-configs. It does not change the visual
+    expression extractor's and the segmentation decoder's attention, which have one implementation.
+    ``gradient_checkpointing_enable()`` recomputes the Swin and BERT layers and METRIS's attention layers
+    (linguistic enhancement, visual expression extractor, decoder stages) in the backward pass.
+    """
 
     config: MetrisConfig
     config_class = MetrisConfig
     base_model_prefix = "model"
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -145,7 +156,8 @@ def _check_inputs(
         )
     check_attention_mask(attention_mask, input_ids)
     if attention_mask is not None:
-        if input_ids.shape[1] and not bool(attention_mask[:, 0].bool().all()):
+        # a value check: skipped while torch.export traces (values unknown)
+        if not is_tracing() and input_ids.shape[1] and not bool(attention_mask[:, 0].bool().all()):
             raise ValueError(
                 "the first token of every expression ([CLS], the global cue) must be valid in attention_mask"
             )

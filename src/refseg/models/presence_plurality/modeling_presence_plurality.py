@@ -92,13 +92,22 @@ class PresencePluralityOutput(ModelOutput):
 
 
 class PresencePluralityPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
-    """Weight initialisation and loading for the presence & plurality models."""
+    """Weight initialisation and loading for the presence & plurality models.
+
+    ``attn_implementation="sdpa"`` (the default) or ``"eager"`` (in ``from_pretrained`` or
+    ``set_attn_implementation``) selects the attention kernel of the Swin backbone and the BERT text encoder;
+    it is recorded in ``config._attn_implementation`` and its sub-configs. It does not change the pixel-word
+    attention, the deformable pixel decoder and the target query's attention, which have one implementation.
+    ``gradient_checkpointing_enable()`` recomputes the Swin and BERT layers, the pixel decoder's encoder
+    layers and the target query's cross-attention layers in the backward pass.
+    """
 
     config: PresencePluralityConfig
     config_class = PresencePluralityConfig
     base_model_prefix = "model"
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
+    _supports_sdpa = True
     supports_gradient_checkpointing = True
     _no_split_modules = ["MSDeformAttnPixelDecoder", "TargetQueryCrossAttention"]
 

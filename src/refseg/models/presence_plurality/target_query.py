@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 
 def mlp(input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> nn.Sequential:
@@ -30,11 +31,12 @@ def mlp(input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> nn
     return nn.Sequential(*layers)
 
 
-class TargetQueryCrossAttention(nn.Module):
+class TargetQueryCrossAttention(GradientCheckpointingLayer):
     """``CrossAttn`` of eq. 3-4: multi-head cross-attention, residual, LayerNorm, then FFN, residual, LayerNorm.
 
     The paper cites the Transformer for this block without details; this is Mask2Former's decoder
     cross-attention + FFN layer (post-norm). Position embeddings are added to the keys only.
+    A ``GradientCheckpointingLayer``: ``gradient_checkpointing_enable()`` recomputes it in the backward pass.
 
     Args:
         hidden_dim: channels ``C``.
