@@ -162,3 +162,25 @@ def test_a_torch_bin_folder_is_checked_too(model_dir, tmp_path, memory_cap):
     (folder / "pytorch_model.bin").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ModelLoadingError, match=f"cannot read {folder / 'pytorch_model.bin'}"):
         AutoModel.from_pretrained(folder)
+
+
+def _hub_cache(model_dir: Path, root: Path, repo: str) -> Path:
+    """A Hugging Face cache holding ``repo`` (as a download would leave it), for offline loading."""
+    snapshot = root / f"models--{repo.replace('/', '--')}" / "snapshots" / "abc123"
+    shutil.copytree(model_dir, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    return snapshot
+
+
+def test_hub_models_are_checked_before_building_too(model_dir, tmp_path, memory_cap):
+    cache = tmp_path / "hub"
+    snapshot = _hub_cache(model_dir, cache, "owner/huge")
+    _edit_json(snapshot / "config.json", lambda c: c.update(num_queries=10**7))
+    hub = {"cache_dir": str(cache), "local_files_only": True}
+    with pytest.raises(IncompleteCheckpointError, match="num_queries = 10000000 is larger than the"):
+        AutoModel.from_pretrained("owner/huge", **hub)
+    with pytest.raises(IncompleteCheckpointError, match="num_queries = 10000000 is larger than the"):
+        load_referring_segmentation_model("owner/huge", **hub)
+    _hub_cache(model_dir, cache, "owner/fine")
+    assert load_referring_segmentation_model("owner/fine", **hub).config.num_queries == 8

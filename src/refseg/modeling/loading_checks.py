@@ -267,6 +267,36 @@ def _local_folder(source: Any, subfolder: str | None) -> Path | None:
     return path if path.is_dir() else None
 
 
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+
+
+def _hub_snapshot(source: Any, kwargs: dict[str, Any]) -> Path | None:
+    """The cache folder of a Hub model's weights, fetched as ``from_pretrained`` would (None when unavailable).
+
+    Only the weight files are fetched here (``from_pretrained`` would fetch them anyway), so that they can be
+    checked before the model is built. Any failure returns None and leaves the reporting to ``from_pretrained``.
+    """
+    if not isinstance(source, str):
+        return None
+    from transformers.utils import cached_file
+
+    hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+    quiet = {"_raise_exceptions_for_missing_entries": False, "_raise_exceptions_for_connection_errors": False}
+    try:
+        for name in ("model.safetensors", "model.safetensors.index.json"):
+            path = cached_file(source, name, **hub, **quiet)
+            if path is None:
+                continue
+            if name.endswith(".index.json"):
+                for shard in sorted(set(json.loads(Path(path).read_text())["weight_map"].values())):
+                    if Path(shard).name != shard or cached_file(source, shard, **hub, **quiet) is None:
+                        return None
+            return Path(path).parent
+    except Exception:  # noqa: BLE001 (offline, gated, malformed index: from_pretrained reports it)
+        return None
+    return None
+
+
 def warn_missing_weights(model: Any, info: dict, source: Any) -> None:
     """A :class:`MissingWeightsWarning` with the count and names of the weights ``from_pretrained`` made up."""
     missing = sorted(str(k) for k in info.get("missing_keys") or ())
@@ -293,7 +323,8 @@ def warn_missing_weights(model: Any, info: dict, source: Any) -> None:
 class CheckedFromPretrainedMixin:
     """``from_pretrained`` of refseg's models with the folder checks of this module.
 
-    For a local folder: the weight files are checked against the config before the model is built
+    For a local folder or a Hub model (its weight files are fetched first, as ``from_pretrained`` would): the
+    weight files are checked against the config before the model is built
     (:func:`check_config_fits_checkpoint`; skipped with ``ignore_mismatched_sizes=True``), and after loading
     a :class:`MissingWeightsWarning` names the weights left random (transformers itself only logs them).
     """
@@ -304,15 +335,15 @@ class CheckedFromPretrainedMixin:
         from transformers import PreTrainedConfig
 
         folder = _local_folder(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        if folder is None and kwargs.get("state_dict") is None:
+            folder = _hub_snapshot(pretrained_model_name_or_path, kwargs)
         if folder is not None and kwargs.get("state_dict") is None:
             config = kwargs.get("config")
             if not isinstance(config, PreTrainedConfig):
-                overrides = {
-                    k: v for k, v in kwargs.items() if k not in ("config", "output_loading_info", "subfolder")
-                }
+                overrides = {k: v for k, v in kwargs.items() if k not in ("config", "output_loading_info")}
                 try:
                     config, _ = cls.config_class.from_pretrained(
-                        folder, return_unused_kwargs=True, **overrides
+                        pretrained_model_name_or_path, return_unused_kwargs=True, **overrides
                     )
                 except Exception:  # noqa: BLE001 (from_pretrained below reports a bad config in its own words)
                     config = None
