@@ -184,3 +184,14 @@ def test_hub_models_are_checked_before_building_too(model_dir, tmp_path, memory_
         load_referring_segmentation_model("owner/huge", **hub)
     _hub_cache(model_dir, cache, "owner/fine")
     assert load_referring_segmentation_model("owner/fine", **hub).config.num_queries == 8
+
+
+def test_a_hub_model_with_a_panicking_tokenizer_is_named(model_dir, tmp_path):
+    cache = tmp_path / "hub"
+    snapshot = _hub_cache(model_dir, cache, "owner/panics")
+    _edit_json(
+        snapshot / "tokenizer.json",
+        lambda t: t.update(normalizer={"type": "Precompiled", "precompiled_charsmap": "AAAA"}),
+    )
+    with pytest.raises(ModelLoadingError, match="tokenizer.json: the tokenizers library panicked"):
+        load_referring_segmentation_model("owner/panics", cache_dir=str(cache), local_files_only=True)

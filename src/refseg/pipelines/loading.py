@@ -111,6 +111,26 @@ def _keys(keys: Any) -> str:
     return shown + (f" ... and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
 
 
+def _hub_file(source: str, name: str, kwargs: dict[str, Any]) -> Path | None:
+    """``name`` of the Hub model ``source`` from the cache or the Hub; None when it cannot be had."""
+    from transformers.utils import cached_file
+
+    hub = {
+        k: kwargs[k] for k in _HUB_KWARGS if k in kwargs and k not in ("trust_remote_code", "_commit_hash")
+    }
+    try:
+        path = cached_file(
+            source,
+            name,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub,
+        )
+    except Exception:  # noqa: BLE001 (gated, offline: the pipeline reports it when it loads the tokenizer)
+        return None
+    return Path(path) if path else None
+
+
 def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
     """``AutoModel.from_pretrained(source)`` for a refseg model, refusing anything it would load wrongly.
 
@@ -143,6 +163,10 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
     folder = Path(text).expanduser() / (kwargs.get("subfolder") or "")
     if folder.is_dir():
         check_tokenizer_file(folder)
+    else:  # a Hub model: its tokenizer file, fetched as the pipeline would
+        tokenizer_file = _hub_file(text, "tokenizer.json", kwargs)
+        if tokenizer_file is not None:
+            check_tokenizer_file(tokenizer_file.parent)
     kwargs = {k: v for k, v in kwargs.items() if k not in ("output_loading_info", "config")}
     try:
         with warnings.catch_warnings():  # refused below with the same names
@@ -151,7 +175,7 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
     except SafetensorError as err:
         raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
     except (OSError, RuntimeError) as err:
-        if "ignore_mismatched_sizes" in str(err):  # a Hub model (local folders are checked before building):
+        if "ignore_mismatched_sizes" in str(err):  # weights not checkable before building (not fetched):
             kwargs["ignore_mismatched_sizes"] = True  # load again only to name the weights of other shapes
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MissingWeightsWarning)
