@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import argparse
 import pkgutil
+import re
 import sys
 from pathlib import Path
+
+try:  # the griffe extension below is used by mkdocs (mkdocs.yml); --check needs no griffe
+    import griffe
+except ImportError:  # pragma: no cover
+    griffe = None
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "refseg"
@@ -95,6 +101,183 @@ def _page(title: str, intro: str, modules: list[str]) -> str:
     """One API page: a heading, a sentence and one mkdocstrings block per module."""
     blocks = [f"::: {m}\n    options:\n      show_submodules: false\n" for m in modules]
     return f"# {title}\n\n{intro}\n\n" + "\n".join(blocks)
+
+
+# transformers-style cross-reference in a docstring: [`Name`], [`~module.Name`], [`Name.method`]
+# (not already followed by a link target or reference label)
+HF_CROSS_REF = re.compile(r"\[`~?([A-Za-z_][\w.]*)`\](?![\[(])")
+# Sphinx-style roles, which Markdown shows verbatim: :class:`~refseg.x.Name`, :func:`name`
+RST_CROSS_REF = re.compile(
+    r":(?:py:)?(?:class|func|meth|mod|attr|obj|data|exc):`(~?)([A-Za-z_][\w.]*)(?:\(\))?`"
+)
+# the "(`int`, defaults to 480)" style of the docstrings: the type, then the default in words
+TYPE_AND_DEFAULT = re.compile(
+    r"^(?P<type>.*?),\s*(?:\*optional\*\s*,\s*)?defaults?(?:\s+to)?\s+(?P<default>.+?)\.?$"
+)
+CONFIG_BASES = ("PreTrainedConfig", "PretrainedConfig")
+
+
+def _walk(obj):
+    """``obj`` and every object defined under it (no aliases)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from _walk(member)
+
+
+def _rendered(obj) -> bool:
+    """Whether the API reference renders ``obj``: a public path with a docstring, in a public module."""
+    return bool(obj.docstring) and not any(part.startswith("_") for part in obj.path.split(".")[1:])
+
+
+def _decorator_names(cls) -> set[str]:
+    return {str(d.value).rsplit(".", 1)[-1].split("(")[0] for d in cls.decorators}
+
+
+def _is_config(cls) -> bool:
+    """A refseg configuration: a dataclass through transformers' ``PreTrainedConfig`` (and ``@strict``)."""
+    bases = {str(base).rsplit(".", 1)[-1] for base in cls.bases}
+    return bool(bases & set(CONFIG_BASES)) or "strict" in _decorator_names(cls)
+
+
+def _is_dataclass_like(cls) -> bool:
+    """``@dataclass``, or a configuration, which griffe does not see as a dataclass."""
+    return "dataclass" in _decorator_names(cls) or _is_config(cls)
+
+
+def _ancestors(cls) -> list:
+    """``cls``'s base classes within the loaded packages, nearest first (those outside are skipped)."""
+    try:
+        return list(cls.mro())
+    except Exception:  # a base outside the loaded packages
+        return []
+
+
+def _dataclass_init(cls):
+    """``__init__(self, field=default, ...)`` from the annotated fields of ``cls`` and its dataclass bases.
+
+    griffe builds this only for ``@dataclasses.dataclass`` and only after every extension's ``on_package``
+    (configurations never get one), so the reference would show every documented field as "required".
+    Configurations take their fields as keywords (transformers' own fields come first) and ``**kwargs``.
+    """
+    kind = griffe.ParameterKind
+    config = _is_config(cls) or any(_is_config(base) for base in _ancestors(cls))
+    fields: dict = {}
+    for owner in [*reversed([b for b in _ancestors(cls) if _is_dataclass_like(b)]), cls]:
+        for member in owner.members.values():
+            if member.is_alias or not member.is_attribute or member.annotation is None:
+                continue
+            if "instance-attribute" not in member.labels:  # ClassVar: griffe strips it from the annotation
+                continue
+            fields[member.name] = griffe.Parameter(
+                member.name,
+                annotation=member.annotation,
+                kind=kind.keyword_only if config else kind.positional_or_keyword,
+                default=member.value,
+            )
+    params = [griffe.Parameter("self", kind=kind.positional_or_keyword), *fields.values()]
+    if config:
+        params.append(griffe.Parameter("kwargs", kind=kind.var_keyword))
+    return griffe.Function(
+        "__init__", parameters=griffe.Parameters(*params), lineno=cls.lineno, endlineno=cls.lineno, parent=cls
+    )
+
+
+def _class_default(obj, name: str):
+    """For a class whose ``__init__`` takes ``**kwargs``: the class attribute ``name``'s value, if any."""
+    for owner in [obj, *_ancestors(obj)] if obj.is_class else ():
+        member = owner.members.get(name)
+        if member is not None and not member.is_alias and member.is_attribute and member.value is not None:
+            return member.value
+        init = owner.members.get("__init__")
+        if init is not None and not init.is_alias and name in init.parameters:
+            return init.parameters[name].default
+    return None
+
+
+def _link_cross_refs(text: str, targets: dict[str, str]) -> str:
+    """[`Name`] and :class:`Name` -> [`Name`][full.path] where the reference renders it, else `Name`."""
+
+    def link(name: str, short: bool) -> str:
+        shown = name.rsplit(".", 1)[-1] if short else name
+        head, _, rest = name.partition(".")
+        target = targets.get(name) or (targets.get(head) and rest and targets.get(f"{targets[head]}.{rest}"))
+        return f"[`{shown}`][{target}]" if target else f"`{shown}`"
+
+    text = HF_CROSS_REF.sub(lambda m: link(m.group(1), m.group(0).startswith("[`~")), text)
+    return RST_CROSS_REF.sub(lambda m: link(m.group(2), bool(m.group(1))), text)
+
+
+def _fix_parameter_defaults(obj) -> None:
+    """Defaults of documented parameters, so the reference shows "required" only where a value is needed.
+
+    mkdocstrings takes a documented parameter's default from the signature; an entry that names several
+    parameters ("a, b (`float`, defaults 2, 5)") gets them joined ("required" for one without), one that the
+    signature takes through ``**kwargs`` gets the class attribute of its name (image processors), and a
+    default given only in words ("defaults to Swin-B" for ``None``) is shown in words. The type column keeps
+    only the type.
+    """
+    signature = {p.name: p for p in getattr(obj, "parameters", None) or ()}
+    sections = obj.docstring.parsed
+    for index, section in reversed(list(enumerate(sections))):
+        if section.kind.value != "parameters":
+            continue
+        prose = [e for e in section.value if any(" " in part.strip() for part in e.name.split(","))]
+        if prose:  # "Other arguments as in X." read as a parameter named "Other arguments as"
+            section.value[:] = [entry for entry in section.value if entry not in prose]
+            text = "\n\n".join(f"{entry.name.strip()} {entry.description}".strip() for entry in prose)
+            sections.insert(index + 1, griffe.DocstringSectionText(text))
+        for entry in section.value:
+            annotation = entry.annotation if isinstance(entry.annotation, str) else None
+            words = TYPE_AND_DEFAULT.match(annotation) if annotation else None
+            if words:
+                entry.annotation = words.group("type").replace("`", "").strip()
+            if entry.default is None:
+                defaults = []
+                for name in (n.strip() for n in entry.name.split(",")):
+                    if name in signature:
+                        defaults.append(signature[name].default)
+                    else:
+                        defaults.append(_class_default(obj, name))
+                if any(d is not None for d in defaults):
+                    entry.default = ", ".join("required" if d is None else str(d) for d in defaults)
+            if words and (entry.default is None or str(entry.default) == "None"):
+                entry.default = words.group("default").strip().strip("`")
+
+
+if griffe is not None:
+
+    class RefsegDocstrings(griffe.Extension):
+        """griffe extension (``mkdocs.yml``) that makes the API reference true to the code.
+
+        * configurations (dataclasses through ``PreTrainedConfig``) get their fields' defaults;
+        * transformers-style cross-references ``[`Name`]`` become links (or plain code where the reference
+          does not render the name), instead of literal brackets.
+        """
+
+        def on_package(self, *, pkg, **kwargs) -> None:
+            """Rewrite the docstrings of the loaded package ``refseg`` (or ``refseg_cli``)."""
+            objects = [o for o in _walk(pkg)]
+            targets: dict[str, str] = {}
+            for obj in objects:
+                if (obj.is_class or obj.is_function) and _rendered(obj) and obj.parent is not None:
+                    targets.setdefault(obj.path, obj.path)
+                    if obj.parent.is_module or obj.parent.is_class:
+                        short = obj.path.rsplit(".", 1)[-1] if obj.parent.is_module else None
+                        if short and targets.get(short, obj.path) != obj.path:
+                            targets[short] = ""  # ambiguous short name: no link
+                        elif short:
+                            targets[short] = obj.path
+            targets = {k: v for k, v in targets.items() if v}
+            for obj in objects:
+                if obj.is_class and "__init__" not in obj.members and _is_dataclass_like(obj):
+                    obj.set_member("__init__", _dataclass_init(obj))
+            for obj in objects:
+                if obj.docstring:
+                    obj.docstring.value = _link_cross_refs(obj.docstring.value, targets)
+            for obj in objects:
+                if obj.docstring and (obj.is_class or obj.is_function):
+                    _fix_parameter_defaults(obj)
 
 
 def main(argv: list[str] | None = None) -> int:
