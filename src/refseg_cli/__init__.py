@@ -1,4 +1,4 @@
-"""The ``refseg`` command: ``refseg demo``, ``refseg predict``, ``refseg kernels``, ``refseg data``.
+"""The ``refseg`` command: ``demo``, ``predict``, ``app``, ``export``, ``convert``, ``data`` and ``kernels``.
 
 This dispatcher lives outside the ``refseg`` package on purpose: ``import refseg`` registers every model
 with transformers' Auto classes, which imports torch, while ``refseg --help`` and ``refseg --version``
@@ -36,6 +36,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+DESCRIPTION = "refseg: referring expression segmentation from the command line (one sub-command per job)."
+EPILOG = """examples:
+  refseg demo                                        the bundled demo model on fresh synthetic scenes
+  refseg predict --image photo.jpg --text "the red circle" --output overlay.png
+  refseg app                                         the web app on http://127.0.0.1:7860
+  refseg export onnx --output demo.onnx              the demo model as an ONNX graph
+  refseg convert instancevg CHECKPOINT.pth --output DIR
+  refseg COMMAND --help                              the options of one command
+
+--debug (anywhere on the line) shows the full traceback of an error."""
+
+
 def _version() -> str:
     """refseg's version, read from the installed metadata (which ``refseg.__version__`` is the source of)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -62,18 +74,39 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     Adding a sub-command's arguments imports its module, so ``refseg --help`` passes
     ``selected=""`` and imports none.
     """
-    parser = _Parser(prog="refseg", description=__doc__.split("\n\n")[0])
+    parser = _Parser(
+        prog="refseg",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"refseg {_version()}")
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     for name, (module, help_text) in _COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if selected is None or selected == name:
             importlib.import_module(module).add_arguments(sp)
+            _describe_subcommands(sp)
         sp.set_defaults(_module=module)
     return parser
+
+
+def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Give every nested sub-command without a description its one-line help as description.
+
+    ``refseg kernels build --help`` then says what the command does, not only its options.
+    """
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            if not sub.description and helps.get(name):
+                sub.description = helps[name]
+            _describe_subcommands(sub)
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,6 +1,6 @@
 """``refseg convert``: turn a released checkpoint of an original implementation into a refseg model folder.
 
-``refseg convert instancevg CHECKPOINT.pth --output DIR [--tokenizer beit3.spm] [--config_overrides JSON]``
+``refseg convert instancevg CHECKPOINT.pth --output DIR [--tokenizer beit3.spm] [--config-overrides JSON]``
 writes a folder that ``from_pretrained`` and ``pipeline("referring-segmentation", model=DIR)`` load. Everything
 is checked before anything is written, and every refusal is one plain line on stderr with exit status 1.
 ``--push-to-hub ORG/NAME [--private]`` then adds a model card, creates the Hub repository (if needed) and
@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="BEiT-3 sentencepiece model (beit3.spm) to bundle the text tokenizer (needs sentencepiece)",
     )
     parser.add_argument(
-        "--config_overrides",
+        "--config-overrides",
+        "--config_overrides",  # the spelling of examples/train.py, kept as an alias
+        dest="config_overrides",
         default=None,
         help="JSON object of config fields to set, e.g. '{\"score_threshold\": 0.9}' (sizes come from the weights)",
     )

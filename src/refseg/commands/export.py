@@ -8,7 +8,12 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``refseg export``'s options to ``parser``."""
     sub = parser.add_subparsers(dest="format", required=True)
-    onnx = sub.add_parser("onnx", help="export to ONNX (image + text in, masks, scores, no-target logit out)")
+    onnx_help = "export to ONNX (image + text in, masks, scores, no-target logit out)"
+    onnx = sub.add_parser(
+        "onnx",
+        help=onnx_help,
+        description=onnx_help + "; onnxruntime then runs the file and it is compared with PyTorch",
+    )
     onnx.add_argument(
         "--model", default=None, help="model folder or Hub id (default: the demo model bundled with refseg)"
     )
