@@ -170,13 +170,16 @@ class ReferringSegmentationProcessorBase(ProcessorMixin):
         threshold: float = 0.5,
         mask_threshold: float = 0.5,
         no_target_threshold: float = 0.5,
+        **kwargs: Any,
     ) -> list[dict[str, Any]]:
         """Model outputs -> one dict per sample; see the image processor's
-        ``post_process_referring_segmentation`` (``docs/pipeline.md``)."""
+        ``post_process_referring_segmentation`` (``docs/pipeline.md``). Other keyword arguments (e.g.
+        ``instance_nms_threshold``) go to it as given."""
         return self.image_processor.post_process_referring_segmentation(
             outputs,
             target_sizes=target_sizes,
             threshold=threshold,
             mask_threshold=mask_threshold,
             no_target_threshold=no_target_threshold,
+            **kwargs,
         )

@@ -25,10 +25,14 @@ from ..image_utils import (
     exif_orientation,
     load_image,
 )
+from ..modeling.instance_nms import check_nms_threshold
 from ..validation import check_max_length, check_probability, check_sentences, text_position_limit
 from .loading import check_refseg_model_type
 
 __all__ = ["ReferringSegmentationPipeline"]
+
+#: ``instance_nms_threshold`` not given: the processor's per-model default applies (``None`` means "off")
+_DEFAULT = object()
 
 
 def _mask_to_pil(mask: torch.Tensor) -> PIL.Image.Image:
@@ -74,7 +78,9 @@ class ReferringSegmentationPipeline(Pipeline):
     Parameters: ``threshold`` (instance score threshold), ``mask_threshold``, ``no_target_threshold``
     (each model's processor has its defaults: 0.5, and 0.7 for InstanceVG's score threshold as released), all finite numbers in [0, 1]; ``timeout`` (seconds for the whole
     download of a URL, default ``refseg.image_utils.DEFAULT_URL_TIMEOUT``); ``max_length`` (tokens per sentence,
-    at most what the text encoder can embed; longer sentences are truncated to it by default).
+    at most what the text encoder can embed; longer sentences are truncated to it by default);
+    ``instance_nms_threshold`` (mask NMS of the instance list, ``refseg.modeling.instance_nms``: ``None`` or 1.0
+    off, default per model: 0.5 for InstAlign, off for the others).
 
     Raises:
         ValueError: on bad inputs (empty or blank sentences, empty lists, images with 4 or more
@@ -108,6 +114,7 @@ class ReferringSegmentationPipeline(Pipeline):
         no_target_threshold: float | None = None,
         timeout: float | None = None,
         max_length: int | None = None,
+        instance_nms_threshold: Any = _DEFAULT,
         **kwargs,
     ):
         if kwargs:
@@ -133,6 +140,9 @@ class ReferringSegmentationPipeline(Pipeline):
         ):
             if value is not None:
                 postprocess_params[name] = check_probability(value, name)
+        # None turns it off, so only a missing value means "the model's default"
+        if instance_nms_threshold is not _DEFAULT:
+            postprocess_params["instance_nms_threshold"] = check_nms_threshold(instance_nms_threshold)
         return preprocess_params, {}, postprocess_params
 
     def __call__(self, image: Any, text: str | list[str] | None = None, **kwargs) -> dict | list[dict]:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
+from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
 from ...modeling.mask_boxes import masks_to_boxes
 from ...modeling.post_processing import (
     output_field,
@@ -51,6 +52,7 @@ class InstAlignImageProcessor(ReferringSegmentationImageProcessorBase):
         threshold: float = 0.5,
         mask_threshold: float = 0.5,
         no_target_threshold: float = 0.5,
+        instance_nms_threshold: float | None = 0.5,
     ) -> list[dict[str, Any]]:
         """Model outputs -> one dict per sample (``docs/pipeline.md``).
 
@@ -63,6 +65,10 @@ class InstAlignImageProcessor(ReferringSegmentationImageProcessorBase):
             mask_threshold: a pixel is foreground when the sigmoid of its upsampled logit exceeds it.
             no_target_threshold: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
                 The three thresholds must be finite numbers in [0, 1].
+            instance_nms_threshold: mask NMS of the instance list (:mod:`refseg.modeling.instance_nms`): an
+                instance whose mask IoU with a kept higher-scoring one exceeds it is dropped. On by default
+                (0.5): InstAlign's training does not suppress duplicate queries (``docs/models/instalign.md``);
+                ``None`` or 1.0 turns it off. The union mask and ``semantic_mask`` do not change.
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float,
@@ -82,6 +88,7 @@ class InstAlignImageProcessor(ReferringSegmentationImageProcessorBase):
         threshold = check_probability(threshold, "threshold")
         mask_threshold = check_probability(mask_threshold, "mask_threshold")
         no_target_threshold = check_probability(no_target_threshold, "no_target_threshold")
+        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
         pred_masks = output_field(outputs, "pred_masks")
         pred_scores = output_field(outputs, "pred_scores")
         semantic = output_field(outputs, "semantic_mask_logits")
@@ -104,7 +111,7 @@ class InstAlignImageProcessor(ReferringSegmentationImageProcessorBase):
                         found.append(
                             {"mask": mask, "box": masks_to_boxes(mask[None])[0], "score": float(scores[q])}
                         )
-                return found
+                return suppress_duplicate_instances(found, instance_nms_threshold)
 
             return instances
 

@@ -27,6 +27,7 @@ from transformers.feature_extraction_utils import BatchFeature
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
 from ...modeling.mask_boxes import masks_to_boxes
 from ...modeling.post_processing import output_field
 from ...validation import check_finite_logits
@@ -154,6 +155,7 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
         no_target_threshold: float | None = None,
         score_weighted: bool | None = None,
         mask_merge: str | None = None,
+        instance_nms_threshold: float | None = None,
     ) -> list[dict[str, Any]]:
         """Model outputs -> one dict per sample (Sec. 3.5, Fig. 5).
 
@@ -169,6 +171,10 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
             no_target_threshold: accepted for the common pipeline interface and not used: InstanceVG judges a
                 sample no-target when no query is kept.
             score_weighted, mask_merge: override the processor's settings.
+            instance_nms_threshold: mask NMS of the ``instances`` list (:mod:`refseg.modeling.instance_nms`); off
+                by default (``None``), as the released models are evaluated: the paper's point-guided matching
+                keeps queries apart and NMS did not help its masks (Table 15, ``docs/models/instancevg.md``).
+                It filters ``instances`` only; ``mask``, ``semantic_mask``, ``boxes`` and ``scores`` do not change.
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float, "instances": [{"mask", "box",
@@ -179,6 +185,7 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
             scores ``>= 0.7``. Instances are the kept queries sorted by score, without zero-area boxes.
         """
         del no_target_threshold
+        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
         threshold = self.score_threshold if threshold is None else float(threshold)
         mask_threshold = self.mask_threshold if mask_threshold is None else float(mask_threshold)
         score_weighted = self.score_weighted if score_weighted is None else bool(score_weighted)
@@ -242,7 +249,7 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
                     "mask": torch.zeros_like(merged) if no_target else merged,
                     "no_target": no_target,
                     "target_score": float(scores.max()) if len(scores) else 0.0,
-                    "instances": instances,
+                    "instances": suppress_duplicate_instances(instances, instance_nms_threshold),
                     "semantic_mask": merged,
                     "boxes": boxes,
                     "scores": scores,

@@ -17,6 +17,7 @@ import torch
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.connected_components import connected_component_instances
+from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
 from ...modeling.post_processing import (
     output_field,
     referring_segmentation_result,
@@ -41,6 +42,7 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
         threshold: float = 0.5,
         mask_threshold: float = 0.5,
         no_target_threshold: float = 0.5,
+        instance_nms_threshold: float | None = None,
     ) -> list[dict[str, Any]]:
         """Model outputs -> one dict per sample.
 
@@ -52,6 +54,9 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
                 dropped.
             mask_threshold: a pixel is foreground when the sigmoid of its upsampled logit exceeds it.
             no_target_threshold: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
+            instance_nms_threshold: mask NMS of the instances (:mod:`refseg.modeling.instance_nms`); off by
+                default (``None``): connected components never overlap, so it cannot drop one
+                (``docs/models/metris.md``). Accepted so that every model takes the same arguments.
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float, "instances": [{"mask": bool (H, W),
@@ -60,6 +65,7 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
             no-target, ``mask`` is all False and ``instances`` is empty; ``semantic_mask`` is the thresholded
             map before that decision (ReLA's GRES evaluator counts it for a wrongly rejected target).
         """
+        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
         semantic = output_field(outputs, "semantic_mask_logits")
         no_target_logits = output_field(outputs, "no_target_logits", finite=False).reshape(-1)
         # -inf for every sample is MetrisOutput's "no no-target classifier"; anything else must be finite
@@ -77,9 +83,14 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
                     probabilities > mask_threshold,
                     float(torch.sigmoid(no_target_logits[b])),
                     no_target_threshold,
-                    lambda union, p=probabilities: [
-                        inst for inst in connected_component_instances(union, p) if inst["score"] > threshold
-                    ],
+                    lambda union, p=probabilities: suppress_duplicate_instances(
+                        [
+                            inst
+                            for inst in connected_component_instances(union, p)
+                            if inst["score"] > threshold
+                        ],
+                        instance_nms_threshold,
+                    ),
                 )
             )
         return results

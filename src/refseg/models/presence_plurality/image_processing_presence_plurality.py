@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.connected_components import connected_component_instances
+from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
 from ...modeling.post_processing import output_field, referring_segmentation_result, target_size_list
 
 __all__ = ["PresencePluralityImageProcessor", "letterbox_size"]
@@ -84,6 +85,7 @@ class PresencePluralityImageProcessor(ReferringSegmentationImageProcessorBase):
         threshold: float = 0.5,
         mask_threshold: float = 0.5,
         no_target_threshold: float = 0.5,
+        instance_nms_threshold: float | None = None,
     ) -> list[dict[str, Any]]:
         """Model outputs -> one dict per sample (the referring-segmentation contract of ``docs/``).
 
@@ -96,6 +98,9 @@ class PresencePluralityImageProcessor(ReferringSegmentationImageProcessorBase):
             mask_threshold: a pixel is foreground when its foreground probability exceeds it (Sec. 3.4: 0.5).
             no_target_threshold: the sample is no-target when the probability that nothing is referred to
                 exceeds it, i.e. the presence probability is below ``1 - no_target_threshold`` (Sec. 3.4: 0.5).
+            instance_nms_threshold: mask NMS of the instances (:mod:`refseg.modeling.instance_nms`); off by
+                default (``None``): connected components never overlap, so it cannot drop one
+                (``docs/models/presence_plurality.md``). Accepted so that every model takes the same arguments.
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float, "instances": [{"mask", "box",
@@ -104,6 +109,7 @@ class PresencePluralityImageProcessor(ReferringSegmentationImageProcessorBase):
             (exclusive ends) and the presence probability as score; ``semantic_mask`` is the thresholded mask
             before the presence decision (what GRES metrics count for a wrong no-target decision).
         """
+        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
         semantic = output_field(outputs, "semantic_mask_logits")
         no_target_logits = output_field(outputs, "no_target_logits").reshape(-1)
         batch = semantic.shape[0]
@@ -122,7 +128,8 @@ class PresencePluralityImageProcessor(ReferringSegmentationImageProcessorBase):
 
             def components(union: torch.Tensor, score: float = 1.0 - no_target_prob) -> list[dict[str, Any]]:
                 # largest first: every component scores 1.0 in connected_component_instances, ties go by area
-                return [{**inst, "score": score} for inst in connected_component_instances(union)]
+                found = [{**inst, "score": score} for inst in connected_component_instances(union)]
+                return suppress_duplicate_instances(found, instance_nms_threshold)
 
             results.append(
                 referring_segmentation_result(
