@@ -98,9 +98,12 @@ def test_cli_exports_and_checks(tiny_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert out.is_file() and f"-> {out}" in printed
     assert "max |onnxruntime - PyTorch| per output: pred_masks" in printed
-    # dynamic axes (the default): another batch size and sentence length run and agree
+    # dynamic axes (the default): two other batch sizes and two other sentence lengths run and agree
     model, processor = load_for_export(tiny_dir)
-    other = example_inputs(model, processor, batch=3, sentence="all red circles left of the blue square")
-    assert max(compare_with_onnxruntime(model, out, other).values()) < 1e-4
+    for batch in (1, 3):
+        for sentence in ("the circle", "all red circles left of the blue square"):
+            other = example_inputs(model, processor, batch=batch, sentence=sentence)
+            assert other[1].shape[0] == batch
+            assert max(compare_with_onnxruntime(model, out, other).values()) < 1e-4, (batch, sentence)
     with pytest.raises(SystemExit, match="--opset must be at least 16"):
         main(["export", "onnx", "--model", tiny_dir, "--output", str(out), "--opset", "13"])

@@ -5,9 +5,11 @@ from .onnx import (
     OUTPUT_NAMES,
     ReferringSegmentationExportWrapper,
     compare_with_onnxruntime,
+    dynamic_shapes,
     example_inputs,
     export_onnx,
     load_for_export,
+    max_sequence_length,
     torch_export,
 )
 
@@ -16,8 +18,10 @@ __all__ = [
     "OUTPUT_NAMES",
     "ReferringSegmentationExportWrapper",
     "compare_with_onnxruntime",
+    "dynamic_shapes",
     "example_inputs",
     "export_onnx",
     "load_for_export",
+    "max_sequence_length",
     "torch_export",
 ]

@@ -24,9 +24,11 @@ __all__ = [
     "OUTPUT_NAMES",
     "ReferringSegmentationExportWrapper",
     "compare_with_onnxruntime",
+    "dynamic_shapes",
     "example_inputs",
     "export_onnx",
     "load_for_export",
+    "max_sequence_length",
     "torch_export",
 ]
 
@@ -92,9 +94,23 @@ def example_inputs(
     return pixel_values, input_ids.long(), attention_mask.long()
 
 
-def _dynamic_shapes() -> dict[str, dict[int, Any]]:
+def max_sequence_length(model: nn.Module) -> int:
+    """The most tokens the model's text encoder embeds: the upper bound of the dynamic sequence axis."""
+    from ..validation import text_position_limit
+
+    config = model.config
+    encoder = getattr(config, "encoder_config", None)  # InstanceVG's joint BEiT-3 encoder
+    if encoder is not None and getattr(encoder, "max_text_length", None) is not None:
+        return int(encoder.max_text_length)
+    limit = text_position_limit(config.text_config)
+    return 512 if limit is None else int(limit)
+
+
+def dynamic_shapes(model: nn.Module) -> dict[str, dict[int, Any]]:
+    """``dynamic_shapes`` for ``torch.export`` / ``torch.onnx.export`` of the wrapped ``model``: batch 1 to 64
+    and sequence length 2 to :func:`max_sequence_length`; the image size is fixed."""
     batch = torch.export.Dim("batch", min=1, max=64)  # im2col_step: batch % min(64, batch) == 0
-    length = torch.export.Dim("sequence", min=2, max=512)
+    length = torch.export.Dim("sequence", min=2, max=max_sequence_length(model))
     return {
         "pixel_values": {0: batch},
         "input_ids": {0: batch, 1: length},
@@ -108,7 +124,7 @@ def torch_export(
     """``torch.export.export`` of the wrapped model. The compiled deformable-attention op stays one
     opaque node (its fake kernel gives the shapes); batch and sequence length are dynamic when ``dynamic``."""
     wrapper = ReferringSegmentationExportWrapper(model).eval()
-    return torch.export.export(wrapper, inputs, dynamic_shapes=_dynamic_shapes() if dynamic else None)
+    return torch.export.export(wrapper, inputs, dynamic_shapes=dynamic_shapes(model) if dynamic else None)
 
 
 def export_onnx(
@@ -135,7 +151,7 @@ def export_onnx(
             inputs,
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=_dynamic_shapes() if dynamic else None,
+            dynamic_shapes=dynamic_shapes(module) if dynamic else None,
             opset_version=opset,
             dynamo=True,
             external_data=False,

@@ -38,25 +38,24 @@ def text_filter(
     batch, length, channels = text_features.shape
     valid_tokens = ~text_padding_mask
     masked = text_features * valid_tokens[..., None].to(text_features.dtype)
-    if length < num_queries:  # zero slots so that positions 0..N_q-1 exist
-        pad = masked.new_zeros(batch, num_queries - length, channels)
-        masked = torch.cat([masked, pad], dim=1)
-        text_features = torch.cat([text_features, pad], dim=1)
     if mode == "none":
+        if length < num_queries:  # zero slots so that N_q values exist per channel
+            pad = masked.new_zeros(batch, num_queries - length, channels)
+            text_features = torch.cat([text_features, pad], dim=1)
         selected = torch.topk(text_features, num_queries, dim=1).values
         return selected, torch.ones(batch, num_queries, dtype=torch.bool, device=masked.device)
+    # N_q zero slots so that positions 0..N_q-1 exist; they are padding, so never ranked nor valid. Computed for
+    # the whole batch at once (no per-sample loop), so that torch.export can trace it with a dynamic batch.
+    masked = torch.cat([masked, masked.new_zeros(batch, num_queries, channels)], dim=1)
     scores = masked.mean(-1) if mode == "mean" else masked.norm(dim=-1)
-    counts = valid_tokens.sum(1).tolist()
-    selected, valid = [], []
-    for b, count in enumerate(counts):
-        if count >= num_queries:
-            index = torch.topk(scores[b, :count], num_queries).indices
-            selected.append(masked[b, index])
-            valid.append(torch.ones(num_queries, dtype=torch.bool, device=masked.device))
-        else:
-            selected.append(masked[b, :num_queries])
-            valid.append(torch.arange(num_queries, device=masked.device) < count)
-    return torch.stack(selected), torch.stack(valid)
+    counts = valid_tokens.sum(1)[:, None]  # (B, 1) valid tokens V, a prefix (right padding)
+    positions = torch.arange(scores.shape[1], device=masked.device)
+    ranked = torch.topk(scores.masked_fill(positions >= counts, float("-inf")), num_queries, dim=1).indices
+    first = torch.arange(num_queries, device=masked.device).expand(batch, -1)
+    enough = counts >= num_queries
+    index = torch.where(enough, ranked, first)
+    selected = torch.gather(masked, 1, index[..., None].expand(-1, -1, channels))
+    return selected, enough | (first < counts)
 
 
 class TextToImageDecoder(nn.Module):
