@@ -1,0 +1,49 @@
+"""model_cards/: the InstAlign demo card is the bundled one; InstanceVG cards carry the paper's numbers (issue 24)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+import refseg
+
+CARDS = Path(__file__).resolve().parents[1] / "model_cards"
+
+
+def test_instalign_demo_card_is_the_bundled_card():
+    bundled = Path(refseg.demo_model_path()) / "README.md"
+    assert (CARDS / "instalign-demo.md").read_text() == bundled.read_text()
+
+
+@pytest.mark.parametrize("name", ["grefcoco", "refzom", "rrefcoco", "b-refcoco", "l-refcoco"])
+def test_instancevg_cards_have_a_license_link_and_the_papers_numbers(name):
+    data = ModelCard.load(CARDS / f"instancevg-{name}.md").data.to_dict()
+    assert data["license"] == "other" and data["license_link"].startswith(
+        "https://github.com/Dmmm1997/InstanceVG/"
+    )
+    results = data["model-index"][0]["results"]
+    assert results and all("Table" in r["source"]["name"] for r in results)
+    assert all(m["verified"] is False and 0 < m["value"] <= 100 for r in results for m in r["metrics"])
+
+
+def test_grefcoco_card_reports_table_3_and_table_6():
+    data = ModelCard.load(CARDS / "instancevg-grefcoco.md").data.to_dict()
+    values = {
+        (r["dataset"]["split"], m["type"], r["task"]["type"]): m["value"]
+        for r in data["model-index"][0]["results"]
+        for m in r["metrics"]
+    }
+    assert values[("val", "giou", "image-segmentation")] == 73.36
+    assert values[("testB", "n-acc", "image-segmentation")] == 65.18
+    assert values[("testA", "f1", "object-detection")] == 70.2
+
+
+def test_no_card_reports_a_zero_gres_score():
+    for path in CARDS.glob("*.md"):
+        index = ModelCard.load(path).data.to_dict().get("model-index") or []
+        for result in (r for entry in index for r in entry["results"]):
+            for metric in result["metrics"]:
+                if metric["type"] in ("giou", "ciou"):
+                    assert metric["value"] > 0, f"{path.name} reports {metric['name']} {metric['value']}"
