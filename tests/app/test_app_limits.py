@@ -135,3 +135,10 @@ def test_uploads_over_the_pixel_cap_are_refused_before_decoding(tmp_path, monkey
     with pytest.raises(ValueError, match="The upload is not an image refseg can read: .*pixels") as err:
         read_upload(str(path), AppLimits())
     assert str(tmp_path) not in str(err.value)
+
+
+def test_a_sentence_of_invisible_characters_only_is_blank():
+    from refseg.app.limits import AppLimits, check_sentence
+
+    with pytest.raises(ValueError, match="Type a sentence"):
+        check_sentence("\u200b\u200c\u2060", AppLimits())

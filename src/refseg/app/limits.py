@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from refseg.validation import is_blank
+
 __all__ = ["AppLimits", "caption_text", "check_sentence", "check_upload_size"]
 
 
@@ -61,7 +63,7 @@ def check_sentence(sentence: object, limits: AppLimits) -> str:
     if sentence is not None and not isinstance(sentence, str):
         raise ValueError(f"The sentence must be text, got {type(sentence).__name__}.")
     sentence = (sentence or "").strip()
-    if not sentence:
+    if is_blank(sentence):  # also zero-width and other invisible characters only
         raise ValueError("Type a sentence that describes what to segment, e.g. 'the red circle'.")
     if len(sentence) > limits.max_sentence_chars:
         raise ValueError(
