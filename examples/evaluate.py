@@ -166,8 +166,8 @@ def gt_boxes_xyxy(instances: list[dict], scale: tuple[float, float]) -> list[lis
     ]
 
 
+@torch.no_grad()  # scoped: a caller in the same process (a test, a notebook) keeps autograd
 def evaluate(args) -> dict:
-    torch.set_grad_enabled(False)
     ds, split = load_split(args)
     benchmark = args.benchmark
     if benchmark == "auto":  # the declared benchmark, else the whole split: never the rows of a subset

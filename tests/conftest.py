@@ -12,3 +12,12 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _autograd_left_on():
+    """A test (or the code it calls in-process) must not switch autograd off for every later test."""
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("this test left autograd disabled (torch.set_grad_enabled(False) outside a scope)")
