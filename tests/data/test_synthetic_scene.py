@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from refseg.data.synthetic import SHAPES, sample_scene, shape_coverage
+from tests.data.scene_helpers import visible_fractions
 
 
 def test_shape_areas_match_geometry():
@@ -30,7 +31,7 @@ def test_sample_scene_layout():
     for seed in range(20):
         scene = sample_scene(np.random.default_rng(seed), image_size=128, num_objects=(3, 6), min_visible=0.6)
         assert 3 <= len(scene.objects) <= 6
-        assert min(scene.visible_fractions()) >= 0.6
+        assert min(visible_fractions(scene)) >= 0.6
         assert all(o.shape in SHAPES for o in scene.objects)
         union = np.zeros((128, 128), dtype=int)
         for mask in scene.visible_masks():

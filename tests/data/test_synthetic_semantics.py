@@ -19,6 +19,7 @@ from refseg.data.synthetic import (
     evaluate,
     realise,
 )
+from tests.data.scene_helpers import visible_fractions
 
 D = Description
 
@@ -146,7 +147,7 @@ def test_occlusion_visible_masks_do_not_overlap():
     assert not (back & front).any()
     assert (front == full_front).all()  # the front object is whole
     assert (back == (full_back & ~full_front)).all()
-    assert 0 < s.visible_fractions()[0] < 1 and s.visible_fractions()[1] == 1.0
+    assert 0 < visible_fractions(s)[0] < 1 and visible_fractions(s)[1] == 1.0
     # the painted pixels agree with the masks: fully covered pixels have the paint colour exactly,
     # anti-aliased edges mix it with what lies behind
     pixels = np.asarray(s.render()).astype(int)

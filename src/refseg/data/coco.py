@@ -132,10 +132,4 @@ def segmentation_to_rle(segmentation, height: int, width: int, where: str) -> tu
     return canonical_rle(segmentation, where), 0
 
 
-def validate_segmentation(segmentation, height: int, width: int, where: str) -> None:
-    """Raise ``RefsegDataError`` naming ``where`` unless ``segmentation`` is numeric polygons or a valid RLE of
-    the image size (see ``segmentation_to_rle``)."""
-    segmentation_to_rle(segmentation, height, width, where)
-
-
 __all__ = ["CocoIndex", "load_refs", "read_json", "segmentation_to_rle", "short", "valid_polygons"]

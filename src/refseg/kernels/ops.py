@@ -308,13 +308,6 @@ def use_reference_implementation():
             _FORCED["reference"] -= 1
 
 
-def _reset_for_tests() -> None:
-    """Forget the load state and the warn-once flag (tests only; registered ops stay registered)."""
-    _STATE.update({"warned": False})
-    if _STATE["cpu"] != "ok":
-        _STATE["cpu"] = None
-
-
 def loaded_library() -> str | None:
     return _STATE["library"]  # type: ignore[return-value]
 

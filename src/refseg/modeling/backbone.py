@@ -11,30 +11,7 @@ import copy
 
 import torch
 from torch import nn
-from transformers import AutoBackbone, PreTrainedConfig, SwinConfig
-
-STAGES = ["stage1", "stage2", "stage3", "stage4"]
-
-
-def swin_base_config(**overrides) -> SwinConfig:
-    """Swin-B as used by InstAlign / Mask2Former (``microsoft/swin-base-patch4-window12-384``).
-
-    embed_dim 128, depths (2, 2, 18, 2), heads (4, 8, 16, 32), window 12, pretraining resolution 384 and
-    the four stages as outputs; stochastic depth 0.3 as in Mask2Former's Swin-B recipe. Any input size works:
-    Swin pads every stage to window multiples. ``overrides`` replace any of these.
-    """
-    kwargs = dict(
-        image_size=384,
-        patch_size=4,
-        embed_dim=128,
-        depths=[2, 2, 18, 2],
-        num_heads=[4, 8, 16, 32],
-        window_size=12,
-        drop_path_rate=0.3,
-        out_features=list(STAGES),
-    )
-    kwargs.update(overrides)
-    return SwinConfig(**kwargs)
+from transformers import AutoBackbone, PreTrainedConfig
 
 
 class VisionBackbone(nn.Module):

@@ -94,13 +94,6 @@ class Scene:
             occluded |= mask
         return visible[::-1]
 
-    def visible_fractions(self) -> list[float]:
-        """Each object's visible share of its full mask, in [0, 1]."""
-        return [
-            float(v.sum()) / max(float(m.sum()), 1.0)
-            for v, m in zip(self.visible_masks(), self.full_masks(), strict=True)
-        ]
-
     def render(self) -> Image.Image:
         """The RGB picture: background (+ smooth texture), objects alpha-composited back to front."""
         size = self.image_size
