@@ -18,6 +18,7 @@ __version__ = "0.1.0.dev0"
 
 from . import models as models  # noqa: E402  (registers the Auto classes)
 from . import pipelines as pipelines  # noqa: E402  (registers the pipeline task)
+from .modeling.outputs import ReferringSegmentationOutput  # noqa: E402  (the output contract)
 from .models import *  # noqa: E402, F403  (every model's Config / ForReferringSegmentation / processors)
 
 # subpackages and modules imported on first attribute access (``refseg.data.synthetic_scenes(...)``)
@@ -71,4 +72,10 @@ def example_image() -> str:
 
 _MODEL_NAMES = [name for name in models.__all__ if name != "processor_classes"]
 
-__all__ = ["__version__", "demo_model_path", "example_image", *_MODEL_NAMES]
+__all__ = [
+    "__version__",
+    "ReferringSegmentationOutput",
+    "demo_model_path",
+    "example_image",
+    *_MODEL_NAMES,
+]

@@ -50,7 +50,8 @@ class ReferringSegmentationExportWrapper(nn.Module):
         outputs = self.model(
             pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, return_dict=True
         )
-        return tuple(outputs[name] for name in OUTPUT_NAMES)
+        # the order of OUTPUT_NAMES
+        return outputs.pred_masks, outputs.pred_scores, outputs.semantic_mask_logits, outputs.no_target_logits
 
 
 def load_for_export(model: str | Path | nn.Module) -> tuple[nn.Module, Any]:

@@ -19,24 +19,28 @@ from .instalign import (
     InstAlignConfig,
     InstAlignForReferringSegmentation,
     InstAlignImageProcessor,
+    InstAlignOutput,
     InstAlignProcessor,
 )
 from .instancevg import (
     InstanceVGConfig,
     InstanceVGForReferringSegmentation,
     InstanceVGImageProcessor,
+    InstanceVGOutput,
     InstanceVGProcessor,
 )
 from .metris import (
     MetrisConfig,
     MetrisForReferringSegmentation,
     MetrisImageProcessor,
+    MetrisOutput,
     MetrisProcessor,
 )
 from .presence_plurality import (
     PresencePluralityConfig,
     PresencePluralityForReferringSegmentation,
     PresencePluralityImageProcessor,
+    PresencePluralityOutput,
     PresencePluralityProcessor,
 )
 
@@ -86,18 +90,22 @@ __all__ = [
     "InstAlignConfig",
     "InstAlignForReferringSegmentation",
     "InstAlignImageProcessor",
+    "InstAlignOutput",
     "InstAlignProcessor",
     "InstanceVGConfig",
     "InstanceVGForReferringSegmentation",
     "InstanceVGImageProcessor",
+    "InstanceVGOutput",
     "InstanceVGProcessor",
     "processor_classes",
     "MetrisConfig",
     "MetrisForReferringSegmentation",
     "MetrisImageProcessor",
+    "MetrisOutput",
     "MetrisProcessor",
     "PresencePluralityConfig",
     "PresencePluralityForReferringSegmentation",
     "PresencePluralityImageProcessor",
+    "PresencePluralityOutput",
     "PresencePluralityProcessor",
 ]

@@ -70,8 +70,11 @@ def test_output_shapes(tiny_config):
         torch.testing.assert_close(getattr(with_aux, name), getattr(out, name), rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         as_tuple = model(pixel_values, input_ids, attention_mask, return_dict=False)
-    assert isinstance(as_tuple, tuple)
-    torch.testing.assert_close(as_tuple[0], out.pred_masks)
+    assert isinstance(
+        as_tuple, tuple
+    )  # the shared fields first (ReferringSegmentationOutput), then InstAlign's
+    torch.testing.assert_close(as_tuple[0], out.semantic_mask_logits)
+    torch.testing.assert_close(as_tuple[2], out.pred_masks)
 
 
 def test_base_model_outputs(tiny_config):

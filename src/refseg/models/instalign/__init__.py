@@ -2,13 +2,14 @@
 
 from .configuration_instalign import InstAlignConfig
 from .image_processing_instalign import InstAlignImageProcessor
-from .modeling_instalign import InstAlignForReferringSegmentation, InstAlignPreTrainedModel
+from .modeling_instalign import InstAlignForReferringSegmentation, InstAlignOutput, InstAlignPreTrainedModel
 from .processing_instalign import InstAlignProcessor
 
 __all__ = [
     "InstAlignConfig",
     "InstAlignForReferringSegmentation",
     "InstAlignImageProcessor",
+    "InstAlignOutput",
     "InstAlignPreTrainedModel",
     "InstAlignProcessor",
 ]

@@ -26,6 +26,7 @@ from ...modeling.input_checks import (
     check_text_length,
 )
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
+from ...modeling.outputs import ReferringSegmentationOutput
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from ...modeling.text_encoder import build_text_encoder
 from ...validation import text_position_limit
@@ -67,28 +68,24 @@ class InstAlignModelOutput(ModelOutput):
 
 
 @dataclass
-class InstAlignOutput(ModelOutput):
-    """Output of :class:`InstAlignForReferringSegmentation`.
+class InstAlignOutput(ReferringSegmentationOutput):
+    """Output of :class:`InstAlignForReferringSegmentation`: the shared fields of
+    :class:`~refseg.modeling.outputs.ReferringSegmentationOutput`, then InstAlign's own.
+
+    The shared fields: ``loss`` is eq. 13 (when ``mask_labels`` are given) and ``loss_dict`` its terms
+    (``loss_merged``, ``loss_inst`` and parts, ``loss_nt``, ``loss_aux``); ``semantic_mask_logits``
+    ``(B, H/4, W/4)`` the merged-mask logits of Adaptive Instance Aggregation (eq. 8 before the sigmoid);
+    ``no_target_logits`` ``(B,)`` the no-target predictor (eq. 10-12); ``pred_masks`` ``(B, N, H/4, W/4)`` and
+    ``pred_scores`` ``(B, N)`` the instance mask and relevance logits of the last block (eq. 4-5);
+    ``pred_boxes`` is ``None`` (no box head).
 
     Args:
-        loss: total loss (eq. 13) when ``mask_labels`` are given.
-        loss_dict: its terms (``loss_merged``, ``loss_inst`` and parts, ``loss_nt``, ``loss_aux``).
-        pred_masks: ``(B, N, H/4, W/4)`` instance mask logits.
-        pred_scores: ``(B, N)`` relevance logits.
-        semantic_mask_logits: ``(B, H/4, W/4)`` merged-mask logits (eq. 8 before the sigmoid).
-        no_target_logits: ``(B,)``; ``sigmoid`` is the probability that nothing is referred to (eq. 12).
-        text_features: ``T_K`` ``(B, L, C)``.
-        phrase_relevance: ``R_K`` ``(B, N, L)`` (eq. 1).
+        text_features: ``(B, L, C)`` the phrase features ``T_K`` of the last block.
+        phrase_relevance: ``(B, N, L)`` the phrase-object relevance ``R_K`` (eq. 1).
         aux_outputs: for each earlier prediction (learned queries, blocks 1..K-1) a dict with ``pred_masks``,
-            ``pred_scores`` and ``semantic_mask_logits``.
+            ``pred_scores`` and ``semantic_mask_logits``; ``None`` unless ``output_aux_outputs``.
     """
 
-    loss: torch.Tensor | None = None
-    loss_dict: dict[str, torch.Tensor] | None = None
-    pred_masks: torch.Tensor | None = None
-    pred_scores: torch.Tensor | None = None
-    semantic_mask_logits: torch.Tensor | None = None
-    no_target_logits: torch.Tensor | None = None
     text_features: torch.Tensor | None = None
     phrase_relevance: torch.Tensor | None = None
     aux_outputs: list[dict[str, torch.Tensor]] | None = None

@@ -5,6 +5,7 @@ from .image_processing_instancevg import InstanceVGImageProcessor
 from .modeling_instancevg import (
     InstanceVGForReferringSegmentation,
     InstanceVGModel,
+    InstanceVGOutput,
     InstanceVGPreTrainedModel,
 )
 from .processing_instancevg import InstanceVGProcessor
@@ -13,6 +14,7 @@ __all__ = [
     "InstanceVGConfig",
     "InstanceVGForReferringSegmentation",
     "InstanceVGImageProcessor",
+    "InstanceVGOutput",
     "InstanceVGModel",
     "InstanceVGPreTrainedModel",
     "InstanceVGProcessor",

@@ -22,6 +22,7 @@ from ...modeling.box_ops import box_xyxy_to_cxcywh
 from ...modeling.deformable_attention import MultiScaleDeformableAttention
 from ...modeling.input_checks import is_tracing
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
+from ...modeling.outputs import ReferringSegmentationOutput
 from .configuration_instancevg import InstanceVGConfig
 from .criterion import InstanceVGCriterion, InstanceVGTargets, PointGuidedMatcher
 from .heads import BoxHead, GlobalMaskHead, NoTargetHead, instance_mask_logits
@@ -63,33 +64,30 @@ class InstanceVGModelOutput(ModelOutput):
 
 
 @dataclass
-class InstanceVGOutput(ModelOutput):
-    """Output of :class:`InstanceVGForReferringSegmentation`.
+class InstanceVGOutput(ReferringSegmentationOutput):
+    """Output of :class:`InstanceVGForReferringSegmentation`: the shared fields of
+    :class:`~refseg.modeling.outputs.ReferringSegmentationOutput`, then InstanceVG's own.
+
+    The shared fields: ``loss`` is eq. 6 (when ``mask_labels`` are given) and ``loss_dict`` its terms;
+    ``semantic_mask_logits`` ``(B, S, S)`` the global mask logits at the input resolution;
+    ``no_target_logits`` ``(B,)`` ``-no_target_class_logits[:, 0]``: the released inference reads
+    ``sigmoid(no_target_class_logits[:, 0])`` as P(target) (Sec. 3.5), so ``sigmoid(no_target_logits)`` is
+    P(nothing referred to) as the released post-processing uses it (training uses a 2-way softmax);
+    ``pred_masks`` ``(B, N_q, S, S)`` the instance mask logits at the input resolution; ``pred_scores``
+    ``(B, N_q)`` the object-minus-no-object logit (``sigmoid`` = ``softmax(pred_class_logits)[..., 0]``);
+    ``pred_boxes`` ``(B, N_q, 4)`` normalised ``(cx, cy, w, h)`` of the box head (Sec. 3.3).
 
     Args:
-        loss: total loss (eq. 6) when ``mask_labels`` are given; loss_dict: its terms.
-        pred_masks: ``(B, N_q, H, W)`` instance mask logits at the input resolution.
-        pred_scores: ``(B, N_q)`` object logits (``sigmoid`` = the object probability ``softmax(class)[..., 0]``).
-        pred_boxes: ``(B, N_q, 4)`` normalised ``(cx, cy, w, h)``.
-        semantic_mask_logits: ``(B, H, W)`` global mask logits.
-        no_target_logits: ``(B,)`` ``-no_target_class_logits[:, 0]``: the released inference reads
-            ``sigmoid(no_target_class_logits[:, 0])`` as P(target) (Sec. 3.5), so ``sigmoid(no_target_logits)`` is
-            P(nothing referred to) as the released post-processing uses it (training uses a 2-way softmax).
         pred_class_logits: ``(B, N_q, 2)`` (object, no object) of the last decoder layer.
         no_target_class_logits: ``(B, 2)`` (target, no target); the released post-processing weights the query
             scores by ``sigmoid(no_target_class_logits[:, 0])``.
-        reference_points: ``p_r`` ``(B, N_q, 2)``; prior_points: ``P_r`` ``(B, N_q, 2)``.
-        minimap: ``M_s`` ``(B, h, w)``; attention_maps: ``(B, N_q, h, w)``.
+        reference_points: ``(B, N_q, 2)`` the reference points ``p_r`` of the deformable decoder.
+        prior_points: ``(B, N_q, 2)`` the prior points ``P_r`` of the dynamic point selector, normalised ``(x, y)``.
+        minimap: ``(B, h, w)`` the minimap ``M_s``.
+        attention_maps: ``(B, N_q, h, w)`` the text-to-image attention maps ``M_attn``.
         aux_outputs: ``pred_class_logits`` and ``pred_boxes`` of the earlier decoder layers.
     """
 
-    loss: torch.Tensor | None = None
-    loss_dict: dict[str, torch.Tensor] | None = None
-    pred_masks: torch.Tensor | None = None
-    pred_scores: torch.Tensor | None = None
-    pred_boxes: torch.Tensor | None = None
-    semantic_mask_logits: torch.Tensor | None = None
-    no_target_logits: torch.Tensor | None = None
     pred_class_logits: torch.Tensor | None = None
     no_target_class_logits: torch.Tensor | None = None
     reference_points: torch.Tensor | None = None

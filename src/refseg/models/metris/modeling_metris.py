@@ -26,6 +26,7 @@ from ...modeling.input_checks import (
 )
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
+from ...modeling.outputs import ReferringSegmentationOutput
 from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.position_encoding import SinePositionEmbedding
 from ...modeling.text_encoder import build_text_encoder
@@ -68,26 +69,30 @@ class MetrisModelOutput(ModelOutput):
 
 
 @dataclass
-class MetrisOutput(ModelOutput):
-    """Output of :class:`MetrisForReferringSegmentation`.
+class MetrisOutput(ReferringSegmentationOutput):
+    """Output of :class:`MetrisForReferringSegmentation`: the shared fields of
+    :class:`~refseg.modeling.outputs.ReferringSegmentationOutput`, then METRIS's own.
+
+    The shared fields: ``loss`` is ``lambda_seg L_seg + lambda_cl L_cl + lambda_nt L_nt`` (when ``mask_labels``
+    are given) and ``loss_dict`` its unweighted terms (``loss_seg``, and ``loss_cl`` / ``loss_nt`` when they
+    apply); ``semantic_mask_logits`` ``(B, H/4, W/4)`` the foreground logits (``sigmoid`` is the foreground
+    probability; for the 2-class head the logit difference, so that it equals the softmax);
+    ``no_target_logits`` ``(B,)`` the no-target classifier's no-target-minus-target logit (App. A), ``-inf``
+    without the classifier. METRIS has no instance queries and no box head: ``pred_masks``, ``pred_scores``
+    and ``pred_boxes`` are ``None``.
 
     Args:
-        loss: ``lambda_seg L_seg + lambda_cl L_cl + lambda_nt L_nt`` when ``mask_labels`` are given.
-        loss_dict: its terms (``loss_seg``, and ``loss_cl`` / ``loss_nt`` when they apply), unweighted.
-        semantic_mask_logits: (B, H/4, W/4) foreground logits (``sigmoid`` is the foreground probability; for the
-            2-class head the logit difference, so that it equals the softmax).
-        no_target_logits: (B,), ``sigmoid`` is the probability that nothing is referred to (two-way head: logit
-            difference); ``-inf`` without the no-target classifier.
-        mask_logits: (B, 2, H/4, W/4) class logits (``mask_loss="ce"``) or (B, 1, H/4, W/4).
-        contrastive_logits: ``s / tau`` of eq. 4 on the vision grid (B, H/32, W/32), when the loss is used.
-        relevance_scores, curated_mask, visual_expression, language_expression: see :class:`MetrisModelOutput`.
-        refinement_attentions, decoder_attentions: see :class:`MetrisModelOutput` (``output_attentions``).
+        mask_logits: ``(B, 2, H/4, W/4)`` class logits (``mask_loss="ce"``) or ``(B, 1, H/4, W/4)``.
+        contrastive_logits: ``(B, H/32, W/32)`` ``s / tau`` of eq. 4 on the vision grid, when the loss is used.
+        relevance_scores: ``(B, L, N)`` ``S_c`` (eq. 2); ``None`` without the extractor.
+        curated_mask: ``(B, L, N)`` bool ``E``, True at curated vision tokens (eq. 2-3); ``None`` without it.
+        visual_expression: ``(B, L, D)`` ``Q_V_hat`` (eq. 7); ``None`` without a visual expression.
+        language_expression: ``(B, L, D)`` the linguistic tokens of the guidance set, ``Q_L_hat`` (or ``Q_L``).
+        refinement_attentions: ``(B, heads, L, N)`` the weights of eq. 6 when ``output_attentions``.
+        decoder_attentions: ``(B, heads, h*w, K)`` for each of the 4 decoder stages (strides 32 to 4) when
+            ``output_attentions``.
     """
 
-    loss: torch.Tensor | None = None
-    loss_dict: dict[str, torch.Tensor] | None = None
-    semantic_mask_logits: torch.Tensor | None = None
-    no_target_logits: torch.Tensor | None = None
     mask_logits: torch.Tensor | None = None
     contrastive_logits: torch.Tensor | None = None
     relevance_scores: torch.Tensor | None = None

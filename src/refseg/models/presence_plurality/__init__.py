@@ -6,6 +6,7 @@ from .image_processing_presence_plurality import PresencePluralityImageProcessor
 from .modeling_presence_plurality import (
     PresencePluralityForReferringSegmentation,
     PresencePluralityModel,
+    PresencePluralityOutput,
     PresencePluralityPreTrainedModel,
 )
 from .processing_presence_plurality import PresencePluralityProcessor
@@ -14,6 +15,7 @@ __all__ = [
     "PresencePluralityConfig",
     "PresencePluralityForReferringSegmentation",
     "PresencePluralityImageProcessor",
+    "PresencePluralityOutput",
     "PresencePluralityModel",
     "PresencePluralityPreTrainedModel",
     "PresencePluralityProcessor",

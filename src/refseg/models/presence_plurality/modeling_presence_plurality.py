@@ -20,6 +20,7 @@ from transformers.utils import ModelOutput
 from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
+from ...modeling.outputs import ReferringSegmentationOutput
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
 from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.text_encoder import build_text_encoder
@@ -56,38 +57,33 @@ class PresencePluralityModelOutput(ModelOutput):
 
 
 @dataclass
-class PresencePluralityOutput(ModelOutput):
-    """Output of :class:`PresencePluralityForReferringSegmentation`.
+class PresencePluralityOutput(ReferringSegmentationOutput):
+    """Output of :class:`PresencePluralityForReferringSegmentation`: the shared fields of
+    :class:`~refseg.modeling.outputs.ReferringSegmentationOutput`, then the model's own.
+
+    The shared fields: ``loss`` is eq. 5 (when ``mask_labels`` are given) and ``loss_dict`` its terms;
+    ``semantic_mask_logits`` ``(B, H, W)`` the foreground-minus-background logit at the input resolution
+    (``sigmoid`` = the softmax foreground probability), ``PADDING_LOGIT`` at letterbox padding;
+    ``no_target_logits`` ``(B,)`` the absent-minus-present logit of the presence head (eq. 4); ``pred_masks``
+    ``(B, 1, H, W)`` and ``pred_scores`` ``(B, 1)`` the single target as one "instance" (the semantic logits and
+    the present-minus-absent logit); ``pred_boxes`` is ``None`` (no box head).
 
     Args:
-        loss: eq. 5 when ``mask_labels`` are given; loss_dict: its terms.
-        logits: ``Y_hat`` ``(B, 2, H, W)`` background/foreground mask logits at the input resolution.
-        presence_logits: ``y_hat_pr`` ``(B, 2)`` absent/present.
-        plurality_logits: ``y_hat_pl`` ``(B, 2)`` single/multiple (``None`` without the plurality head).
-        semantic_mask_logits: ``(B, H, W)`` foreground minus background logit (``sigmoid`` = the softmax
-            foreground probability); ``PADDING_LOGIT`` at letterbox padding.
-        no_target_logits: ``(B,)`` absent minus present logit (``sigmoid`` = probability that nothing is referred
-            to).
-        no_target: ``(B,)`` bool, presence probability below ``config.presence_threshold``.
+        logits: ``(B, 2, H, W)`` ``Y_hat``, the background/foreground mask logits at the input resolution.
+        presence_logits: ``(B, 2)`` ``y_hat_pr`` absent/present (eq. 4).
+        plurality_logits: ``(B, 2)`` ``y_hat_pl`` single/multiple (eq. 3); ``None`` without the plurality head.
+        no_target: ``(B,)`` bool, presence probability below ``config.presence_threshold`` (Sec. 3.4).
         final_masks: ``(B, H, W)`` bool, foreground probability above ``config.mask_threshold``, emptied where
             ``no_target`` (Sec. 3.4).
-        pred_masks, pred_scores: the single target as one "instance" (``(B, 1, H, W)`` mask logits, ``(B, 1)``
-            present-minus-absent logit), for code that reads instance outputs.
         target_query_states: ``(L + 1, B, C)``: ``e_0`` (eq. 3) then ``e_1 .. e_L`` (eq. 4); ``None`` without the
             target query.
     """
 
-    loss: torch.Tensor | None = None
-    loss_dict: dict[str, torch.Tensor] | None = None
     logits: torch.Tensor | None = None
     presence_logits: torch.Tensor | None = None
     plurality_logits: torch.Tensor | None = None
-    semantic_mask_logits: torch.Tensor | None = None
-    no_target_logits: torch.Tensor | None = None
     no_target: torch.Tensor | None = None
     final_masks: torch.Tensor | None = None
-    pred_masks: torch.Tensor | None = None
-    pred_scores: torch.Tensor | None = None
     target_query_states: torch.Tensor | None = None
 
 
