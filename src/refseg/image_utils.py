@@ -37,6 +37,8 @@ import PIL.ImageOps
 import torch
 import torch.nn.functional as F
 
+from .error_messages import one_line
+
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
     "DEFAULT_MAX_IMAGE_PIXELS",
@@ -299,12 +301,12 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None) -> tup
         PIL.Image.DecompressionBombError
     ) as err:  # Pillow's own hard limit, twice PIL.Image.MAX_IMAGE_PIXELS
         raise ImageTooLargeError(
-            f"cannot read {name}: {_one_line(err)} (Pillow's limit PIL.Image.MAX_IMAGE_PIXELS applies too)"
+            f"cannot read {name}: {one_line(err)} (Pillow's limit PIL.Image.MAX_IMAGE_PIXELS applies too)"
         ) from None
     except ImageFileError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as err:
-        raise ImageFileError(f"cannot read {name}: {_one_line(err)}") from None
+        raise ImageFileError(f"cannot read {name}: {one_line(err)}") from None
     return image, name
 
 
@@ -315,7 +317,7 @@ def _loaded(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
         if image.mode == "P":
             return image.convert("RGBA")
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as err:
-        raise ImageFileError(f"cannot read {name}: {_one_line(err)}") from None
+        raise ImageFileError(f"cannot read {name}: {one_line(err)}") from None
     return image
 
 
@@ -326,12 +328,8 @@ def exif_upright(image: PIL.Image.Image, name: str = "image") -> PIL.Image.Image
     try:
         return PIL.ImageOps.exif_transpose(image)
     except Exception as err:  # noqa: BLE001 - a broken EXIF block: the pixels are still the image
-        warnings.warn(f"{name}: EXIF orientation not applied ({_one_line(err)})", UserWarning, stacklevel=3)
+        warnings.warn(f"{name}: EXIF orientation not applied ({one_line(err)})", UserWarning, stacklevel=3)
         return image
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def is_single_image(image: Any) -> bool:

@@ -10,17 +10,12 @@ uploads the folder with ``huggingface_hub``; the token is the usual one (``HF_TO
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import traceback
 
+from ..error_messages import one_line
+
 MODEL_TYPES = ("instancevg",)
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _one_line(err: BaseException) -> str:
-    """An error as one plain line: no line breaks, no terminal escape codes."""
-    return " ".join(_ANSI.sub("", str(err)).split()) or type(err).__name__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, ImportError) as err:  # OSError: a missing file, a full disk while writing
         if args.debug:
             traceback.print_exc()
-        print(f"refseg convert: error: {_one_line(err)}", file=sys.stderr)
+        print(f"refseg convert: error: {one_line(err)}", file=sys.stderr)
         return 1
     count = sum(p.numel() for p in model.parameters())
     print(f"refseg convert: wrote {args.output} ({count:,} parameters)")

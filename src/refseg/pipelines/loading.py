@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..error_messages import one_line
 from ..modeling.loading_checks import (
     IncompleteCheckpointError,
     MissingWeightsWarning,
@@ -92,10 +93,6 @@ def check_refseg_model_type(model_type: str | None, source: str) -> None:
         )
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 def _weight_files(source: str) -> str:
     path = Path(source).expanduser()
     if path.is_dir():
@@ -157,7 +154,7 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
         if Path(text).expanduser().exists():
             raise
         raise FileNotFoundError(
-            f"no such model folder, and no Hub model {text} could be loaded: {_one_line(err)}"
+            f"no such model folder, and no Hub model {text} could be loaded: {one_line(err)}"
         ) from err
     check_refseg_model_type(getattr(config, "model_type", None), text)
     folder = Path(text).expanduser() / (kwargs.get("subfolder") or "")
@@ -173,7 +170,7 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
             warnings.simplefilter("ignore", MissingWeightsWarning)
             model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
     except SafetensorError as err:
-        raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
+        raise ModelLoadingError(f"cannot read {_weight_files(text)}: {one_line(err)}") from err
     except (OSError, RuntimeError) as err:
         if "ignore_mismatched_sizes" in str(err):  # weights not checkable before building (not fetched):
             kwargs["ignore_mismatched_sizes"] = True  # load again only to name the weights of other shapes
@@ -183,7 +180,7 @@ def load_referring_segmentation_model(source: str | os.PathLike, **kwargs: Any):
                     text, config=config, output_loading_info=True, **kwargs
                 )
         elif "safetensors" in str(err).lower() or "header" in str(err).lower():
-            raise ModelLoadingError(f"cannot read {_weight_files(text)}: {_one_line(err)}") from err
+            raise ModelLoadingError(f"cannot read {_weight_files(text)}: {one_line(err)}") from err
         else:
             raise
     missing, mismatched = info.get("missing_keys") or (), info.get("mismatched_keys") or ()

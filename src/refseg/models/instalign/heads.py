@@ -12,21 +12,7 @@ import math
 import torch
 from torch import nn
 
-
-class MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU in between (no activation after the last)."""
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int = 3) -> None:
-        super().__init__()
-        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = nn.functional.relu(x)
-        return x
+from ...modeling.mlp import MLP
 
 
 class InstancePredictionHeads(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .heads import MLP
+from ...modeling.mlp import MLP
 
 NO_TARGET_INPUTS = ("global_and_sentence", "global", "sentence", "mean_queries")
 

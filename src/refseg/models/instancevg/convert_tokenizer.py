@@ -12,11 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...error_messages import one_line
+
 __all__ = ["check_tokenizer_fits", "load_beit3_tokenizer"]
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def load_beit3_tokenizer(path: str | Path, model_max_length: int) -> Any:
@@ -40,7 +38,7 @@ def load_beit3_tokenizer(path: str | Path, model_max_length: int) -> Any:
         Exception
     ) as error:  # protobuf DecodeError, sentencepiece's RuntimeError: a corrupt or foreign file
         raise ValueError(
-            f"--tokenizer {path} is not a sentencepiece model ({type(error).__name__}: {_one_line(error)})"
+            f"--tokenizer {path} is not a sentencepiece model ({type(error).__name__}: {one_line(error)})"
         ) from error
     if len(proto.pieces) == 0:
         raise ValueError(f"--tokenizer {path} is not a sentencepiece model (it has no pieces)")
@@ -56,7 +54,7 @@ def load_beit3_tokenizer(path: str | Path, model_max_length: int) -> Any:
     try:
         return tokenizer_from_sentencepiece(path, model_max_length=model_max_length)
     except Exception as error:
-        raise ValueError(f"--tokenizer {path} cannot be converted: {_one_line(error)}") from error
+        raise ValueError(f"--tokenizer {path} cannot be converted: {one_line(error)}") from error
 
 
 def check_tokenizer_fits(tokenizer: Any, vocab_size: int, path: str | Path) -> None:
