@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 
 import torch
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess
-from timing import ComponentTimer
+from timing import ComponentTimer, time_runners
 
 TARGET_RATIO = 0.8
 MODELS = ("instalign", "mask2former")
@@ -119,24 +117,10 @@ def main() -> None:
         "instalign": (run_instalign, instalign_timer),
         "mask2former": (run_mask2former, mask2former_timer),
     }
-    results = {}
-    for name, (run, _) in runners.items():
-        run()  # warm-up (kernel load, allocator)
-        results[name] = {"memory": memory.get(name, "skipped (--skip-memory)"), "latencies_ms": []}
-    for _ in range(args.repeats):
-        for name, (run, timer) in runners.items():
-            timer.enabled = True
-            start = time.perf_counter()
-            run()
-            results[name]["latencies_ms"].append(round((time.perf_counter() - start) * 1000, 1))
-            timer.enabled = False
-
+    results = time_runners(runners, args.repeats)
     for name, model in (("instalign", instalign), ("mask2former", mask2former)):
-        entry = results[name]
-        entry["parameters"] = sum(p.numel() for p in model.parameters())
-        entry["latency_ms_median"] = round(statistics.median(entry["latencies_ms"]), 1)
-        entry["latency_ms_min"] = min(entry["latencies_ms"])
-        entry["components_ms_median"] = runners[name][1].medians()
+        results[name]["memory"] = memory.get(name, "skipped (--skip-memory)")
+        results[name]["parameters"] = sum(p.numel() for p in model.parameters())
     ratio = results["instalign"]["latency_ms_median"] / results["mask2former"]["latency_ms_median"]
     report = {
         "benchmark": "instalign_vs_mask2former",

@@ -45,7 +45,7 @@ import torch
 # refseg (and the transformers modules it registers with) must be imported before the parity harness installs
 # its stub packages (a stub torchvision would confuse transformers' version checks)
 from peak_memory import forward_peak_rss, status_kb
-from timing import ComponentTimer
+from timing import ComponentTimer, time_runners
 from transformers.initialization import no_init_weights
 
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
@@ -226,35 +226,6 @@ def measure_memory(args: argparse.Namespace, implementation: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def time_interleaved(runners: dict[str, tuple], warmup: int, repeats: int) -> dict[str, dict]:
-    """Warm up each runner, then alternate timed runs (order flipped every round)."""
-    names = list(runners)
-    for name in names:
-        for _ in range(warmup):
-            runners[name][0]()
-    latencies: dict[str, list[float]] = {name: [] for name in names}
-    for index in range(repeats):
-        for name in names if index % 2 == 0 else names[::-1]:
-            run, timer = runners[name]
-            timer.enabled = True
-            start = time.perf_counter()
-            run()
-            latencies[name].append(round((time.perf_counter() - start) * 1000, 1))
-            timer.enabled = False
-            progress(
-                f"round {index + 1}/{repeats} {name}: {latencies[name][-1]:.0f} ms, load {load_average()}"
-            )
-    return {
-        name: {
-            "latencies_ms": values,
-            "latency_ms_median": round(statistics.median(values), 1),
-            "latency_ms_min": min(values),
-            "components_ms_median": runners[name][1].medians(),
-        }
-        for name, values in latencies.items()
-    }
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Parse arguments, run the benchmark and print (and return) the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -324,7 +295,13 @@ def main(argv: list[str] | None = None) -> dict:
     progress(f"built in {build_seconds} s; timing {list(runners)}")
 
     load_before_timing = load_average()
-    results = time_interleaved(runners, args.warmup, args.repeats)
+    results = time_runners(
+        runners,
+        args.repeats,
+        args.warmup,
+        alternate=True,
+        progress=lambda line: progress(f"{line}, load {load_average()}"),
+    )
     load_after_timing = load_average()
     for name, model in models.items():
         results[name]["parameters"] = parameter_count(model)

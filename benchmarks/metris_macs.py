@@ -24,9 +24,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instalign_vs_mask2former import build_mask2former  # noqa: E402
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess  # noqa: E402
-from timing import ComponentTimer  # noqa: E402
+from timing import ComponentTimer, time_runners  # noqa: E402
 
 MODELS = ("metris", "mask2former")
 
@@ -186,25 +184,11 @@ def main() -> None:
             for name, (model, timer) in models.items()
         }
         load_start = os.getloadavg()
-        results = {}
-        for name, (run, _) in runners.items():
-            run()  # warm-up
-            results[name] = {"latencies_ms": []}
+        results = time_runners(runners, args.repeats)
+        for name, model in (("metris", metris), ("mask2former", mask2former)):
             if memory:
                 results[name]["memory"] = memory[name]
-        for _ in range(args.repeats):
-            for name, (run, timer) in runners.items():
-                timer.enabled = True
-                start = time.perf_counter()
-                run()
-                results[name]["latencies_ms"].append(round((time.perf_counter() - start) * 1000, 1))
-                timer.enabled = False
-        for name, model in (("metris", metris), ("mask2former", mask2former)):
-            entry = results[name]
-            entry["parameters"] = sum(p.numel() for p in model.parameters())
-            entry["latency_ms_median"] = round(statistics.median(entry["latencies_ms"]), 1)
-            entry["latency_ms_min"] = min(entry["latencies_ms"])
-            entry["components_ms_median"] = runners[name][1].medians()
+            results[name]["parameters"] = sum(p.numel() for p in model.parameters())
         report["latency"] = results
         report["load_average_1_5_15_min"] = {"start": load_start, "end": os.getloadavg()}
         report["latency_ratio_metris_over_mask2former"] = round(

@@ -23,14 +23,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 
 import torch
 from instalign_vs_mask2former import TARGET_RATIO, build_mask2former
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess
-from timing import ComponentTimer
+from timing import ComponentTimer, time_runners
 
 MODELS = ("presence_plurality", "mask2former")
 
@@ -152,19 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mask2former": (runner("mask2former", mask2former, inputs), mask2former_timer),
     }
     load_start = os.getloadavg()
-    results = {}
-    for name, (run, _) in runners.items():
-        run()  # warm-up
-        results[name] = {"latencies_ms": []}
-        if not args.skip_memory:
-            results[name]["memory"] = memory[name]
-    for _ in range(args.repeats):
-        for name, (run, timer) in runners.items():
-            timer.enabled = True
-            start = time.perf_counter()
-            run()
-            results[name]["latencies_ms"].append(round((time.perf_counter() - start) * 1000, 1))
-            timer.enabled = False
+    results = time_runners(runners, args.repeats)
 
     backbones = {
         "presence_plurality": ours.model.backbone.model,
@@ -172,11 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for name, model in (("presence_plurality", ours), ("mask2former", mask2former)):
         entry = results[name]
+        if not args.skip_memory:
+            entry["memory"] = memory[name]
         entry["parameters"] = sum(p.numel() for p in model.parameters())
         entry["swin_parameters"] = sum(p.numel() for p in backbones[name].parameters())
-        entry["latency_ms_median"] = round(statistics.median(entry["latencies_ms"]), 1)
-        entry["latency_ms_min"] = min(entry["latencies_ms"])
-        entry["components_ms_median"] = runners[name][1].medians()
     results["presence_plurality"]["fusion_parameters"] = sum(
         p.numel() for n, p in ours.model.backbone.named_parameters() if not n.startswith("model.")
     )

@@ -1,14 +1,15 @@
-"""Per-component wall-clock timing shared by the paper-config benchmarks."""
+"""Wall-clock timing shared by the paper-config benchmarks: per component, and the latency loop."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["ComponentTimer"]
+__all__ = ["ComponentTimer", "time_runners"]
 
 
 class ComponentTimer:
@@ -39,3 +40,43 @@ class ComponentTimer:
     def medians(self) -> dict[str, float]:
         """Median milliseconds per component."""
         return {name: round(statistics.median(values), 1) for name, values in self.times.items()}
+
+
+def time_runners(
+    runners: dict[str, tuple[Callable[[], object], ComponentTimer]],
+    repeats: int,
+    warmup: int = 1,
+    alternate: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict]:
+    """Warm each runner up ``warmup`` times, then time ``repeats`` rounds in which every runner runs once.
+
+    ``alternate`` flips the order of the runners every round (so neither always runs first on a warm cache);
+    ``progress`` receives one line per timed run. Returns, per runner name, ``latencies_ms`` (each run),
+    ``latency_ms_median``, ``latency_ms_min`` (the run least disturbed by other processes) and
+    ``components_ms_median`` from its ``ComponentTimer``.
+    """
+    names = list(runners)
+    for name in names:
+        for _ in range(warmup):
+            runners[name][0]()  # kernel load, allocator
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(repeats):
+        for name in names[::-1] if alternate and index % 2 else names:
+            run, timer = runners[name]
+            timer.enabled = True
+            start = time.perf_counter()
+            run()
+            latencies[name].append(round((time.perf_counter() - start) * 1000, 1))
+            timer.enabled = False
+            if progress is not None:
+                progress(f"round {index + 1}/{repeats} {name}: {latencies[name][-1]:.0f} ms")
+    return {
+        name: {
+            "latencies_ms": values,
+            "latency_ms_median": round(statistics.median(values), 1),
+            "latency_ms_min": min(values),
+            "components_ms_median": runners[name][1].medians(),
+        }
+        for name, values in latencies.items()
+    }
