@@ -21,3 +21,14 @@ def _autograd_left_on():
     if not torch.is_grad_enabled():
         torch.set_grad_enabled(True)
         pytest.fail("this test left autograd disabled (torch.set_grad_enabled(False) outside a scope)")
+
+
+@pytest.fixture()
+def single_thread():
+    """One intra-op thread for the test: tiny models run fastest so and leave the other cores to other work.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

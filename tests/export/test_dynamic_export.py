@@ -25,17 +25,9 @@ from refseg.export import (
 )
 from tests.processing_helpers import save_tiny_instalign
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 
 SHAPES = [(1, 4), (3, 4), (1, 9), (3, 9)]  # (batch, sequence length): two of each, none the tracing one
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _inputs(model: nn.Module, batch: int, length: int, seed: int) -> tuple[torch.Tensor, ...]:

@@ -22,6 +22,8 @@ from refseg import (
     PresencePluralityForReferringSegmentation,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
+
 SIZE = 64
 MODELS = {
     "instalign": (InstAlignConfig, InstAlignForReferringSegmentation),
@@ -36,14 +38,6 @@ OWN_LAYERS = {
     "metris": ("AttentionMLPLayer",),
     "presence_plurality": ("DeformableEncoderLayer", "TargetQueryCrossAttention"),
 }
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(name: str) -> PreTrainedConfig:

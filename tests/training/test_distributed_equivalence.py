@@ -20,17 +20,9 @@ from tests.training.equivalence_helpers import (
     train_two_processes,
 )
 
-pytestmark = [pytest.mark.distributed, pytest.mark.slow]
+pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 TOLERANCE = 1e-3
 BATCHNORM_MODELS = ("instancevg", "metris")
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _one_process(**kwargs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,13 +13,7 @@ from refseg.modeling.loss_normalizer import LossNormalizer, active_loss_normaliz
 from refseg.training.distributed import batch_loss_counts, loss_normalized_batches, step_loss_normalizer
 from tests.training.equivalence_helpers import MODEL_TYPES, build_model, collate, make_samples
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
 
 
 @pytest.fixture()

@@ -8,6 +8,8 @@ from refseg.models.instalign.modeling_instalign import (
     InstAlignOutput,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
+
 # SwinBackbone keeps SwinModel's final LayerNorm, which its feature maps never pass through.
 UNUSED_BY_DESIGN = {"model.backbone.model.swin.layernorm.weight", "model.backbone.model.swin.layernorm.bias"}
 
@@ -28,15 +30,6 @@ def make_labels(batch: int = 2, size: int = 64):
     first[1, size // 2 :, size // 2 :] = 1.0
     labels = [first] + [torch.zeros(0, size, size) for _ in range(batch - 1)]  # the others are no-target
     return labels
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -17,20 +17,14 @@ from scipy.optimize import linear_sum_assignment
 from refseg.models.instalign.configuration_instalign import InstAlignConfig
 from refseg.models.instalign.modeling_instalign import InstAlignForReferringSegmentation
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
+
 SIZE = 64  # tiny preset input; masks at SIZE / 4
 # distinct weights, so that swapping any two of them changes the loss; a large lambda_phrase makes the phrase
 # cost decide the matching (checked below: without it the assignment differs)
 LAMBDAS = dict(
     lambda_score=2.0, lambda_mask=5.0, lambda_phrase=20.0, lambda_merged=3.0, lambda_inst=0.7, lambda_nt=0.2
 )
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model(**overrides) -> InstAlignForReferringSegmentation:

@@ -11,13 +11,7 @@ from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSeg
 from refseg.models.instancevg.heads import inverse_sigmoid
 from refseg.models.instancevg.modeling_instancevg import InstanceVGOutput, boxes_from_masks
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
 
 
 @pytest.fixture(scope="module")

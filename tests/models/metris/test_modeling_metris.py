@@ -9,6 +9,8 @@ import refseg  # noqa: F401  (registers the Auto classes)
 from refseg.models.metris.configuration_metris import MetrisConfig
 from refseg.models.metris.modeling_metris import MetrisForReferringSegmentation, MetrisOutput
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
+
 SIZE, LENGTH = 64, 7  # 64x64 -> a 2x2 stride-32 grid (N = 4), decoder output 16x16
 
 
@@ -37,14 +39,6 @@ def make_labels(batch: int = 2):
     first[0, :20, :20] = 1.0
     first[1, 40:, 40:] = 1.0
     return [first] + [torch.zeros(0, SIZE, SIZE) for _ in range(batch - 1)]
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_output_shapes_and_tuple_output():

@@ -15,6 +15,8 @@ from refseg.models.presence_plurality.modeling_presence_plurality import (
     PresencePluralityOutput,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
+
 SIZE = 64
 
 
@@ -37,14 +39,6 @@ def make_labels():
     two[0, :20, :20] = 1
     two[1, 40:, 40:] = 1
     return [two, torch.zeros(0, SIZE, SIZE)]
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(**overrides):
