@@ -172,7 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--recipe",
         default="generic",
         help="optimizer, learning-rate groups, schedule and clipping: 'generic' (AdamW, lr 1e-4 linear to 1e-6, "
-        "weight decay 0.01, clip 1.0), or 'paper' (the model's paper recipe; InstanceVG also 'paper-refcoco'); "
+        "weight decay 0.01, clip 1.0), or 'paper' (the model's paper recipe; InstanceVG also 'paper-refcoco', "
+        "METRIS also 'paper-grefcoco', which turns on its no-target classifier); "
         "the flags below override the recipe's values (see docs/training.md)",
     )
     p.add_argument(
@@ -427,6 +428,26 @@ def apply_sync_batchnorm(model, args: argparse.Namespace, accelerator):
     return convert_sync_batchnorm(model, accelerator.device.type)
 
 
+def new_model_config(args: argparse.Namespace, tokenizer):
+    """The config of a model trained from scratch: ``--config_preset`` with the recipe's model settings (e.g.
+    METRIS's no-target classifier under ``paper-grefcoco``), ``--config_overrides``, ``--image_size``, the
+    tokenizer's vocabulary and the pretrained encoders' architectures."""
+    config_cls = type(AutoConfig.for_model(args.model_type))
+    overrides = dict(get_recipe(args.recipe, args.model_type).model_config)
+    overrides.update(json.loads(args.config_overrides) if args.config_overrides else {})
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    text = dict(overrides.pop("text_config", {}))
+    if args.text_model_name_or_path:  # the checkpoint's architecture; explicit overrides still win
+        text = {**AutoConfig.from_pretrained(args.text_model_name_or_path).to_dict(), **text}
+    text.setdefault("vocab_size", len(tokenizer))
+    text.setdefault("pad_token_id", tokenizer.pad_token_id)
+    if args.vision_model_name_or_path:
+        vision = AutoConfig.from_pretrained(args.vision_model_name_or_path).to_dict()
+        overrides["backbone_config"] = {**vision, **overrides.get("backbone_config", {})}
+    return config_cls.preset(args.config_preset, text_config=text, **overrides)
+
+
 def build_model_and_processor(args: argparse.Namespace):
     if args.model_name_or_path:
         model = load_referring_segmentation_model(args.model_name_or_path)  # strict: no random layers
@@ -436,24 +457,12 @@ def build_model_and_processor(args: argparse.Namespace):
         if args.image_size:
             processor.image_processor.size = {"height": args.image_size, "width": args.image_size}
         return model, processor
-    config_cls = type(AutoConfig.for_model(args.model_type))
-    overrides = json.loads(args.config_overrides) if args.config_overrides else {}
-    if args.image_size:
-        overrides["image_size"] = args.image_size
     tokenizer_source = args.tokenizer_name_or_path or args.text_model_name_or_path
     if tokenizer_source:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     else:
         tokenizer = refseg.data.synthetic_tokenizer()
-    text = dict(overrides.pop("text_config", {}))
-    if args.text_model_name_or_path:  # the checkpoint's architecture; explicit overrides still win
-        text = {**AutoConfig.from_pretrained(args.text_model_name_or_path).to_dict(), **text}
-    text.setdefault("vocab_size", len(tokenizer))
-    text.setdefault("pad_token_id", tokenizer.pad_token_id)
-    if args.vision_model_name_or_path:
-        vision = AutoConfig.from_pretrained(args.vision_model_name_or_path).to_dict()
-        overrides["backbone_config"] = {**vision, **overrides.get("backbone_config", {})}
-    config = config_cls.preset(args.config_preset, text_config=text, **overrides)
+    config = new_model_config(args, tokenizer)
     model = AutoModel.from_config(config)
     if args.init_from_beit3:
         report = init_beit3_encoder(model, args.init_from_beit3)
@@ -481,9 +490,17 @@ def build_model_and_processor(args: argparse.Namespace):
     return model, processor
 
 
-def resolve_recipe(args: argparse.Namespace, model_type: str):
-    """``--recipe`` of ``model_type`` with the optimisation flags that were given; fills the others into ``args``."""
-    recipe = get_recipe(args.recipe, model_type)
+def resolve_recipe(args: argparse.Namespace, config):
+    """``--recipe`` of the model with the optimisation flags that were given; fills the others into ``args``.
+
+    A model whose ``config`` lacks a setting the recipe trains with (a loaded model, or ``--config_overrides``
+    against it: e.g. METRIS without the no-target classifier under ``paper-grefcoco``) is refused in one line.
+    """
+    recipe = get_recipe(args.recipe, config.model_type)
+    try:
+        recipe.check_model_config(config)
+    except ValueError as error:
+        raise SystemExit(f"train.py: error: {error}") from None
     betas = None
     if args.adam_beta1 is not None or args.adam_beta2 is not None:
         betas = (
@@ -762,7 +779,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_workers=args.dataloader_num_workers,
     )
 
-    recipe = resolve_recipe(args, model.config.model_type)
+    recipe = resolve_recipe(args, model.config)
     optimizer = build_optimizer(model, recipe)
 
     # steps are optimizer updates; computed from the per-process dataloader length

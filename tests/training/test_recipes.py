@@ -193,7 +193,8 @@ def test_overrides_scale_the_groups_and_replace_the_other_values():
 def test_recipe_record_and_description():
     recipe = get_recipe("paper", "instancevg")
     record = recipe.to_dict()
-    assert record["groups"] == [{"name": "beit3", "pattern": r"model\.encoder\.", "learning_rate": 5e-5}]
+    assert record["groups"] == [{"name": "beit3", "learning_rate": 5e-5, "modules": ["model.encoder"]}]
+    assert record["model_config"] == {}
     assert record["optimizer"] == "adam" and record["amsgrad"] is True and record["milestones"] == [7]
     assert record["model_types"] == ["instancevg"]
     text = recipe.describe()
@@ -203,9 +204,11 @@ def test_recipe_record_and_description():
 
 def test_unknown_recipes_and_bad_values_are_refused():
     assert available_recipes("instancevg") == ["generic", "paper", "paper-refcoco"]
-    assert available_recipes("metris") == ["generic", "paper"]
+    assert available_recipes("metris") == ["generic", "paper", "paper-grefcoco"]
+    assert available_recipes("no_such_model") == ["generic"]
     with pytest.raises(
-        ValueError, match="no training recipe 'paper-refcoco' for model type 'metris'.*generic, paper"
+        ValueError,
+        match="no training recipe 'paper-refcoco' for model type 'metris'.*generic, paper, paper-grefcoco",
     ):
         get_recipe("paper-refcoco", "metris")
     with pytest.raises(ValueError, match="schedule must be one of"):
@@ -214,14 +217,14 @@ def test_unknown_recipes_and_bad_values_are_refused():
         TrainingRecipe(name="x", source="y", optimizer="sgd")
 
 
-def test_first_matching_group_wins_and_frozen_parameters_are_left_out():
+def test_first_group_holding_a_parameter_wins_and_frozen_parameters_are_left_out():
     model = nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.Linear(2, 1))
     model[2].bias.requires_grad_(False)
     recipe = TrainingRecipe(
         name="t",
         source="test",
         learning_rate=1.0,
-        groups=(LearningRateGroup("first", r"0\.", 0.1), LearningRateGroup("also_first", r"[01]\.", 0.2)),
+        groups=(LearningRateGroup("first", 0.1, ("0",)), LearningRateGroup("also_first", 0.2, ("0", "1"))),
         no_decay="norms_and_position_tables",
     )
     assignment = _assignment(model, recipe)
@@ -233,3 +236,38 @@ def test_first_matching_group_wins_and_frozen_parameters_are_left_out():
         "2.weight": ("rest", 1.0, 0.01),
     }
     assert not math.isnan(recipe.lr_factor(0, 1))
+
+
+def test_groups_select_parameters_by_module_and_refuse_a_missing_one():
+    """A group holds every parameter of its submodules, whatever their names; a path the model lacks is an error."""
+    model = nn.Module()
+    model.encoder = nn.Sequential(nn.Linear(2, 2))
+    model.encoder_head = nn.Linear(2, 1)  # its name starts like the group's module: not in the group
+    group = LearningRateGroup("encoder", 0.1, ("encoder",))
+    assert [id(p) for p in group.parameters(model)] == [id(p) for p in model.encoder.parameters()]
+    assignment = _assignment(model, TrainingRecipe(name="t", source="test", groups=(group,)))
+    assert assignment["encoder.0.weight"][0] == "encoder" and assignment["encoder_head.weight"][0] == "rest"
+    missing = TrainingRecipe(name="t", source="test", groups=(LearningRateGroup("x", 0.1, ("encoder.9",)),))
+    with pytest.raises(ValueError, match="learning-rate group 'x': Module has no submodule 'encoder.9'"):
+        parameter_groups(model, missing)
+
+
+def test_metris_grefcoco_recipe_trains_the_no_target_classifier_of_appendix_a(tiny_models):
+    """App. A: "For gRefCOCO that contains no-target samples, we used a no-target classifier"."""
+    from refseg.models.metris import MetrisConfig
+
+    paper, grefcoco = get_recipe("paper", "metris"), get_recipe("paper-grefcoco", "metris")
+    assert paper.model_config == () and dict(grefcoco.model_config) == {"no_target_head": True}
+    assert replace(grefcoco, name="paper", source=paper.source, model_config=()) == paper  # same optimisation
+    assert MetrisConfig().no_target_head is False  # the RefCOCO configuration of the paper
+    with pytest.raises(ValueError, match="'paper-grefcoco' trains metris with no_target_head=True.*=False"):
+        grefcoco.check_model_config(MetrisConfig())
+    grefcoco.check_model_config(MetrisConfig(no_target_head=True))
+    # its classifier's parameters are optimised like every other parameter
+    model = tiny_models["metris"]
+    assignment = _assignment(model, grefcoco)
+    head = [n for n in assignment if n.startswith("no_target_classifier.")]
+    assert head and all(assignment[n][1] == 3e-5 for n in head)
+    assert "no_target_head=True" in grefcoco.describe() and grefcoco.to_dict()["model_config"] == {
+        "no_target_head": True
+    }

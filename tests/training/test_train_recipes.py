@@ -105,3 +105,22 @@ def test_init_from_beit3_is_refused_for_other_models_and_missing_files(train_scr
             [*TINY_IVG, "--init_from_beit3", str(tmp_path / "no.pth"), "--output_dir", "x"]
         )
     assert "--init_from_beit3: no such file" in capsys.readouterr().err
+
+
+def test_metris_grefcoco_recipe_builds_the_paper_model_with_its_no_target_classifier(train_script, capsys):
+    """METRIS App. A: on gRefCOCO a no-target classifier is used; ``--recipe paper-grefcoco`` switches it on."""
+    import refseg
+
+    tokenizer = refseg.data.synthetic_tokenizer()
+    base = ["--model_type", "metris", "--config_preset", "paper", "--output_dir", "x"]
+    grefcoco = train_script.new_model_config(
+        train_script.parse_args([*base, "--recipe", "paper-grefcoco"]), tokenizer
+    )
+    refcoco = train_script.new_model_config(train_script.parse_args([*base, "--recipe", "paper"]), tokenizer)
+    assert grefcoco.no_target_head is True and refcoco.no_target_head is False
+    assert grefcoco.to_dict() | {"no_target_head": False} == refcoco.to_dict()  # nothing else changes
+    args = train_script.parse_args([*base, "--recipe", "paper-grefcoco"])
+    assert train_script.resolve_recipe(args, grefcoco).name == "paper-grefcoco"
+    # a model without the classifier (loaded, or turned off by --config_overrides) is refused in one line
+    with pytest.raises(SystemExit, match="recipe 'paper-grefcoco' trains metris with no_target_head=True"):
+        train_script.resolve_recipe(args, refcoco)

@@ -1,26 +1,32 @@
-"""Training recipes: each paper's optimizer, parameter groups, learning-rate schedule and gradient clipping.
+"""Training recipes: how a model is optimised (optimizer, parameter groups, schedule, clipping).
 
 A :class:`TrainingRecipe` says how a model is optimised, independent of the training loop:
 
 * the optimizer (AdamW, or Adam with AMSGrad) and its betas, epsilon and weight decay;
-* learning-rate groups selected by parameter name (:class:`LearningRateGroup`: e.g. the pretrained
-  backbones at a tenth of the learning rate), every other trainable parameter in the ``rest`` group;
+* learning-rate groups selected by module (:class:`LearningRateGroup`: e.g. the pretrained backbones, the
+  parameters of ``model.get_submodule("model.backbone.model")``, at a tenth of the learning rate), every other
+  trainable parameter in the ``rest`` group;
 * which parameters get no weight decay (``no_decay``): ``"generic"`` (1-d parameters and names with
   ``norm``), ``"norms_and_position_tables"`` (the parameters of normalisation layers and position tables,
   as in LAVT's optimizer) or ``"none"``;
-* the schedule (:mod:`refseg.training.schedules`) and the gradient-clipping norm (0: none).
+* the schedule (:mod:`refseg.training.schedules`) and the gradient-clipping norm (0: none);
+* the model settings the recipe trains with (``model_config``, e.g. METRIS's no-target classifier on
+  gRefCOCO), applied to a model built from scratch and required of a model that is loaded.
 
-:func:`get_recipe` returns a model type's recipe by name: ``generic`` (any model; what ``examples/train.py``
-does by default) or ``paper``, the recipe of the model's paper (or, for InstanceVG, of the released code
-its checkpoints were trained with; ``paper-refcoco`` is its RefCOCO/+/g variant).
-:meth:`TrainingRecipe.with_overrides` applies command-line values (a new learning rate scales every group's
-rate by the same factor), :func:`parameter_groups` / :func:`build_optimizer` build the optimizer of a model
-and :meth:`TrainingRecipe.lr_factor` is the schedule for ``LambdaLR``.
+Each paper's recipes live next to its model, in ``refseg/models/<model_type>/recipe.py`` (a ``RECIPES`` dict
+of name to recipe); :func:`get_recipe` returns a model type's recipe by name: ``generic`` (any model; what
+``examples/train.py`` does by default) or one of the model's (``paper``, the recipe of the model's paper or,
+for InstanceVG, of the released code its checkpoints were trained with, and variants such as
+``paper-refcoco``). :meth:`TrainingRecipe.with_overrides` applies command-line values (a new learning rate
+scales every group's rate by the same factor), :func:`parameter_groups` / :func:`build_optimizer` build the
+optimizer of a model and :meth:`TrainingRecipe.lr_factor` is the schedule for ``LambdaLR``.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -49,17 +55,35 @@ _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RM
 
 @dataclass(frozen=True)
 class LearningRateGroup:
-    """Parameters whose full name matches ``pattern`` (``re.match``) train at ``learning_rate``.
+    """The parameters of the submodules ``modules`` (attribute paths from the task model) train at ``learning_rate``.
 
     Attributes:
         name: the group's name (kept in the optimizer's ``param_groups`` as ``"name"``).
-        pattern: regular expression matched at the start of the parameter name.
         learning_rate: the group's initial learning rate.
+        modules: attribute paths of submodules of the task model (``model.get_submodule(path)``), e.g.
+            ``("model.backbone.model", "model.text_encoder.model")``; a path the model lacks is an error.
     """
 
     name: str
-    pattern: str
     learning_rate: float
+    modules: tuple[str, ...]
+
+    def parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters of the group's submodules of ``model``.
+
+        Raises:
+            ValueError: if ``model`` has no submodule at one of the paths.
+        """
+        params = []
+        for path in self.modules:
+            try:
+                module = model.get_submodule(path)
+            except AttributeError:
+                raise ValueError(
+                    f"learning-rate group {self.name!r}: {type(model).__name__} has no submodule {path!r}"
+                ) from None
+            params.extend(module.parameters())
+        return params
 
 
 @dataclass(frozen=True)
@@ -70,7 +94,8 @@ class TrainingRecipe:
     group). The schedule is ``"linear"`` (warm-up ``warmup_steps``, then linear to ``min_learning_rate``),
     ``"poly"`` (``(1 - t / T) ** power`` per optimizer step, down to ``min_learning_rate``) or
     ``"multistep"`` (epoch-wise: ``warmup_epochs``, then x ``gamma`` at each of ``milestones``, 1-based
-    epochs). ``max_grad_norm`` 0 means no clipping.
+    epochs). ``max_grad_norm`` 0 means no clipping. ``model_config`` holds ``(field, value)`` pairs of the
+    model config the recipe trains with (:meth:`check_model_config`).
     """
 
     name: str
@@ -91,6 +116,7 @@ class TrainingRecipe:
     gamma: float = 0.1
     warmup_epochs: int = 0
     max_grad_norm: float = 0.0
+    model_config: tuple[tuple[str, Any], ...] = ()
     model_types: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -143,6 +169,19 @@ class TrainingRecipe:
                 changes[key] = value
         return replace(self, **changes)
 
+    def check_model_config(self, config: Any) -> None:
+        """Refuse a model ``config`` that lacks a setting of ``model_config`` (e.g. a head the recipe trains).
+
+        Raises:
+            ValueError: naming the field, the recipe's value and the config's.
+        """
+        for key, value in self.model_config:
+            if getattr(config, key, None) != value:
+                raise ValueError(
+                    f"recipe {self.name!r} trains {config.model_type} with {key}={value!r}, but the model has "
+                    f"{key}={getattr(config, key, None)!r}"
+                )
+
     def lr_factor(self, step: int, total_steps: int, steps_per_epoch: int = 1) -> float:
         """The schedule's factor on the initial learning rates at optimizer step ``step`` (0-based)."""
         if self.schedule == "multistep":
@@ -174,17 +213,19 @@ class TrainingRecipe:
         if self.warmup_steps:
             schedule += f", {self.warmup_steps} warm-up step(s)"
         clip = f"clip {self.max_grad_norm:g}" if self.max_grad_norm > 0 else "no clipping"
+        settings = "".join(f", {key}={value!r}" for key, value in self.model_config)
         return (
             f"{self.name} ({self.source}): {optimizer} betas {self.betas} eps {self.eps:g}, lr {rates}, "
-            f"weight decay {self.weight_decay:g} (no decay: {self.no_decay}), {schedule}, {clip}"
+            f"weight decay {self.weight_decay:g} (no decay: {self.no_decay}), {schedule}, {clip}{settings}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (saved with the training arguments)."""
         data = asdict(self)
-        data["groups"] = [asdict(g) for g in self.groups]
+        data["groups"] = [{**asdict(g), "modules": list(g.modules)} for g in self.groups]
         data["betas"] = list(self.betas)
         data["milestones"] = list(self.milestones)
+        data["model_config"] = dict(self.model_config)
         data["model_types"] = list(self.model_types)
         return data
 
@@ -200,96 +241,24 @@ GENERIC = TrainingRecipe(
     max_grad_norm=1.0,
 )
 
-_RECIPES: dict[tuple[str, str], TrainingRecipe] = {}
 
-
-def _register(model_type: str, name: str, recipe: TrainingRecipe) -> None:
-    _RECIPES[model_type, name] = replace(recipe, model_types=(model_type,))
-
-
-# InstAlign Sec. 4.1 and supplementary Sec. 8: AdamW, lr 1e-4 decreasing linearly to 1e-6 over the training.
-# The paper states no parameter groups, weight decay, warm-up or clipping: those stay refseg's generic ones.
-_register(
-    "instalign",
-    "paper",
-    replace(GENERIC, name="paper", source="InstAlign Sec. 4.1 / supp. Sec. 8; unstated parts generic"),
-)
-
-# The released InstanceVG code (paper Sec. 4.3: Adam, 5e-5 for the multi-modality encoder, 5e-4 for the
-# rest, x0.1 at the 7th of 10 epochs; RefCOCO/+/g: at the 15th of 20): Adam with AMSGrad, betas (0.9, 0.98),
-# eps 1e-9, no weight decay, global gradient norm clipped at 0.15 every step, and an epoch-wise step
-# schedule with a linear warm-up (1 epoch for the generalized benchmarks, 3 for RefCOCO/+/g).
-_INSTANCEVG = TrainingRecipe(
-    name="paper",
-    source="the released InstanceVG code, gRefCOCO / Ref-ZOM / R-RefCOCO (paper Sec. 4.3)",
-    optimizer="adam",
-    amsgrad=True,
-    betas=(0.9, 0.98),
-    eps=1e-9,
-    learning_rate=5e-4,
-    groups=(LearningRateGroup("beit3", r"model\.encoder\.", 5e-5),),
-    weight_decay=0.0,
-    no_decay="none",
-    schedule="multistep",
-    milestones=(7,),
-    gamma=0.1,
-    warmup_epochs=1,
-    max_grad_norm=0.15,
-)
-_register("instancevg", "paper", _INSTANCEVG)
-_register(
-    "instancevg",
-    "paper-refcoco",
-    replace(
-        _INSTANCEVG,
-        name="paper-refcoco",
-        source="the released InstanceVG code, RefCOCO/+/g (paper Sec. 4.3)",
-        milestones=(15,),
-        warmup_epochs=3,
-    ),
-)
-
-# METRIS Sec. 4.1 and Appendix A: AdamW, initial lr 3e-5, polynomial decay. Unstated, as in the LAVT code
-# it builds on: weight decay 0.01 except on normalisation layers and position tables, power 0.9 per
-# iteration, no warm-up, no clipping.
-_register(
-    "metris",
-    "paper",
-    TrainingRecipe(
-        name="paper",
-        source="METRIS Sec. 4.1 and Appendix A; unstated parts from LAVT's code",
-        learning_rate=3e-5,
-        weight_decay=0.01,
-        no_decay="norms_and_position_tables",
-        schedule="poly",
-        power=0.9,
-        max_grad_norm=0.0,
-    ),
-)
-
-# Presence & plurality Sec. 4.2: AdamW, weight decay 0.01, lr 2.5e-6 for the backbone networks (Swin-B and
-# BERT-base) and 2.5e-5 for the other components (pixel-word attention and gates included: they are new),
-# polynomial decay with power 0.9. The paper states no clipping or warm-up: none.
-_register(
-    "presence_plurality",
-    "paper",
-    TrainingRecipe(
-        name="paper",
-        source="presence & plurality (Kim et al., AAAI 2026) Sec. 4.2",
-        learning_rate=2.5e-5,
-        groups=(LearningRateGroup("backbone", r"model\.(backbone|text_encoder)\.model\.", 2.5e-6),),
-        weight_decay=0.01,
-        no_decay="norms_and_position_tables",
-        schedule="poly",
-        power=0.9,
-        max_grad_norm=0.0,
-    ),
-)
+def _model_recipes(model_type: str) -> Mapping[str, TrainingRecipe]:
+    """The ``RECIPES`` of ``refseg.models.<model_type>.recipe`` (empty if the model has none)."""
+    if not model_type.isidentifier():
+        return {}
+    name = f"refseg.models.{model_type}.recipe"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name not in (name, f"refseg.models.{model_type}"):
+            raise
+        return {}
+    return getattr(module, "RECIPES", {})
 
 
 def available_recipes(model_type: str) -> list[str]:
     """The recipe names for ``model_type``: ``generic`` and the model's own (e.g. ``paper``)."""
-    return ["generic", *sorted(name for mt, name in _RECIPES if mt == model_type)]
+    return ["generic", *sorted(_model_recipes(model_type))]
 
 
 def get_recipe(name: str, model_type: str) -> TrainingRecipe:
@@ -300,12 +269,13 @@ def get_recipe(name: str, model_type: str) -> TrainingRecipe:
     """
     if name == "generic":
         return GENERIC
-    if (model_type, name) not in _RECIPES:
+    recipes = _model_recipes(model_type)
+    if name not in recipes:
         raise ValueError(
             f"no training recipe {name!r} for model type {model_type!r}; available: "
             f"{', '.join(available_recipes(model_type))}"
         )
-    return _RECIPES[model_type, name]
+    return replace(recipes[name], model_types=(model_type,))
 
 
 def _no_decay_names(model: nn.Module, rule: str) -> set[str]:
@@ -327,12 +297,14 @@ def parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict[str,
     """The optimizer's parameter groups for ``model`` under ``recipe``.
 
     Every trainable parameter lands in exactly one group: the first :class:`LearningRateGroup` whose
-    pattern matches its name, else ``rest``; each of these splits into a decayed part and a ``no_decay``
+    modules hold it, else ``rest``; each of these splits into a decayed part and a ``no_decay``
     part (``"<group>"`` and ``"<group>/no_decay"``). Empty groups are left out. Each dict holds
     ``params``, ``lr``, ``weight_decay`` and ``name``.
     """
     no_decay = _no_decay_names(model, recipe.no_decay)
-    compiled = [(g, re.compile(g.pattern)) for g in recipe.groups]
+    group_of: dict[int, str] = {}
+    for g in reversed(recipe.groups):  # the first group that holds a parameter wins
+        group_of.update((id(p), g.name) for p in g.parameters(model))
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     rates = {g.name: g.learning_rate for g in recipe.groups} | {"rest": recipe.learning_rate}
     order = [(g.name, decay) for g in recipe.groups for decay in (True, False)]
@@ -340,7 +312,7 @@ def parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict[str,
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        group = next((g.name for g, pattern in compiled if pattern.match(name)), "rest")
+        group = group_of.get(id(param), "rest")
         buckets.setdefault((group, name not in no_decay), []).append(param)
     groups = []
     for group, decay in order:
