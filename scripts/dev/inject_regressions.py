@@ -2,7 +2,8 @@
 
 Each mutation replaces one exact snippet of one source file (a wrong sign, a swapped weight, a dropped term,
 an ignored argument ...) so that one equation or config switch of a paper is wired wrongly. For every mutation
-the script copies ``src/`` into a temporary directory once, applies the mutation there (never in this tree),
+the script copies ``src/`` (of this tree, or of a commit checked out with ``git worktree add`` under ``/tmp``
+with ``--ref``) into a temporary directory once, applies the mutation there (never in this tree),
 runs the model's test selection with ``PYTHONPATH`` pointing at the copy, restores the file and records whether
 a test failed ("caught") or every test passed ("survived"). A snippet that is not found exactly once is an
 error: the code moved, and the mutation must be updated before the numbers mean anything.
@@ -14,6 +15,7 @@ Usage (from the repository root)::
     python scripts/dev/inject_regressions.py --check                            # only check that snippets apply
     python scripts/dev/inject_regressions.py --list                             # print the mutations
     python scripts/dev/inject_regressions.py --model metris --only metris-gate-sign
+    python scripts/dev/inject_regressions.py --ref 95ca31d                      # source and tests of a commit
 
 The JSON has, per model, ``caught``/``total`` and one row per mutation with its result (``caught``,
 ``survived``, ``timeout`` or ``error``) and the first failing test. A developer tool: not part of the package.
@@ -748,15 +750,20 @@ def check_all(mutations: dict[str, list[Mutation]], src: Path) -> list[str]:
     return problems
 
 
-def run_tests(src: Path, tests: list[str], timeout: float) -> tuple[str, str, float]:
-    """Run pytest on ``tests`` importing refseg from ``src``: (result, first failing test, seconds)."""
-    existing = [t for t in dict.fromkeys(tests) if (ROOT / t).exists()]
+# whole-pipeline runs (training, benchmarks, evaluation scripts, checkpoint conversion) that test no equation
+IGNORED = ("*test_train_*", "*test_benchmark_*", "*test_evaluate_*", "*test_convert*")
+
+
+def run_tests(root: Path, src: Path, tests: list[str], timeout: float) -> tuple[str, str, float]:
+    """Run pytest on ``tests`` of ``root`` importing refseg from ``src``: (result, first failing test, seconds)."""
+    existing = [t for t in dict.fromkeys(tests) if (root / t).exists()]
     env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+    command += [f"--ignore-glob={pattern}" for pattern in IGNORED]
     start = time.monotonic()
     try:
         done = subprocess.run(
-            command + existing, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+            command + existing, cwd=root, env=env, capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired:
         return "timeout", "", time.monotonic() - start
@@ -780,6 +787,9 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only check that every snippet applies")
     parser.add_argument("--list", action="store_true", help="print the mutations and exit")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per test run")
+    parser.add_argument(
+        "--ref", help="run on the source and tests of this commit (default: the working tree)"
+    )
     args = parser.parse_args()
     models = args.model or sorted(MODELS)
     selected = {m: [mut for mut in MODELS[m] if not args.only or mut.id in args.only] for m in models}
@@ -788,65 +798,80 @@ def main() -> int:
             for mutation in mutations:
                 print(f"{model:20s} {mutation.id:38s} {mutation.file}: {mutation.description}")
         return 0
-    problems = check_all(selected, ROOT / "src")
+    with tempfile.TemporaryDirectory(prefix="refseg-mutants-") as scratch:
+        root = ROOT
+        if args.ref:  # source and tests of a commit, in a detached worktree removed afterwards
+            root = Path(scratch) / "tree"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach", str(root), args.ref],
+                check=True,
+            )
+        try:
+            return _run(args, selected, root, Path(scratch))
+        finally:
+            if args.ref:
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(root)], check=False
+                )
+
+
+def _run(args: argparse.Namespace, selected: dict[str, list[Mutation]], root: Path, scratch: Path) -> int:
+    problems = check_all(selected, root / "src")
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 2
     if args.check:
         print(f"all {sum(map(len, selected.values()))} mutations apply", file=sys.stderr)
         return 0
-
+    src = scratch / "src"
+    shutil.copytree(root / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    probe = subprocess.run(
+        [sys.executable, "-c", "import refseg; print(refseg.__file__)"],
+        env=dict(os.environ, PYTHONPATH=str(src)),
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if not probe.stdout.strip().startswith(str(src)):
+        print(f"refseg is not imported from the scratch copy: {probe.stdout}{probe.stderr}", file=sys.stderr)
+        return 2
     report: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="refseg-mutants-") as scratch:
-        src = Path(scratch) / "src"
-        shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        probe = subprocess.run(
-            [sys.executable, "-c", "import refseg; print(refseg.__file__)"],
-            env=dict(os.environ, PYTHONPATH=str(src)),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        if not probe.stdout.strip().startswith(str(src)):
-            print(
-                f"refseg is not imported from the scratch copy: {probe.stdout}{probe.stderr}", file=sys.stderr
+    for model, mutations in selected.items():
+        baseline, failed, seconds = run_tests(root, src, TESTS[model], args.timeout)
+        print(f"[{model}] unmutated: {baseline} {failed} ({seconds:.0f} s)", file=sys.stderr)
+        if baseline != "survived":
+            report[model] = {"error": f"the unmutated tests do not pass: {baseline} {failed}"}
+            continue
+        rows = []
+        for mutation in mutations:
+            path = src / "refseg" / mutation.file
+            original = path.read_text()
+            path.write_text(apply(original, mutation))
+            try:
+                result, failed, seconds = run_tests(root, src, TESTS[model], args.timeout)
+            finally:
+                path.write_text(original)
+            print(f"[{model}] {mutation.id}: {result} {failed} ({seconds:.0f} s)", file=sys.stderr)
+            rows.append(
+                {
+                    "id": mutation.id,
+                    "file": f"src/refseg/{mutation.file}",
+                    "description": mutation.description,
+                    "result": result,
+                    "failed_test": failed,
+                    "seconds": round(seconds, 1),
+                }
             )
-            return 2
-        for model, mutations in selected.items():
-            baseline, failed, seconds = run_tests(src, TESTS[model], args.timeout)
-            print(f"[{model}] unmutated: {baseline} {failed} ({seconds:.0f} s)", file=sys.stderr)
-            if baseline != "survived":
-                report[model] = {"error": f"the unmutated tests do not pass: {baseline} {failed}"}
-                continue
-            rows = []
-            for mutation in mutations:
-                path = src / "refseg" / mutation.file
-                original = path.read_text()
-                path.write_text(apply(original, mutation))
-                try:
-                    result, failed, seconds = run_tests(src, TESTS[model], args.timeout)
-                finally:
-                    path.write_text(original)
-                print(f"[{model}] {mutation.id}: {result} {failed} ({seconds:.0f} s)", file=sys.stderr)
-                rows.append(
-                    {
-                        "id": mutation.id,
-                        "file": f"src/refseg/{mutation.file}",
-                        "description": mutation.description,
-                        "result": result,
-                        "failed_test": failed,
-                        "seconds": round(seconds, 1),
-                    }
-                )
-            report[model] = {
-                "caught": sum(r["result"] in ("caught", "timeout") for r in rows),
-                "total": len(rows),
-                "survived": [r["id"] for r in rows if r["result"] == "survived"],
-                "errors": [r["id"] for r in rows if r["result"] == "error"],
-                "tests": TESTS[model],
-                "mutations": rows,
-            }
-    print(json.dumps(report, indent=1))
+        report[model] = {
+            "caught": sum(r["result"] in ("caught", "timeout") for r in rows),
+            "total": len(rows),
+            "survived": [r["id"] for r in rows if r["result"] == "survived"],
+            "errors": [r["id"] for r in rows if r["result"] == "error"],
+            "tests": TESTS[model],
+            "ignored": list(IGNORED),
+            "mutations": rows,
+        }
+    print(json.dumps({"ref": args.ref or "working tree", "models": report}, indent=1))
     return 0
 
 
