@@ -43,6 +43,7 @@ from .presence_plurality import (
     PresencePluralityOutput,
     PresencePluralityProcessor,
 )
+from .rela import RelaConfig, RelaForReferringSegmentation, RelaImageProcessor, RelaProcessor
 
 # (config class, task model class, image processor class, processor class) per architecture
 _ARCHITECTURES = [
@@ -55,6 +56,7 @@ _ARCHITECTURES = [
         PresencePluralityProcessor,
     ),
     (InstanceVGConfig, InstanceVGForReferringSegmentation, InstanceVGImageProcessor, InstanceVGProcessor),
+    (RelaConfig, RelaForReferringSegmentation, RelaImageProcessor, RelaProcessor),
 ]
 
 
@@ -108,4 +110,8 @@ __all__ = [
     "PresencePluralityImageProcessor",
     "PresencePluralityOutput",
     "PresencePluralityProcessor",
+    "RelaConfig",
+    "RelaForReferringSegmentation",
+    "RelaImageProcessor",
+    "RelaProcessor",
 ]
