@@ -1,0 +1,17 @@
+"""The presence & plurality model's entry in the shared model tester (``tests/model_tester.py``)."""
+
+from tests.model_tester import IMAGENET_MEAN, IMAGENET_STD, SWIN_FINAL_LAYERNORM, ModelTester
+from tests.processing_helpers import tiny_tokenizer
+
+
+class PresencePluralityModelTester(ModelTester):
+    model_type = "presence_plurality"
+    # Sec. 4.2: 480 x 480 inputs, aspect ratio kept by padding; Swin-B pre-trained on ImageNet-22K
+    paper_image_size = (480, 480)
+    paper_image_mean, paper_image_std = IMAGENET_MEAN, IMAGENET_STD
+    # one target query, no instance scores: post-processing documents ``threshold`` as unused
+    threshold_selects_instances = False
+    unused_parameters = SWIN_FINAL_LAYERNORM
+
+    def make_tokenizer(self):
+        return tiny_tokenizer(model_max_length=16)

@@ -1,0 +1,248 @@
+"""The shared model tester run over every registered architecture (``tests/model_tester.py`` says how to add one).
+
+Each test is parametrised over :func:`tests.model_tester.registered_model_types`, so a newly registered model is
+picked up here and fails until ``tests/models/<model_type>/tester_<model_type>.py`` exists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageSegmentation,
+    AutoProcessor,
+    pipeline,
+)
+
+import refseg  # noqa: F401  (registers the Auto classes and the pipeline task)
+from tests.model_tester import (
+    ModelTester,
+    constant_outputs,
+    load_tester,
+    path_of_tester,
+    registered_model_types,
+)
+
+#: the contract fields every model fills (``docs/pipeline.md``, "Model outputs")
+SHARED_FIELDS = ("semantic_mask_logits", "no_target_logits", "pred_masks", "pred_scores", "pred_boxes")
+#: a non-square original image size for post-processing
+TARGET_SIZE = (30, 44)
+
+
+@pytest.fixture(scope="module", params=registered_model_types())
+def tester(request, tmp_path_factory) -> ModelTester:
+    return load_tester(request.param, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="module")
+def model(tester):
+    return tester.model()
+
+
+@pytest.fixture(scope="module")
+def outputs(tester, model):
+    """Outputs of the tiny model on both samples, without labels."""
+    with torch.no_grad():
+        return model(**tester.inputs())
+
+
+@pytest.fixture(scope="module")
+def saved_dir(tester, model, tmp_path_factory):
+    """The tiny model and its processor saved with ``save_pretrained``."""
+    path = tmp_path_factory.mktemp(f"saved_{tester.model_type}")
+    model.save_pretrained(path)
+    tester.processor.save_pretrained(path)
+    return path
+
+
+def _fields(output) -> dict[str, torch.Tensor]:
+    return {
+        name: getattr(output, name, None) for name in SHARED_FIELDS if getattr(output, name, None) is not None
+    }
+
+
+def _assert_same_fields(actual, expected, atol: float = 0.0) -> None:
+    expected_fields = _fields(expected)
+    assert set(_fields(actual)) == set(expected_fields)
+    for name, value in expected_fields.items():
+        torch.testing.assert_close(getattr(actual, name), value, rtol=0, atol=atol, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+@pytest.mark.parametrize("model_type", registered_model_types())
+def test_every_registered_model_has_a_tester(model_type, tmp_path):
+    assert path_of_tester(model_type).is_file()
+    assert load_tester(model_type, tmp_path).model_type == model_type
+
+
+# ---------------------------------------------------------------------------------------------- model
+def test_save_and_load_round_trip_gives_the_same_outputs(tester, model, outputs, saved_dir):
+    loaded = tester.model_class.from_pretrained(saved_dir).eval()
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with torch.no_grad():
+        _assert_same_fields(loaded(**tester.inputs()), outputs)
+
+
+def test_auto_classes_resolve_the_saved_model(tester, saved_dir):
+    assert type(AutoConfig.from_pretrained(saved_dir)) is tester.config_class
+    assert type(AutoModel.from_pretrained(saved_dir)) is tester.model_class
+    assert type(AutoModelForImageSegmentation.from_pretrained(saved_dir)) is tester.model_class
+    assert type(AutoModel.from_config(tester.config)) is tester.model_class
+    processor = AutoProcessor.from_pretrained(saved_dir)
+    assert type(processor) is tester.processor_class
+    assert type(processor.image_processor) is tester.image_processor_class
+    assert type(AutoImageProcessor.from_pretrained(saved_dir)) is tester.image_processor_class
+    reloaded, original = processor(**_pair(tester)), tester.processor(**_pair(tester))
+    assert reloaded.keys() == original.keys()
+    for key, value in original.items():
+        assert torch.equal(reloaded[key], value), key
+
+
+def _pair(tester: ModelTester) -> dict:
+    return {"images": tester.images(), "text": list(tester.sentences)}
+
+
+def test_unknown_keyword_arguments_are_refused(tester, model):
+    with pytest.raises((TypeError, ValueError), match="not_a_forward_argument"):
+        model(**tester.inputs(), not_a_forward_argument=1)
+
+
+def test_loss_is_finite_and_backward_reaches_every_trained_parameter(tester):
+    model = tester.model().train()
+    out = model(**tester.inputs(labels=True))
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert out.loss_dict and all(torch.isfinite(value) for value in out.loss_dict.values())
+    out.loss.backward()
+    without = {name for name, p in model.named_parameters() if p.requires_grad and p.grad is None}
+    assert without == tester.unused_parameters
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            assert torch.isfinite(param.grad).all(), name
+
+
+def test_no_labels_no_loss(outputs):
+    assert outputs.loss is None and outputs.loss_dict is None
+
+
+def test_batch_equals_per_sample_runs(tester, model, outputs):
+    """Two samples in a batch (the shorter sentence padded) give each sample's outputs run alone."""
+    for index in range(2):
+        with torch.no_grad():
+            single = model(**tester.inputs(index=index))
+        for name, value in _fields(outputs).items():
+            torch.testing.assert_close(
+                getattr(single, name)[0], value[index], rtol=0, atol=tester.batch_atol, msg=name
+            )
+
+
+def test_eval_forward_is_deterministic(tester, model, outputs):
+    assert not model.training
+    with torch.no_grad():
+        again = model(**tester.inputs())
+    _assert_same_fields(again, outputs)
+
+
+# ---------------------------------------------------------------------------------------------- processor
+def test_processor_image_statistics_are_the_papers(tester):
+    """The default image processor resizes to the paper's size and normalises with the paper's mean / std."""
+    image_processor = tester.image_processor_class()
+    size = tester.paper_image_size
+    assert (image_processor.size["height"], image_processor.size["width"]) == size
+    np.testing.assert_allclose(image_processor.image_mean, tester.paper_image_mean, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(image_processor.image_std, tester.paper_image_std, rtol=0, atol=1e-6)
+    colour = np.array([200, 100, 50], dtype=np.uint8)
+    image = np.broadcast_to(colour, (size[0] // 10, size[1] // 10, 3)).copy()  # the paper's aspect ratio
+    pixel_values = image_processor(image)["pixel_values"]
+    assert pixel_values.shape == (1, 3, *size)
+    expected = (colour / 255.0 - np.array(tester.paper_image_mean)) / np.array(tester.paper_image_std)
+    expected = torch.tensor(expected, dtype=torch.float32)[:, None, None].expand(3, *size)
+    torch.testing.assert_close(pixel_values[0], expected, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- post-processing
+def _post_process(tester: ModelTester, outputs, **thresholds) -> dict:
+    (result,) = tester.processor.post_process_referring_segmentation(
+        outputs, target_sizes=[TARGET_SIZE], **thresholds
+    )
+    return result
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["default", "non_default"])
+@pytest.mark.parametrize("side", [+0.01, -0.01], ids=["above", "below"])
+def test_mask_threshold_is_applied_near_its_value(tester, outputs, given, side):
+    """Every mask pixel 0.01 above (below) ``mask_threshold`` is foreground (background), at the default 0.5
+    and at 0.8: a post-processing that ignores ``mask_threshold`` or has another default fails."""
+    mask_threshold = 0.8 if given else 0.5
+    near = constant_outputs(outputs, mask_probability=mask_threshold + side, score=0.99)
+    kwargs = {"mask_threshold": mask_threshold} if given else {}
+    result = _post_process(tester, near, threshold=0.05, **kwargs)
+    assert not result["no_target"]
+    assert result["mask"].shape == TARGET_SIZE
+    masks = [instance["mask"] for instance in result["instances"]]
+    if side > 0:
+        assert result["mask"].all() and len(masks) == 1 and masks[0].all()
+    else:  # a box head may keep the instance's box; its mask is empty
+        assert not result["mask"].any() and not any(mask.any() for mask in masks)
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["default", "non_default"])
+@pytest.mark.parametrize("side", [+0.01, -0.01], ids=["above", "below"])
+def test_threshold_is_applied_near_its_value(tester, outputs, given, side):
+    """The one scored instance is kept when its score is 0.01 above ``threshold`` and dropped 0.01 below it,
+    at the processor's default and at 0.8. Masks and scores share the probability, so that models scoring
+    instances by their mask (connected components) see the same score; ``mask_threshold`` is far below it."""
+    threshold = 0.8 if given else tester.default_threshold
+    near = constant_outputs(outputs, mask_probability=threshold + side, score=threshold + side)
+    kwargs = {"threshold": threshold} if given else {}
+    result = _post_process(tester, near, mask_threshold=0.05, **kwargs)
+    if not tester.threshold_selects_instances:  # documented as unused: the instance is always there
+        assert len(result["instances"]) == 1
+    elif side > 0:
+        assert len(result["instances"]) == 1
+        assert result["instances"][0]["score"] == pytest.approx(threshold + side, abs=1e-4)
+    else:
+        assert result["instances"] == []
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+def test_pipeline_returns_the_result_contract(tester, model, saved_dir):
+    """``pipeline("referring-segmentation", model=folder)`` returns the documented result, equal to the
+    processor -> model -> post-processing route."""
+    segmenter = pipeline("referring-segmentation", model=str(saved_dir))
+    assert type(segmenter.model) is tester.model_class
+    image = PIL.Image.fromarray(tester.images()[0])
+    sentence = tester.sentences[0]
+    thresholds = {"threshold": 0.0, "mask_threshold": 0.5, "no_target_threshold": 1.0}  # never no-target
+    result = segmenter(image, sentence, **thresholds)
+    assert set(result) == {"mask", "score", "no_target", "instances"}
+    assert isinstance(result["mask"], PIL.Image.Image) and result["mask"].mode == "L"
+    assert result["mask"].size == image.size
+    assert isinstance(result["score"], float) and 0.0 <= result["score"] <= 1.0
+    assert result["no_target"] is False
+    for instance in result["instances"]:
+        assert set(instance) == {"mask", "box", "score"}
+        assert isinstance(instance["mask"], PIL.Image.Image) and instance["mask"].size == image.size
+        box = instance["box"]
+        assert set(box) == {"xmin", "ymin", "xmax", "ymax"} and all(isinstance(v, int) for v in box.values())
+        assert (
+            0 <= box["xmin"] <= box["xmax"] <= image.width and 0 <= box["ymin"] <= box["ymax"] <= image.height
+        )
+        assert isinstance(instance["score"], float)
+
+    with torch.no_grad():
+        direct_outputs = model(**tester.processor(images=image, text=sentence))
+    (direct,) = tester.processor.post_process_referring_segmentation(
+        direct_outputs, target_sizes=[(image.height, image.width)], **thresholds
+    )
+    np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, direct["mask"].numpy())
+    assert result["score"] == pytest.approx(direct["target_score"], abs=1e-6)
+    assert len(result["instances"]) == len(direct["instances"])
+    batch = segmenter([image, image], list(tester.sentences), batch_size=2)
+    assert len(batch) == 2 and all(set(r) == {"mask", "score", "no_target", "instances"} for r in batch)
