@@ -5,7 +5,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from transformers import AutoProcessor, BertTokenizer, pipeline
+from transformers import AutoProcessor, pipeline
 from transformers.utils import ModelOutput
 
 import refseg  # noqa: F401  (registers the Auto classes and the pipeline task)
@@ -15,14 +15,7 @@ from refseg.models.metris import (
     MetrisImageProcessor,
     MetrisProcessor,
 )
-
-WORDS = "the a red green blue small large circle square left right of and two".split()
-
-
-def bert_tokenizer() -> BertTokenizer:
-    """A word-level uncased BERT tokenizer built offline from a 19-word vocabulary."""
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    return BertTokenizer(vocab={token: i for i, token in enumerate(tokens)})
+from tests.models.metris.tester_metris import bert_tokenizer
 
 
 @pytest.fixture(scope="module")
