@@ -28,6 +28,8 @@ from tests.model_tester import (
     registered_model_types,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 #: the contract fields every model fills (``docs/pipeline.md``, "Model outputs")
 SHARED_FIELDS = ("semantic_mask_logits", "no_target_logits", "pred_masks", "pred_scores", "pred_boxes")
 #: a non-square original image size for post-processing
