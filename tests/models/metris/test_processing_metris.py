@@ -79,6 +79,24 @@ def test_post_process_masks_instances_and_no_target():
         processor.post_process_referring_segmentation(ModelOutput(no_target_logits=torch.zeros(1)))
 
 
+def test_post_process_upsamples_to_the_input_like_the_loss_with_align_corners():
+    """The stride-4 logits reach the input size as in the loss (``align_corners=True``): [-1, 1] over 4 columns
+    is -1, -1/3, 1/3, 1 (``align_corners=False`` would give -1, -0.5, 0.5, 1)."""
+    processor = MetrisImageProcessor(size=4)
+    outputs = ModelOutput(
+        semantic_mask_logits=torch.tensor([[[-1.0, 1.0]]]), no_target_logits=torch.tensor([-9.0])
+    )
+    threshold = torch.sigmoid(torch.tensor(0.4)).item()  # between 1/3 and 0.5
+    (result,) = processor.post_process_referring_segmentation(outputs, mask_threshold=threshold)
+    assert result["mask"].tolist() == [[False, False, False, True]] * 4
+    (low,) = processor.post_process_referring_segmentation(
+        outputs, mask_threshold=torch.sigmoid(torch.tensor(0.3)).item()
+    )
+    assert low["mask"].tolist() == [[False, False, True, True]] * 4
+    (instance,) = result["instances"]
+    assert instance["score"] == pytest.approx(torch.sigmoid(torch.tensor(1.0)).item())
+
+
 def test_pipeline_and_auto_processor_on_the_tiny_model(model_dir):
     assert isinstance(AutoProcessor.from_pretrained(model_dir), MetrisProcessor)
     segmenter = pipeline("referring-segmentation", model=str(model_dir))

@@ -25,6 +25,7 @@ from ...modeling.post_processing import (
     upsample_logits,
 )
 from ...validation import check_finite_logits
+from .criterion import upsample_logits as upsample_like_the_loss
 
 __all__ = ["MetrisImageProcessor"]
 
@@ -61,7 +62,8 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float, "instances": [{"mask": bool (H, W),
             "box": float [x0, y0, x1, y1], "score": float}], "semantic_mask": bool (H, W)}]``. The logits are
-            upsampled bilinearly to the model input size, then to the target size. When the sample is judged
+            upsampled bilinearly to the model input size with ``align_corners=True``, as in the loss and the
+            code lineage (LAVT, CrossVLT), then to the target size. When the sample is judged
             no-target, ``mask`` is all False and ``instances`` is empty; ``semantic_mask`` is the thresholded
             map before that decision (ReLA's GRES evaluator counts it for a wrongly rejected target).
         """
@@ -77,7 +79,8 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
         input_size = (self.size["height"], self.size["width"])
         results = []
         for b, size in enumerate(target_size_list(target_sizes, batch, input_size)):
-            probabilities = upsample_logits(semantic[b], input_size, size).sigmoid()
+            at_input = upsample_like_the_loss(semantic[b][None, None], input_size)[0, 0]
+            probabilities = upsample_logits(at_input, input_size, size).sigmoid()
             results.append(
                 referring_segmentation_result(
                     probabilities > mask_threshold,
