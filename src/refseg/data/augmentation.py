@@ -19,6 +19,10 @@ Cells are ``cell_size`` squares (images resized to fit, keeping aspect, masks ne
 default, the largest height and width of the selected images with every image pasted unscaled at its
 cell's top-left corner (masks move exactly, the rest of a cell is black).
 
+The batch is the list it is given. In a ``collate_fn``, as in ``examples/train.py``, that is one process's
+batch (``per_device_train_batch_size``), not the paper's global batch of 48 over two GPUs (section 4.2);
+``docs/models/presence_plurality.md`` says what that changes.
+
 Use it on decoded rows before the processor, e.g. in a ``DataLoader`` ``collate_fn``::
 
     augment = PresencePluralityAugmentation(tau_no=0.05, tau_multi=0.05, seed=0)
