@@ -9,7 +9,7 @@ import datasets
 import pytest
 import torch
 
-from refseg.data.features import referring_features
+from refseg.data.schema import referring_features
 from refseg.data.images import without_image_decoding
 from refseg.image_utils import ImageFileError
 from refseg.models.instalign.image_processing_instalign import InstAlignImageProcessor

@@ -49,7 +49,7 @@ def _rows(mask_size: tuple[int, int]) -> datasets.Dataset:
         "bbox": [0.0, 0.0, 5.0, 5.0],
         "segmentation": encode_mask(mask),
     }
-    from refseg.data.features import referring_features
+    from refseg.data.schema import referring_features
 
     features = referring_features()
     row = {

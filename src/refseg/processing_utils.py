@@ -18,7 +18,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .oov import warn_unknown_words
+from .out_of_vocabulary import warn_unknown_words
 from .validation import check_max_length, check_sentences, is_panic
 
 __all__ = ["ReferringSegmentationProcessorBase"]

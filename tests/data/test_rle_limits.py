@@ -32,7 +32,7 @@ CALLERS = {
     "merge_instances": "from refseg.data.masks import merge_instances\n"
     "merge_instances([{'segmentation': BOMB}], 64, 64)",
     "decode_rle without a size": "from refseg.data.masks import decode_rle\ndecode_rle(BOMB)",
-    "metrics row_gt_mask": "from refseg.metrics.rows import row_gt_mask\n"
+    "metrics row_gt_mask": "from refseg.metrics.dataset_rows import row_gt_mask\n"
     "row_gt_mask({'instances': [{'segmentation': BOMB}], 'no_target': False}, 64, 64)",
     "augmentation mosaic": "import numpy as np\n"
     "from refseg.data.augmentation import PresencePluralityAugmentation\n"

@@ -10,7 +10,7 @@ from transformers import pipeline
 
 import refseg  # noqa: F401  (registers the task)
 from refseg.cli import main
-from refseg.oov import OutOfVocabularyWarning
+from refseg.out_of_vocabulary import OutOfVocabularyWarning
 from tests.processing_helpers import save_tiny_instalign
 
 ZERO_WIDTH = "\u200b\u200c\u2060"

@@ -89,7 +89,7 @@ def segment(
     or over a limit of ``limits``, or the model is not offered or cannot be loaded.
     """
     from ..commands._demo_notice import demo_model_notice
-    from ..oov import unknown_words
+    from ..out_of_vocabulary import unknown_words
     from ..visualization import draw_result, to_rgb
 
     limits = limits or AppLimits()

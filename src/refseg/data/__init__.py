@@ -18,7 +18,7 @@ _LAZY: dict[str, str] = {
     "mask_to_bbox": "masks",
     "merge_instances": "masks",
     "polygons_to_rle": "masks",
-    "referring_features": "features",
+    "referring_features": "schema",
     # benchmark builders (gRefCOCO, Ref-ZOM, R-RefCOCO, RefCOCO/+/g) and preparation
     "BUILDERS": "prepare",
     "build_benchmark": "prepare",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datasets
 
 from .builder import RefFormat, ann_id_list, build_from_refs, malformed_ann_id
-from .layout import annotation_files, image_folder
+from .benchmark_files import annotation_files, image_folder
 
 
 def grefcoco_targets(ref: dict, where: str) -> tuple[list[int], bool]:

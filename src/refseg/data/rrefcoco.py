@@ -11,7 +11,7 @@ from __future__ import annotations
 import datasets
 
 from .builder import RefFormat, ann_id_list, build_from_refs
-from .layout import annotation_files, image_folder
+from .benchmark_files import annotation_files, image_folder
 from .validate import as_flag
 
 RREFCOCO_VARIANTS = {

@@ -38,11 +38,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .counts import batch_mask_counts, mask_counts, segmentation_record, segmentation_records
 from .grec import GRECRecord, grec_metrics, grec_record, grec_record_from_prediction
 from .gres import gres_metrics, gres_sample_scores
+from .mask_records import (
+    MaskRecord,
+    batch_mask_counts,
+    mask_counts,
+    segmentation_record,
+    segmentation_records,
+)
 from .rec import RECRecord, rec_metrics, rec_record, rec_record_from_prediction
-from .records import MaskRecord, format_resolution
+from .record_columns import format_resolution
 from .refzom import refzom_metrics
 from .res import res_metrics
 from .rrefcoco import rrefcoco_metrics, rrefcoco_ref_scores
@@ -72,9 +78,9 @@ def __getattr__(name: str) -> Any:  # lazy: importing evaluate is slow and optio
 
         return getattr(evaluate_modules, name)
     if name in _LAZY_ROWS:
-        from . import rows
+        from . import dataset_rows
 
-        return getattr(rows, name)
+        return getattr(dataset_rows, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -16,11 +16,10 @@ from typing import Any
 import datasets
 import evaluate
 
-from .counts import segmentation_records
 from .grec import GREC_IOU_THRESHOLD, GREC_SCORE_THRESHOLD, grec_metrics, grec_record
 from .gres import gres_metrics
+from .mask_records import MaskRecord, mask_columns, segmentation_records
 from .rec import rec_metrics, rec_record
-from .records import MaskRecord, mask_columns
 from .refzom import refzom_metrics
 from .res import res_metrics
 from .rrefcoco import rrefcoco_metrics

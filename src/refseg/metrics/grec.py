@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..modeling.box_ops import box_xywh_to_xyxy, generalized_box_iou
-from .records import as_columns, count_column, finite_column, flag_column, format_resolution, ratio
+from .record_columns import as_columns, count_column, finite_column, flag_column, format_resolution, ratio
 
 GREC_DEFINITION = "gRefCOCO GREC evaluator (henghuiding/gRefCOCO mdetr/datasets/refexp.py RefExpEvaluator)"
 GREC_SCORE_THRESHOLD = 0.7

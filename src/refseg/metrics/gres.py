@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .records import format_resolution, mask_columns, ratio
+from .mask_records import mask_columns
+from .record_columns import format_resolution, ratio
 
 GRES_DEFINITION = "ReLA gres evaluator (henghuiding/ReLA gres_model/evaluation/refer_evaluation.py)"
 GRES_PR_THRESHOLDS: tuple[float, ...] = (0.7, 0.8, 0.9)

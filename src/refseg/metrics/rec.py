@@ -18,7 +18,7 @@ import torch
 
 from ..modeling.box_ops import box_iou, generalized_box_iou
 from .grec import as_boxes, as_scores, prediction_boxes_and_scores
-from .records import as_columns, finite_column, format_resolution, ratio
+from .record_columns import as_columns, finite_column, format_resolution, ratio
 
 REC_DEFINITIONS = {
     "iou": "REC Precision@0.5, top-1 box IoU (InstanceVG instancevg/apis/test.py accuracy)",

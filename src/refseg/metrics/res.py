@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .records import format_resolution, mask_columns, ratio
+from .mask_records import mask_columns
+from .record_columns import format_resolution, ratio
 
 RES_DEFINITION = "LAVT refcoco evaluator (yz93/LAVT-RIS test.py evaluate)"
 RES_PR_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)

@@ -29,7 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .records import format_resolution, mask_columns, ratio
+from .mask_records import mask_columns
+from .record_columns import format_resolution, ratio
 from .res import iou_per_sample
 
 RREFCOCO_DEFINITIONS = {

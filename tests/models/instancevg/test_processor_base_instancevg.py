@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from refseg.models.instancevg import InstanceVGImageProcessor, InstanceVGProcessor
-from refseg.oov import OutOfVocabularyWarning
+from refseg.out_of_vocabulary import OutOfVocabularyWarning
 from refseg.processing_utils import ReferringSegmentationProcessorBase
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..features import referring_features
+from ..schema import referring_features
 from ..masks import encode_mask, mask_to_bbox
 from .expressions import check_kind_weights, sample_expressions
 from .scene import Scene, sample_scene

@@ -1,10 +1,10 @@
-"""Per-sample records that every metric consumes, and the helpers that validate them.
+"""Records as validated numpy columns, and the result helpers every metric shares.
 
 A metric never sees pixels: each sample is reduced to a few numbers (a *record*) where the model ran,
 so records from any number of processes are simply concatenated before a metric is computed.
 Every metric function accepts records as
 
-* a sequence of record dataclasses (``MaskRecord`` ...),
+* a sequence of record dataclasses (``MaskRecord``, ``GRECRecord``, ``RECRecord``),
 * a sequence of mappings with the record's field names, or
 * a mapping of columns (field name -> list / numpy array / torch tensor), e.g. what
   ``accelerator.gather_for_metrics`` or an ``evaluate`` module hands back.
@@ -15,34 +15,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-
-@dataclass(frozen=True)
-class MaskRecord:
-    """Pixel counts and no-target flags of one (sentence, image) pair.
-
-    ``intersection = |P n G|``, ``union = |P u G|``, ``pred_area = |P|``, ``gt_area = |G|`` for the predicted
-    mask ``P`` and the merged ground-truth mask ``G`` at the evaluation resolution.
-    ``pred_no_target``: the model says nothing is referred to. ``gt_no_target``: the annotation says so
-    (gRefCOCO ``empty``, Ref-ZOM ``source == "zero"``, R-RefCOCO ``exist == 0``).
-    ``ref_id`` groups the sentences of one object (R-RefCOCO); ``-1`` when unused.
-    """
-
-    intersection: int
-    union: int
-    pred_area: int
-    gt_area: int
-    pred_no_target: bool = False
-    gt_no_target: bool = False
-    ref_id: int = -1
-
-
-MASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MaskRecord))
-_MASK_DEFAULTS: dict[str, Any] = {"pred_no_target": False, "gt_no_target": False, "ref_id": -1}
 
 
 def _column(values: Any) -> np.ndarray:
@@ -148,26 +123,6 @@ def finite_column(col: np.ndarray, field: str, kind: str = "record") -> np.ndarr
     values = _as_float(col, field, kind, "a finite number")
     _first_bad(col, ~np.isfinite(values), field, kind, "a finite number")
     return values
-
-
-def mask_columns(records: Any) -> dict[str, np.ndarray]:
-    """Validated columns of ``MaskRecord`` data: int64 counts, bool flags, int64 ref ids (``count_column``,
-    ``flag_column``: NaN, fractions and non-numbers are refused naming the field and record)."""
-    cols = as_columns(records, MASK_FIELDS, _MASK_DEFAULTS)
-    for name in ("intersection", "union", "pred_area", "gt_area", "ref_id"):
-        cols[name] = count_column(cols[name], name, "mask record")
-    for name in ("pred_no_target", "gt_no_target"):
-        cols[name] = flag_column(cols[name], name, "mask record")
-    i, u, p, g = cols["intersection"], cols["union"], cols["pred_area"], cols["gt_area"]
-    bad = np.flatnonzero((i < 0) | (p < 0) | (g < 0) | (i > np.minimum(p, g)) | (u != p + g - i))
-    if bad.size:
-        k = int(bad[0])
-        raise ValueError(
-            f"inconsistent mask record {k}: intersection={i[k]}, union={u[k]}, pred_area={p[k]}, gt_area={g[k]} "
-            "(need 0 <= intersection <= min(pred_area, gt_area) and union = pred_area + gt_area - intersection; "
-            "were the prediction and the ground truth counted at the same resolution?)"
-        )
-    return cols
 
 
 _RESOLUTION = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..data.masks import decode_rle, rle_size
-from .counts import segmentation_record
 from .grec import GRECRecord, grec_record_from_prediction
+from .mask_records import MaskRecord, segmentation_record
 from .rec import RECRecord, rec_record_from_prediction
-from .records import MaskRecord
 
 
 def _field(row: Mapping[str, Any], name: str) -> Any:

@@ -13,7 +13,7 @@ from refseg.metrics import (
     segmentation_record,
     segmentation_records,
 )
-from refseg.metrics.records import mask_columns
+from refseg.metrics.mask_records import mask_columns
 
 # 3x4 masks:            pred            gt
 #                       1 1 0 0         0 1 1 0

@@ -1,4 +1,4 @@
-"""Per-sample pixel counts (``MaskRecord``) from predicted and ground-truth masks.
+"""``MaskRecord``: the per-sample pixel counts every mask metric consumes, counted from predicted and ground-truth masks.
 
 ``I = |P n G|`` and ``U = |P u G|`` as in every official evaluator (``np.logical_and`` /
 ``np.logical_or`` sums). Masks are numpy arrays, torch tensors or PIL images and must be binary: bool,
@@ -10,15 +10,61 @@ Both masks must already be at the evaluation resolution: nothing is resized here
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .records import MaskRecord
+from .record_columns import as_columns, count_column, flag_column
 
 BINARY_RULE = "bool, integers all 0/1 or all 0/255, or floats exactly 0.0/1.0"
+
+
+@dataclass(frozen=True)
+class MaskRecord:
+    """Pixel counts and no-target flags of one (sentence, image) pair.
+
+    ``intersection = |P n G|``, ``union = |P u G|``, ``pred_area = |P|``, ``gt_area = |G|`` for the predicted
+    mask ``P`` and the merged ground-truth mask ``G`` at the evaluation resolution.
+    ``pred_no_target``: the model says nothing is referred to. ``gt_no_target``: the annotation says so
+    (gRefCOCO ``empty``, Ref-ZOM ``source == "zero"``, R-RefCOCO ``exist == 0``).
+    ``ref_id`` groups the sentences of one object (R-RefCOCO); ``-1`` when unused.
+    """
+
+    intersection: int
+    union: int
+    pred_area: int
+    gt_area: int
+    pred_no_target: bool = False
+    gt_no_target: bool = False
+    ref_id: int = -1
+
+
+MASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MaskRecord))
+_MASK_DEFAULTS: dict[str, Any] = {"pred_no_target": False, "gt_no_target": False, "ref_id": -1}
+
+
+def mask_columns(records: Any) -> dict[str, np.ndarray]:
+    """Validated columns of ``MaskRecord`` data: int64 counts, bool flags, int64 ref ids (``count_column``,
+    ``flag_column``: NaN, fractions and non-numbers are refused naming the field and record)."""
+    cols = as_columns(records, MASK_FIELDS, _MASK_DEFAULTS)
+    for name in ("intersection", "union", "pred_area", "gt_area", "ref_id"):
+        cols[name] = count_column(cols[name], name, "mask record")
+    for name in ("pred_no_target", "gt_no_target"):
+        cols[name] = flag_column(cols[name], name, "mask record")
+    i, u, p, g = cols["intersection"], cols["union"], cols["pred_area"], cols["gt_area"]
+    bad = np.flatnonzero((i < 0) | (p < 0) | (g < 0) | (i > np.minimum(p, g)) | (u != p + g - i))
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(
+            f"inconsistent mask record {k}: intersection={i[k]}, union={u[k]}, pred_area={p[k]}, gt_area={g[k]} "
+            "(need 0 <= intersection <= min(pred_area, gt_area) and union = pred_area + gt_area - intersection; "
+            "were the prediction and the ground truth counted at the same resolution?)"
+        )
+    return cols
 
 
 def _binary_error(name: str, dtype: Any, has_nan: bool, low: float, high: float) -> ValueError:

@@ -9,7 +9,7 @@ from transformers import PreTrainedTokenizerFast
 
 from refseg.data import synthetic_tokenizer
 from refseg.models.instalign import InstAlignImageProcessor, InstAlignProcessor
-from refseg.oov import OutOfVocabularyWarning, unknown_words, warn_unknown_words
+from refseg.out_of_vocabulary import OutOfVocabularyWarning, unknown_words, warn_unknown_words
 from tests.processing_helpers import tiny_tokenizer
 
 
