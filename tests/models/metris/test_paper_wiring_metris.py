@@ -23,14 +23,7 @@ from tests.paper_wiring_helpers import assert_imagenet_normalisation, constant_i
 
 SIZE, LENGTH = 64, 7  # a 2x2 stride-32 grid (N = 4); decoder output 16x16
 LAMBDAS = dict(lambda_seg=1.7, lambda_cl=0.6, lambda_nt=0.35)  # distinct, so a swapped weight shows
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
 
 
 def _model(**overrides) -> MetrisForReferringSegmentation:
