@@ -113,10 +113,3 @@ def test_suppress_duplicate_instances_on_contract_dicts():
 def test_bad_thresholds_are_refused(bad):
     with pytest.raises(ValueError, match="instance_nms_threshold"):
         check_nms_threshold(bad)
-    with pytest.raises(ValueError, match="iou_threshold"):
-        mask_nms(torch.stack([A, B]), torch.tensor([0.9, 0.8]), bad)
-
-
-def test_shapes_must_agree():
-    with pytest.raises(ValueError, match="must agree"):
-        mask_nms(torch.stack([A, B]), torch.tensor([0.9]), 0.5)

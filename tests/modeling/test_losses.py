@@ -47,13 +47,6 @@ def test_no_masks_gives_zero_connected_to_graph():
         loss.backward()
 
 
-def test_bad_inputs_raise():
-    with pytest.raises(ValueError, match="same shape"):
-        dice_loss(LOGITS, TARGETS[:, :1], 1)
-    with pytest.raises(ValueError, match="num_masks must be positive"):
-        sigmoid_ce_loss(LOGITS, TARGETS, 0)
-
-
 def test_foreground_dice_loss_hand_computed():
     # the two masks above as a batch of two 1x2 maps: the per-sample Dice is 5/13 and 1/4, averaged
     loss = foreground_dice_loss(LOGITS[:, None], TARGETS[:, None])
@@ -69,5 +62,3 @@ def test_foreground_dice_loss_ignores_invalid_pixels_and_penalises_foreground_on
     # an empty target (no-target sample): 1 - 1 / (|p| + 1) with |p| = 0.5 + 0.75
     empty = foreground_dice_loss(LOGITS[:1, None], torch.zeros(1, 1, 2))
     assert empty.item() == pytest.approx(1 - 1 / 2.25, abs=1e-6)
-    with pytest.raises(ValueError, match="same shape"):
-        foreground_dice_loss(LOGITS[:, None], TARGETS)

@@ -173,15 +173,3 @@ def test_transformer_in_features_four_levels():
     assert decoder.num_fpn_levels == 0 and len(decoder.lateral_convs) == 0
     assert out.mask_features.shape == (1, 24, 16, 16)
     assert [f.shape[-1] for f in out.multi_scale_features] == [2, 4, 8]
-
-
-def test_bad_inputs():
-    decoder = tiny_decoder()
-    with pytest.raises(ValueError, match="expected 4 feature maps"):
-        decoder(features(1, 64, 64)[:3])
-    with pytest.raises(ValueError, match="feature map 2"):
-        decoder([*features(1, 64, 64)[:2], torch.zeros(1, 3, 4, 4), features(1, 64, 64)[3]])
-    with pytest.raises(ValueError, match="divisible by num_heads"):
-        tiny_decoder(hidden_dim=30, num_heads=4)
-    with pytest.raises(ValueError, match="transformer_in_features"):
-        tiny_decoder(transformer_in_features=5)

@@ -27,13 +27,3 @@ def test_padding_does_not_change_real_tokens():
         a = encoder(ids, torch.ones_like(ids))
         b = encoder(padded, torch.tensor([[1, 1, 1, 1, 0, 0]]))
     assert torch.allclose(a, b[:, :4], atol=1e-5)
-
-
-def test_bad_inputs():
-    with pytest.raises(ValueError, match="PreTrainedConfig"):
-        build_text_encoder("roberta-base")
-    encoder = build_text_encoder(BertConfig(**SMALL))
-    with pytest.raises(ValueError, match=r"\(B, L\)"):
-        encoder(torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match="attention_mask"):
-        encoder(torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 4, dtype=torch.long))

@@ -33,12 +33,6 @@ def connected_component_instances(
         ``[{"mask": bool (H, W), "box": float [x0, y0, x1, y1] (x1, y1 exclusive), "score": float}]`` sorted by
         decreasing score, then by decreasing area.
     """
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
-    if probabilities is not None and probabilities.shape != mask.shape:
-        raise ValueError(
-            f"probabilities {tuple(probabilities.shape)} must have the mask's shape {tuple(mask.shape)}"
-        )
     labels, count = ndimage.label(mask.detach().cpu().numpy().astype(bool), structure=_EIGHT_CONNECTED)
     if count == 0:
         return []

@@ -36,13 +36,11 @@ class MultiScaleDeformableAttention(nn.Module):
         im2col_step: int = 64,
     ) -> None:
         super().__init__()
-        if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.num_levels = num_levels
         self.num_points = num_points
-        self.head_dim = embed_dim // num_heads
+        self.head_dim = embed_dim // num_heads  # the model configs check divisibility
         self.im2col_step = im2col_step
         self.sampling_offsets = nn.Linear(embed_dim, num_heads * num_levels * num_points * 2)
         self.attention_weights = nn.Linear(embed_dim, num_heads * num_levels * num_points)
@@ -99,26 +97,8 @@ class MultiScaleDeformableAttention(nn.Module):
         Returns:
             ``(B, Lq, C)``.
         """
-        if query.dim() != 3 or value.dim() != 3:
-            raise ValueError(
-                f"query and value must be (B, Lq, C) and (B, S, C), got {tuple(query.shape)} and {tuple(value.shape)}"
-            )
-        batch, num_queries, _ = query.shape
-        _, seq_len, _ = value.shape
-        if query.shape[-1] != self.embed_dim or value.shape[-1] != self.embed_dim:
-            raise ValueError(
-                f"query and value must have {self.embed_dim} channels, got {query.shape[-1]} and {value.shape[-1]}"
-            )
-        if reference_points.dim() != 4 or reference_points.shape[-1] not in (2, 4):
-            raise ValueError(
-                f"reference_points must be (B, Lq, L, 2) or (B, Lq, L, 4), got {tuple(reference_points.shape)}"
-            )
-        if spatial_shapes.shape != (self.num_levels, 2):
-            raise ValueError(
-                f"spatial_shapes must be ({self.num_levels}, 2) for num_levels={self.num_levels}, "
-                f"got {tuple(spatial_shapes.shape)}"
-            )
-
+        batch, num_queries, _ = query.shape  # (B, Lq, C)
+        _, seq_len, _ = value.shape  # (B, S, C); reference_points (B, Lq, L, 2 or 4), spatial_shapes (L, 2)
         value = self.value_proj(value)
         if value_padding_mask is not None:
             value = value.masked_fill(value_padding_mask[..., None], 0.0)

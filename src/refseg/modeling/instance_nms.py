@@ -42,12 +42,8 @@ def mask_iou_matrix(masks: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tenso
     (1 MiB each), not a copy of the masks; a pair whose union is empty (two empty masks) has IoU 0.
     """
     if isinstance(masks, torch.Tensor):
-        if masks.dim() != 3:
-            raise ValueError(f"masks must be (N, H, W), got shape {tuple(masks.shape)}")
-        masks = list(masks)
-    flat = [m.reshape(-1) for m in masks]  # views of contiguous masks
-    if len({f.numel() for f in flat}) > 1:
-        raise ValueError("the masks must have one size")
+        masks = list(masks)  # (N, H, W) -> N x (H, W)
+    flat = [m.reshape(-1) for m in masks]  # views of contiguous masks, N x (H * W)
     n, pixels = len(flat), (flat[0].numel() if flat else 0)
     inter = torch.zeros((n, n), dtype=torch.float64)
     area = torch.zeros(n, dtype=torch.float64)
@@ -73,12 +69,7 @@ def mask_nms(
         scores: ``(N,)`` scores (finite).
         iou_threshold: ``None`` or a number in [0, 1].
     """
-    iou_threshold = check_nms_threshold(iou_threshold, "iou_threshold")
-    scores = torch.as_tensor(scores).reshape(-1)
-    if len(masks) != scores.shape[0]:
-        raise ValueError(
-            f"masks (N, H, W) and scores (N,) must agree, got {len(masks)} masks and {scores.shape[0]} scores"
-        )
+    scores = torch.as_tensor(scores).reshape(-1)  # (N,)
     order = torch.argsort(scores.double(), descending=True, stable=True)
     if iou_threshold is None or iou_threshold >= 1.0 or order.numel() < 2:
         return order
@@ -102,8 +93,7 @@ def suppress_duplicate_instances(
     Returns the kept instance dicts (the same objects) by decreasing score; ``None`` / ``1.0`` returns them
     all, in their order.
     """
-    instances = list(instances)
-    iou_threshold = check_nms_threshold(iou_threshold)
+    instances = list(instances)  # the image processors check iou_threshold (check_nms_threshold)
     if iou_threshold is None or iou_threshold >= 1.0 or len(instances) < 2:
         return instances
     masks = [torch.as_tensor(inst["mask"]) for inst in instances]  # not stacked: no copy of the masks

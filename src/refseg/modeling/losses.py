@@ -15,26 +15,12 @@ from torch.nn import functional as F
 from .loss_normalizer import active_loss_normalizer
 
 
-def _check(logits: torch.Tensor, targets: torch.Tensor, num_masks: float | torch.Tensor) -> bool:
-    if logits.shape != targets.shape:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must have the same shape"
-        )
-    if logits.dim() < 2:
-        raise ValueError(f"logits must be (num_masks, ...) with at least 2 dims, got {tuple(logits.shape)}")
-    if logits.shape[0] == 0:
-        return False
-    if float(num_masks) <= 0:
-        raise ValueError(f"num_masks must be positive when there are masks, got {float(num_masks)}")
-    return True
-
-
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float | torch.Tensor) -> torch.Tensor:
     """Dice loss ``1 - (2 |p t| + 1) / (|p| + |t| + 1)`` with ``p = sigmoid(logits)``, summed / ``num_masks``.
 
     Returns a zero scalar (connected to ``logits``) when there are no masks.
     """
-    if not _check(logits, targets, num_masks):
+    if logits.shape[0] == 0:  # logits and targets (K, ...); num_masks > 0 when K > 0
         return logits.sum() * 0.0
     probs = logits.sigmoid().flatten(1)
     targets = targets.flatten(1).to(probs.dtype)
@@ -51,7 +37,7 @@ def sigmoid_ce_loss(
 
     Returns a zero scalar (connected to ``logits``) when there are no masks.
     """
-    if not _check(logits, targets, num_masks):
+    if logits.shape[0] == 0:  # logits and targets (K, ...); num_masks > 0 when K > 0
         return logits.sum() * 0.0
     logits = logits.flatten(1)
     targets = targets.flatten(1).to(logits.dtype)
@@ -75,11 +61,6 @@ def foreground_dice_loss(
         targets: ``(B, H, W)`` in {0, 1}.
         valid: optional ``(B, H, W)``, 0 where pixels count for neither ``p`` nor ``t`` (letterbox padding).
     """
-    if foreground_logits.shape != targets.shape:
-        raise ValueError(
-            f"foreground_logits {tuple(foreground_logits.shape)} and targets {tuple(targets.shape)} must have "
-            "the same shape"
-        )
     probs = foreground_logits.sigmoid().flatten(1)
     targets = targets.flatten(1).to(probs.dtype)
     if valid is not None:

@@ -133,15 +133,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
     ) -> None:
         super().__init__()
         in_channels = [int(c) for c in in_channels]
-        if not 1 <= transformer_in_features <= len(in_channels):
-            raise ValueError(
-                f"transformer_in_features ({transformer_in_features}) must be between 1 and the number of "
-                f"input maps ({len(in_channels)})"
-            )
-        if hidden_dim % 2 != 0:
-            raise ValueError(f"hidden_dim must be even (sine position embedding), got {hidden_dim}")
-        if hidden_dim % num_heads != 0:
-            raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
+        # the model configs check that hidden_dim is even (sine embedding) and divisible by num_heads
         self.in_channels = in_channels
         self.hidden_dim = hidden_dim
         self.mask_dim = mask_dim
@@ -247,12 +239,6 @@ class MSDeformAttnPixelDecoder(nn.Module):
             output_hidden_states: also return the per-layer encoder states ``f_0 .. f_L`` and what is needed to
                 attend to them (position embeddings, padding mask, level layout); the other outputs are the same.
         """
-        if len(features) != len(self.in_channels):
-            raise ValueError(f"expected {len(self.in_channels)} feature maps, got {len(features)}")
-        for i, (feature, channels) in enumerate(zip(features, self.in_channels)):
-            if feature.dim() != 4 or feature.shape[1] != channels:
-                raise ValueError(f"feature map {i} must be (B, {channels}, H, W), got {tuple(feature.shape)}")
-
         coarse = features[::-1][: self.num_levels]  # low resolution first
         batch = coarse[0].shape[0]
         embeds, pos_embeds, masks = [], [], []

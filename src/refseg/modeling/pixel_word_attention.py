@@ -53,8 +53,6 @@ class PixelWordAttention(nn.Module):
 
     def __init__(self, visual_dim: int, text_dim: int, num_heads: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
-        if visual_dim % num_heads != 0:
-            raise ValueError(f"visual_dim ({visual_dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.head_dim = visual_dim // num_heads
         self.visual_projection = nn.Linear(visual_dim, visual_dim)

@@ -25,10 +25,6 @@ class SinePositionEmbedding(nn.Module):
         scale: float | None = None,
     ) -> None:
         super().__init__()
-        if num_pos_feats % 2 != 0:
-            raise ValueError(f"num_pos_feats must be even, got {num_pos_feats}")
-        if scale is not None and not normalize:
-            raise ValueError("scale is only used with normalize=True")
         self.num_pos_feats = num_pos_feats
         self.temperature = temperature
         self.normalize = normalize
@@ -56,16 +52,10 @@ class SinePositionEmbedding(nn.Module):
         else:
             shape = tuple(int(s) for s in x)
             dtype = torch.float32 if dtype is None else dtype
-        if len(shape) != 4:
-            raise ValueError(f"expected a (B, C, H, W) feature map or shape, got {shape}")
         batch, _, height, width = shape
         if mask is None:
             not_mask = torch.ones(batch, height, width, device=device, dtype=dtype)
-        else:
-            if mask.shape != (batch, height, width):
-                raise ValueError(
-                    f"mask must be (B, H, W) = {(batch, height, width)}, got {tuple(mask.shape)}"
-                )
+        else:  # (B, H, W)
             not_mask = (~mask.bool()).to(device=device, dtype=dtype)
         y_embed = not_mask.cumsum(1)
         x_embed = not_mask.cumsum(2)

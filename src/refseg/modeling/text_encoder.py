@@ -29,19 +29,9 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Return ``last_hidden_state`` ``(B, L, C_text)``; ``attention_mask`` is 1 for tokens, 0 for padding."""
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (B, L), got {tuple(input_ids.shape)}")
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
-            )
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def build_text_encoder(text_config: PreTrainedConfig) -> TextEncoder:
     """Build the text encoder from a ``RobertaConfig`` / ``BertConfig`` (random weights, no pooler)."""
-    if not isinstance(text_config, PreTrainedConfig):
-        raise ValueError(
-            f"text_config must be a PreTrainedConfig (e.g. RobertaConfig), got {type(text_config).__name__}"
-        )
     return TextEncoder(text_config)

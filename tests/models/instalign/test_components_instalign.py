@@ -36,8 +36,6 @@ def test_phrase_object_alignment_ignores_padding():
     torch.testing.assert_close(relevance[..., :2], ref_r)
     torch.testing.assert_close(phrases, ref_p)
     torch.testing.assert_close(cost, ref_cost)
-    with pytest.raises(ValueError, match="text_mask must be"):
-        PhraseObjectAlignment()(queries, text, torch.ones(1, 2))
 
 
 def test_aggregation_eq8_with_prelu_slope():
@@ -63,8 +61,6 @@ def test_aggregation_threshold_selects_union_or_empty():
     torch.testing.assert_close(merged, torch.tensor([[[1.0, 3.0]]]))  # max over instances 2 and 3
     empty = AdaptiveInstanceAggregation("threshold", threshold=0.999)(masks, score_logits)
     torch.testing.assert_close(empty, torch.full((1, 1, 2), EMPTY_LOGIT))
-    with pytest.raises(ValueError, match="mode must be"):
-        AdaptiveInstanceAggregation("mean")
 
 
 def test_no_target_inputs_eq10_eq11():
@@ -87,8 +83,6 @@ def test_no_target_inputs_eq10_eq11():
         logits = predictor(queries, score_logits, text, mask)
         assert logits.shape == (1,)
         torch.testing.assert_close(logits, predictor.mlp(value).squeeze(-1))
-    with pytest.raises(ValueError, match="input_type must be one of"):
-        NoTargetPredictor(2, "words")
 
 
 def test_prediction_heads_eq4():
@@ -145,8 +139,6 @@ def test_phrase_object_transformer_round_robin_over_scales():
     last = output.last
     assert last.mask_logits.shape == (1, 3, 16, 16) and last.score_logits.shape == (1, 3)
     assert last.relevance.shape == (1, 3, 5) and last.phrase_cost.shape == (1, 3)
-    with pytest.raises(ValueError, match="expected 3 multi-scale feature maps"):
-        transformer(features[:2], torch.randn(1, 8, 16, 16), torch.randn(1, 5, 8))
 
 
 def test_text_conditioned_score_adds_the_query_sentence_term():
@@ -168,8 +160,6 @@ def test_text_conditioned_score_adds_the_query_sentence_term():
     normed = torch.nn.functional.layer_norm(queries, (4,))  # affine is identity at init
     expected = base + (normed * 2 * sentence[:, None]).sum(-1) / math.sqrt(4)
     torch.testing.assert_close(conditioned, expected)
-    with pytest.raises(ValueError, match="sentence feature"):
-        heads(queries, None)
 
 
 def test_text_conditioned_score_changes_with_the_sentence_only_when_enabled():

@@ -28,20 +28,13 @@ class AdaptiveInstanceAggregation(nn.Module):
 
     def __init__(self, mode: str = "aia_prelu", threshold: float = 0.5) -> None:
         super().__init__()
-        if mode not in ("aia_prelu", "aia", "threshold"):
-            raise ValueError(f"mode must be 'aia_prelu', 'aia' or 'threshold', got {mode!r}")
         self.mode = mode
         self.threshold = threshold
         self.activation = nn.PReLU(num_parameters=1, init=0.25) if mode == "aia_prelu" else nn.Identity()
 
     def forward(self, mask_logits: torch.Tensor, score_logits: torch.Tensor) -> torch.Tensor:
         """Merged-mask logits ``(B, h, w)`` from instance logits ``s`` ``(B, N, h, w)`` and scores ``(B, N)``."""
-        if mask_logits.dim() != 4 or score_logits.shape != mask_logits.shape[:2]:
-            raise ValueError(
-                f"mask_logits must be (B, N, h, w) and score_logits (B, N), got {tuple(mask_logits.shape)} "
-                f"and {tuple(score_logits.shape)}"
-            )
-        scores = score_logits.sigmoid()
+        scores = score_logits.sigmoid()  # (B, N)
         if self.mode == "threshold":
             selected = scores > self.threshold
             masked = mask_logits.masked_fill(~selected[:, :, None, None], torch.finfo(mask_logits.dtype).min)

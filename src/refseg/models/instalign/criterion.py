@@ -36,8 +36,6 @@ from ...modeling.loss_normalizer import active_loss_normalizer
 from ...modeling.losses import dice_loss, sigmoid_ce_loss
 from ...modeling.matching import hungarian_matcher, pairwise_dice_cost, pairwise_sigmoid_ce_cost
 
-SUPERVISION = ("none", "standard", "phrase_aligned")
-
 
 def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Area-downsample (bilinear-upsample) ``(..., H, W)`` masks to ``size``; float output in ``[0, 1]``."""
@@ -158,10 +156,6 @@ class InstAlignCriterion(nn.Module):
         lambda_nt: float = 0.1,
     ) -> None:
         super().__init__()
-        if instance_supervision not in SUPERVISION:
-            raise ValueError(
-                f"instance_supervision must be one of {SUPERVISION}, got {instance_supervision!r}"
-            )
         self.instance_supervision = instance_supervision
         self.use_phrase = instance_supervision == "phrase_aligned"
         self.lambda_score = lambda_score
@@ -265,9 +259,9 @@ class InstAlignCriterion(nn.Module):
             ``loss_nt`` and the parts of ``loss_inst``; ``loss_aux``: the weighted deep-supervision sum).
         """
         final = predictions[-1]
-        size = tuple(final["mask_logits"].shape[-2:])
-        if len(targets) != final["mask_logits"].shape[0]:
-            raise ValueError(f"expected {final['mask_logits'].shape[0]} target tensors, got {len(targets)}")
+        size = tuple(
+            final["mask_logits"].shape[-2:]
+        )  # mask_logits (B, N, h, w); B target tensors (n_b, H, W)
         targets = [resize_masks(t.to(final["mask_logits"].device), size) for t in targets]
         merged_targets = torch.stack(
             [t.max(dim=0).values if t.shape[0] > 0 else t.new_zeros(size) for t in targets]

@@ -46,9 +46,7 @@ class InstancePredictionHeads(nn.Module):
         is text-conditioned and ignored otherwise."""
         normed = self.norm(queries)
         score_logits = self.score_head(normed).squeeze(-1)
-        if self.score_query_proj is not None:
-            if sentence_feature is None:
-                raise ValueError("a text-conditioned score head needs the sentence feature T_sen")
+        if self.score_query_proj is not None:  # sentence_feature T_sen (B, C)
             matching = self.score_query_proj(normed) * self.score_text_proj(sentence_feature)[:, None]
             score_logits = score_logits + matching.sum(-1) / math.sqrt(normed.shape[-1])
         if mask_features is None:

@@ -16,8 +16,6 @@ from torch import nn
 
 from ...modeling.mlp import MLP
 
-NO_TARGET_INPUTS = ("global_and_sentence", "global", "sentence", "mean_queries")
-
 
 def sentence_feature(text_features: torch.Tensor, text_mask: torch.Tensor | None) -> torch.Tensor:
     """``T_sen`` ``(B, C)``: the mean of ``text_features`` ``(B, L, C)`` over tokens where ``text_mask`` is 1."""
@@ -32,13 +30,11 @@ class NoTargetPredictor(nn.Module):
 
     Args:
         hidden_dim: channels ``C`` of queries and text features.
-        input_type: one of ``NO_TARGET_INPUTS``.
+        input_type: one of ``NO_TARGET_INPUT`` (``configuration_instalign``).
     """
 
     def __init__(self, hidden_dim: int, input_type: str = "global_and_sentence") -> None:
         super().__init__()
-        if input_type not in NO_TARGET_INPUTS:
-            raise ValueError(f"input_type must be one of {NO_TARGET_INPUTS}, got {input_type!r}")
         self.input_type = input_type
         in_dim = 2 * hidden_dim if input_type == "global_and_sentence" else hidden_dim
         self.mlp = MLP(in_dim, hidden_dim, 1, num_layers=2)

@@ -29,8 +29,6 @@ class ObjectTextCrossAttention(nn.Module):
 
     def __init__(self, hidden_dim: int, num_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
-        if hidden_dim % num_heads != 0:
-            raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.head_dim = hidden_dim // num_heads
         self.query_proj = nn.Linear(hidden_dim, hidden_dim)

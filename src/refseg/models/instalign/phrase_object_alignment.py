@@ -35,21 +35,8 @@ class PhraseObjectAlignment(nn.Module):
             ``relevance`` R ``(B, N, L)`` (rows sum to 1), ``phrase_features`` P ``(B, N, C)`` and
             ``phrase_cost`` ``L_phrase`` ``(B, N)`` in ``[0, 2]``.
         """
-        if queries.dim() != 3 or text_features.dim() != 3:
-            raise ValueError(
-                f"queries and text_features must be (B, N, C) and (B, L, C), got "
-                f"{tuple(queries.shape)} and {tuple(text_features.shape)}"
-            )
-        if queries.shape[0] != text_features.shape[0] or queries.shape[-1] != text_features.shape[-1]:
-            raise ValueError(
-                f"queries {tuple(queries.shape)} and text_features {tuple(text_features.shape)} must share B and C"
-            )
-        logits = queries @ text_features.transpose(1, 2) / math.sqrt(queries.shape[-1])
+        logits = queries @ text_features.transpose(1, 2) / math.sqrt(queries.shape[-1])  # (B, N, L)
         if text_mask is not None:
-            if text_mask.shape != text_features.shape[:2]:
-                raise ValueError(
-                    f"text_mask must be (B, L) = {tuple(text_features.shape[:2])}, got {tuple(text_mask.shape)}"
-                )
             logits = logits.masked_fill(~text_mask.bool()[:, None, :], torch.finfo(logits.dtype).min)
         relevance = logits.softmax(dim=-1)
         phrase_features = relevance @ text_features

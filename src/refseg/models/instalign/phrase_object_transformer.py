@@ -205,10 +205,6 @@ class PhraseObjectTransformer(nn.Module):
                 ``resize(V_4 . e) = resize(V_4) . e`` and the attention masks are unchanged, at a fraction of
                 the cost. The last prediction always has full-resolution masks.
         """
-        if len(multi_scale_features) != NUM_SCALES:
-            raise ValueError(
-                f"expected {NUM_SCALES} multi-scale feature maps, got {len(multi_scale_features)}"
-            )
         batch = mask_features.shape[0]
         visual, visual_pos, sizes = [], [], []
         for level, feature in enumerate(multi_scale_features):

@@ -82,8 +82,6 @@ def resize_bilinear(
     ``grey_levels``: the values are 0-255 grey levels of an 8-bit image; OpenCV then resizes them as uint8
     (its fixed-point path, as the original) and the torch backend rounds its result back to grey levels.
     """
-    if backend not in RESAMPLE_BACKENDS:
-        raise ValueError(f"resample_backend must be one of {RESAMPLE_BACKENDS}, got {backend!r}")
     height, width = size
     if backend == "torch":
         out = F.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]

@@ -77,8 +77,6 @@ class GuidedSegmentationDecoder(nn.Module):
         position_encoding: bool = False,
     ) -> None:
         super().__init__()
-        if len(in_channels) != 4:
-            raise ValueError(f"the decoder needs 4 feature maps, got channels {in_channels}")
         self.input_projection = nn.Conv2d(in_channels[3], hidden_dim, 1)
         self.cross_attentions = nn.ModuleList(
             GuidanceCrossAttention(hidden_dim, guidance_dim, num_heads, ffn_dim, dropout) for _ in range(4)
