@@ -46,7 +46,7 @@ from instancevg_original import (  # noqa: E402
     save_official_checkpoint,
 )
 
-from refseg.modeling.box_ops import box_xyxy_to_cxcywh  # noqa: E402
+from refseg.boxes import box_xyxy_to_cxcywh  # noqa: E402
 from refseg.models.instancevg.convert_instancevg import convert_checkpoint  # noqa: E402
 
 GREFCOCO = "configs/gres/InstanceVG-grefcoco.py"

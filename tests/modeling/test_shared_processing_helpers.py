@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from refseg.boxes import masks_to_boxes
 from refseg.modeling.config_presets import check_preset_name, merge_preset_overrides, swin_preset
 from refseg.modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
-from refseg.modeling.mask_boxes import masks_to_boxes
 from refseg.modeling.post_processing import (
     output_field,
     referring_segmentation_result,

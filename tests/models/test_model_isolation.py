@@ -66,7 +66,7 @@ def test_the_checker_catches_relative_and_absolute_imports():
         ("from .. import beta\n", (), {"beta"}),
         ("import refseg.models.beta.modeling_beta\n", (), {"beta"}),
         ("from refseg.models.beta import P\n", (), {"beta"}),
-        ("from .processing_alpha import P\nfrom ...modeling.mask_boxes import masks_to_boxes\n", (), set()),
+        ("from .processing_alpha import P\nfrom ...boxes import masks_to_boxes\n", (), set()),
         ("from ..alpha import P\n", (), set()),
     ):
         assert _imported_models(source, subdirs, "alpha", models) == expected, source

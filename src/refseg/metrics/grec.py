@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..modeling.box_ops import box_xywh_to_xyxy, generalized_box_iou
+from ..boxes import box_xywh_to_xyxy, generalized_box_iou
 from .record_columns import as_columns, count_column, finite_column, flag_column, format_resolution, ratio
 
 GREC_DEFINITION = "gRefCOCO GREC evaluator (henghuiding/gRefCOCO mdetr/datasets/refexp.py RefExpEvaluator)"

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..modeling.box_ops import box_iou, generalized_box_iou
+from ..boxes import box_iou, generalized_box_iou
 from .grec import as_boxes, as_scores, prediction_boxes_and_scores
 from .record_columns import as_columns, finite_column, format_resolution, ratio
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .mask_boxes import masks_to_boxes
+from ..boxes import masks_to_boxes
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 

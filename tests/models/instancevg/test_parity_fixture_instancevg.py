@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from refseg.modeling.box_ops import box_xyxy_to_cxcywh
+from refseg.boxes import box_xyxy_to_cxcywh
 from refseg.models.instancevg import InstanceVGImageProcessor
 from refseg.models.instancevg.convert_instancevg import convert_checkpoint
 

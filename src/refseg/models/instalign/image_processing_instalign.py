@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
+from ...boxes import masks_to_boxes
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
-from ...modeling.mask_boxes import masks_to_boxes
 from ...modeling.post_processing import (
     output_field,
     referring_segmentation_result,

@@ -10,7 +10,7 @@ The plumbing is :class:`refseg.processing_utils.ReferringSegmentationProcessorBa
 
 from __future__ import annotations
 
-from ...modeling.mask_boxes import masks_to_boxes
+from ...boxes import masks_to_boxes
 from ...processing_utils import ReferringSegmentationProcessorBase
 
 __all__ = ["InstAlignProcessor", "masks_to_boxes"]

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...modeling.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from ...boxes import box_cxcywh_to_xyxy, generalized_box_iou
 from ...modeling.loss_normalizer import active_loss_normalizer, class_weighted
 from ...modeling.losses import dice_loss, sigmoid_ce_loss
 from ...modeling.matching import hungarian_matcher

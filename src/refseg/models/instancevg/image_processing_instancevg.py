@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature
 
+from ...boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, masks_to_boxes
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
-from ...modeling.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
-from ...modeling.mask_boxes import masks_to_boxes
 from ...modeling.post_processing import output_field
 from ...validation import check_finite_logits
 from .resize_instancevg import RESAMPLE_BACKENDS, resized_values

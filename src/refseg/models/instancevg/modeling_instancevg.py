@@ -17,8 +17,8 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...boxes import box_xyxy_to_cxcywh
 from ...modeling.beit3 import Beit3Encoder
-from ...modeling.box_ops import box_xyxy_to_cxcywh
 from ...modeling.deformable_attention import MultiScaleDeformableAttention
 from ...modeling.input_checks import is_tracing
 from ...modeling.loading_checks import CheckedFromPretrainedMixin

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from refseg.modeling.box_ops import (
+from refseg.boxes import (
     box_area,
     box_cxcywh_to_xyxy,
     box_iou,

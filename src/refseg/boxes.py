@@ -1,4 +1,5 @@
-"""Box conversions, IoU and generalized IoU (Rezatofighi et al., CVPR 2019), shared by models and metrics.
+"""Bounding boxes: format conversions, IoU and generalized IoU (Rezatofighi et al., CVPR 2019), and the
+boxes of binary masks. Pure tensor math shared by the models, their post-processing and the metrics.
 
 Boxes are ``(N, 4)`` tensors. ``xyxy`` = ``[x0, y0, x1, y1]``, ``cxcywh`` = ``[cx, cy, w, h]`` (the
 normalized layout of the models' ``pred_boxes`` output), ``xywh`` = COCO ``[x, y, w, h]``. Coordinates are
@@ -9,6 +10,16 @@ evaluator uses.
 from __future__ import annotations
 
 import torch
+
+__all__ = [
+    "box_area",
+    "box_cxcywh_to_xyxy",
+    "box_iou",
+    "box_xywh_to_xyxy",
+    "box_xyxy_to_cxcywh",
+    "generalized_box_iou",
+    "masks_to_boxes",
+]
 
 
 def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
@@ -69,3 +80,28 @@ def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Ten
     wh = (rb - lt).clamp(min=0)
     enclosing = wh[..., 0] * wh[..., 1]
     return iou - (enclosing - union) / enclosing
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Boxes ``[x0, y0, x1, y1]`` in pixels (x1, y1 exclusive) of bool masks (N, H, W); zeros when empty.
+
+    Every model's post-processing derives instance boxes this way when it has no box head (``docs/pipeline.md``).
+    """
+    if masks.ndim != 3:
+        raise ValueError(f"masks_to_boxes expects (N, H, W) masks, got shape {tuple(masks.shape)}")
+    n, h, w = masks.shape
+    boxes = torch.zeros((n, 4), dtype=torch.float32)
+    if n == 0:
+        return boxes
+    rows = masks.any(dim=2)  # (N, H)
+    cols = masks.any(dim=1)  # (N, W)
+    ar_h = torch.arange(h)
+    ar_w = torch.arange(w)
+    nonempty = rows.any(dim=1)
+    y0 = torch.where(rows, ar_h, h).amin(dim=1)
+    y1 = torch.where(rows, ar_h, -1).amax(dim=1) + 1
+    x0 = torch.where(cols, ar_w, w).amin(dim=1)
+    x1 = torch.where(cols, ar_w, -1).amax(dim=1) + 1
+    stacked = torch.stack([x0, y0, x1, y1], dim=1).to(torch.float32)
+    boxes[nonempty] = stacked[nonempty]
+    return boxes
