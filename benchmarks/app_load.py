@@ -86,7 +86,7 @@ def make_inputs(folder: Path) -> tuple[Path, str]:
 
 def start_server(models: list[str], port: int, log: Path, device: str = "cpu") -> subprocess.Popen:
     """``refseg app`` in a subprocess on 127.0.0.1:``port`` (its output goes to ``log``)."""
-    code = "import sys; from refseg.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from refseg_cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["app", "--host", "127.0.0.1", "--port", str(port), "--device", device]
     args += ["--max-upload-mb", str(UPLOAD_LIMIT_MB), "--model", *models]
     env = dict(

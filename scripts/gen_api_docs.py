@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "refseg"
+CLI_PACKAGE = ROOT / "src" / "refseg_cli"
 
 # page file -> (title, introduction, package prefixes whose modules the page documents)
 PAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -50,7 +51,7 @@ PAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "commands.md": (
         "Command line",
         "The `refseg` command and its subcommands.",
-        ("refseg_cli", "refseg.cli", "refseg.commands"),
+        ("refseg_cli",),
     ),
     "app_export.md": (
         "Web app and export",
@@ -75,10 +76,11 @@ TOP_LEVEL = (
 def public_modules() -> list[str]:
     """Importable module names of refseg whose own name and parents' names are not private."""
     names = ["refseg", "refseg_cli"]
-    for info in pkgutil.walk_packages([str(PACKAGE)], "refseg."):
-        if any(part.startswith("_") for part in info.name.split(".")[1:]):
-            continue
-        names.append(info.name)
+    for package in (PACKAGE, CLI_PACKAGE):
+        for info in pkgutil.walk_packages([str(package)], f"{package.name}."):
+            if any(part.startswith("_") for part in info.name.split(".")[1:]):
+                continue
+            names.append(info.name)
     return sorted(names)
 
 

@@ -23,8 +23,6 @@ from .models import *  # noqa: E402, F403  (every model's Config / ForReferringS
 
 # subpackages and modules imported on first attribute access (``refseg.data.synthetic_scenes(...)``)
 _LAZY_SUBMODULES = (
-    "cli",
-    "commands",
     "data",
     "hub",
     "kernels",
@@ -70,7 +68,7 @@ def example_image() -> str:
     return str(path)
 
 
-_MODEL_NAMES = [name for name in models.__all__ if name != "processor_classes"]
+_MODEL_NAMES = [name for name in models.__all__ if name not in models.REGISTRY_NAMES]
 
 __all__ = [
     "__version__",

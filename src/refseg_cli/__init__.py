@@ -1,10 +1,12 @@
 """The ``refseg`` command: ``demo``, ``predict``, ``app``, ``export``, ``convert``, ``data`` and ``kernels``.
 
-This dispatcher lives outside the ``refseg`` package on purpose: ``import refseg`` registers every model
-with transformers' Auto classes, which imports torch, while ``refseg --help`` and ``refseg --version``
-should answer at once. Only the chosen sub-command's module is imported (``refseg --help`` imports none
-of them, nor torch nor transformers), and each imports torch and the models inside its ``run``. A user error prints one line, ``refseg <command>:
-error: ...``, to stderr and exits with status 1; ``--debug`` shows the traceback instead.
+This package is the whole command line: this module is the dispatcher (the console script's entry point,
+``refseg_cli:main``) and each sub-command is one module beside it (``refseg_cli.demo``, ``refseg_cli.data``,
+...) with ``add_arguments(parser)`` and ``run(args) -> int``. It lives outside the ``refseg`` package on
+purpose: ``import refseg`` registers every model with transformers' Auto classes, which imports torch, while
+``refseg --help`` and ``refseg --version`` should answer at once. Only the chosen sub-command's module is
+imported (``refseg --help`` imports none of them, nor torch nor transformers). A user error prints one line,
+``refseg <command>: error: ...``, to stderr and exits with status 1; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import sys
 # sub-command -> module that provides ``add_arguments(parser)`` and ``run(args) -> int``
 _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
-        "refseg.commands.demo",
+        "refseg_cli.demo",
         "run the pipeline on fresh synthetic scenes and write an overlay picture",
     ),
-    "predict": ("refseg.commands.predict", "segment what a sentence refers to in your own image"),
-    "kernels": ("refseg.kernels.command", "build or inspect the compiled multi-scale deformable attention"),
-    "data": ("refseg.data.command", "prepare benchmark datasets in the refseg schema"),
-    "app": ("refseg.commands.app", "start the web app (Gradio): upload an image, type a sentence"),
-    "export": ("refseg.commands.export", "export a model to ONNX"),
-    "convert": ("refseg.commands.convert", "convert a released checkpoint of an original implementation"),
+    "predict": ("refseg_cli.predict", "segment what a sentence refers to in your own image"),
+    "kernels": ("refseg_cli.kernels", "build or inspect the compiled multi-scale deformable attention"),
+    "data": ("refseg_cli.data", "prepare benchmark datasets in the refseg schema"),
+    "app": ("refseg_cli.app", "start the web app (Gradio): upload an image, type a sentence"),
+    "export": ("refseg_cli.export", "export a model to ONNX"),
+    "convert": ("refseg_cli.convert", "convert a released checkpoint of an original implementation"),
 }
 
 

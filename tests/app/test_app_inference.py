@@ -16,7 +16,7 @@ from refseg.app.inference import (
     synthetic_example,
     verdict_text,
 )
-from refseg.cli import main
+from refseg_cli import main
 from tests.processing_helpers import save_tiny_instalign
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from refseg.app.models import DEMO_MODEL, SegmenterCache, model_choices
-from refseg.cli import main
+from refseg_cli import main
 from tests.processing_helpers import save_tiny_instalign
 
 

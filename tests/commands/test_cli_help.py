@@ -8,7 +8,7 @@ import pytest
 
 from refseg_cli import _COMMANDS, build_parser, main
 
-OWN_COMMANDS = ("demo", "predict", "app", "export", "convert")  # src/refseg/commands/
+OWN_COMMANDS = ("demo", "predict", "app", "export", "convert", "data", "kernels")
 
 
 def _parsers(parser, path=("refseg",)):
@@ -59,3 +59,25 @@ def test_convert_documents_the_hyphenated_spellings():
     text = dict(_parsers(build_parser("convert")))[("refseg", "convert")].format_help()
     assert "--config-overrides CONFIG_OVERRIDES, --config_overrides" in text
     assert "--push-to-hub ORG/NAME, --push_to_hub" in text
+
+
+def test_every_sub_command_is_a_module_of_the_one_cli_package():
+    """The command line lives in ``refseg_cli`` only: every sub-command is a module beside the dispatcher,
+    and no module of ``refseg`` defines a sub-command (``add_arguments`` + ``run``)."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import refseg
+
+    assert {module for module, _ in _COMMANDS.values()} == {f"refseg_cli.{name}" for name in _COMMANDS}
+    for module, _ in _COMMANDS.values():
+        loaded = importlib.import_module(module)
+        assert callable(loaded.add_arguments) and callable(loaded.run), module
+    outside = []
+    for path in Path(refseg.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        if {"add_arguments", "run"} <= names:
+            outside.append(str(path))
+    assert outside == []

@@ -10,9 +10,9 @@ import torch
 from huggingface_hub.errors import HfHubHTTPError
 
 import refseg.hub
-from refseg.cli import main
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
 from refseg.models.instancevg.convert_instancevg import state_dict_to_original
+from refseg_cli import main
 
 
 @pytest.fixture(scope="module")

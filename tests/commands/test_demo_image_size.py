@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from refseg.cli import main
+from refseg_cli import main
 
 
 @pytest.mark.parametrize("size", ["0", "-5", "8", "100000"])

@@ -5,9 +5,9 @@ import PIL.Image
 import pytest
 
 import refseg
-from refseg.cli import main
-from refseg.commands._demo_notice import demo_model_notice, is_synthetic_model, looks_synthetic
 from refseg.data import synthetic_scenes, synthetic_tokenizer
+from refseg.demo_notice import demo_model_notice, is_synthetic_model, looks_synthetic
+from refseg_cli import main
 from tests.processing_helpers import save_tiny_instalign, tiny_tokenizer
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from refseg.cli import main
 from refseg.data import synthetic_scenes
+from refseg_cli import main
 from tests.processing_helpers import save_tiny_instalign
 
 ROOT = Path(__file__).resolve().parents[2]

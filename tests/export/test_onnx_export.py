@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import refseg
-from refseg.cli import main
 from refseg.export import (
     OUTPUT_NAMES,
     ReferringSegmentationExportWrapper,
@@ -16,6 +15,7 @@ from refseg.export import (
     load_for_export,
     torch_export,
 )
+from refseg_cli import main
 from tests.processing_helpers import save_tiny_instalign
 
 pytestmark = pytest.mark.slow

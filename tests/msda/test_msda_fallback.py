@@ -121,7 +121,7 @@ def test_failed_build_is_remembered_and_reported(tmp_path, monkeypatch, capsys):
     assert (build.build_dir() / build.FAILED_MARKER).is_file()
     with pytest.raises(build.KernelBuildError, match="earlier attempt"):
         build.build(verbose=False, retry_failed=False)  # lazy path: no second compiler run
-    from refseg.cli import main
+    from refseg_cli import main
 
     assert main(["kernels", "build"]) == 1
     assert '"ok": false' in capsys.readouterr().out
@@ -130,7 +130,7 @@ def test_failed_build_is_remembered_and_reported(tmp_path, monkeypatch, capsys):
 def test_kernels_info_command(capsys):
     import json
 
-    from refseg.cli import main
+    from refseg_cli import main
 
     assert main(["kernels", "info"]) == 0
     report = json.loads(capsys.readouterr().out)

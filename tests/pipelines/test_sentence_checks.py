@@ -9,8 +9,8 @@ import pytest
 from transformers import pipeline
 
 import refseg  # noqa: F401  (registers the task)
-from refseg.cli import main
 from refseg.out_of_vocabulary import OutOfVocabularyWarning
+from refseg_cli import main
 from tests.processing_helpers import save_tiny_instalign
 
 ZERO_WIDTH = "\u200b\u200c\u2060"

@@ -88,7 +88,7 @@ def segment(
     first). Raises ValueError with a message for the user when the image or the sentence is missing
     or over a limit of ``limits``, or the model is not offered or cannot be loaded.
     """
-    from ..commands._demo_notice import demo_model_notice
+    from ..demo_notice import demo_model_notice
     from ..out_of_vocabulary import unknown_words
     from ..visualization import draw_result, to_rgb
 

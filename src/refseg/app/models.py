@@ -99,7 +99,7 @@ class SegmenterCache:
 
     def get(self, model: str | None) -> tuple[Any, str]:
         """``(pipeline, model path or id)`` for a configured ``model``, loading it on first use."""
-        from ..commands._common import load_pipeline
+        from ..pipelines.loading import load_referring_segmentation_pipeline
 
         label = self.resolve(model)
         with self._lock:
@@ -107,7 +107,7 @@ class SegmenterCache:
                 self._pipelines[label] = self._pipelines.pop(label)  # most recently used last
                 return self._pipelines[label]
             try:
-                loaded = load_pipeline(self.choices[label], self.device)
+                loaded = load_referring_segmentation_pipeline(self.choices[label], self.device)
             except (Exception, SystemExit) as err:  # noqa: BLE001 - reported by label, logged in full
                 logger.error("refseg app: could not load the model %r: %s", label, err)
                 raise ValueError(

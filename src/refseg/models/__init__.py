@@ -7,6 +7,8 @@ After ``import refseg``, ``AutoConfig``, ``AutoModel``, ``AutoModelForImageSegme
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -45,19 +47,38 @@ from .presence_plurality import (
 )
 from .rela import RelaConfig, RelaForReferringSegmentation, RelaImageProcessor, RelaProcessor
 
-# (config class, task model class, image processor class, processor class) per architecture
-_ARCHITECTURES = [
-    (InstAlignConfig, InstAlignForReferringSegmentation, InstAlignImageProcessor, InstAlignProcessor),
-    (MetrisConfig, MetrisForReferringSegmentation, MetrisImageProcessor, MetrisProcessor),
-    (
+
+class Architecture(NamedTuple):
+    """The four classes of one registered architecture."""
+
+    config_class: type
+    model_class: type
+    image_processor_class: type
+    processor_class: type
+
+    @property
+    def model_type(self) -> str:
+        """The architecture's ``model_type`` (e.g. ``"instalign"``)."""
+        return self.config_class.model_type
+
+
+# every refseg architecture; a new one adds one line here (and its public names to ``__all__``)
+_ARCHITECTURES: tuple[Architecture, ...] = (
+    Architecture(
+        InstAlignConfig, InstAlignForReferringSegmentation, InstAlignImageProcessor, InstAlignProcessor
+    ),
+    Architecture(MetrisConfig, MetrisForReferringSegmentation, MetrisImageProcessor, MetrisProcessor),
+    Architecture(
         PresencePluralityConfig,
         PresencePluralityForReferringSegmentation,
         PresencePluralityImageProcessor,
         PresencePluralityProcessor,
     ),
-    (InstanceVGConfig, InstanceVGForReferringSegmentation, InstanceVGImageProcessor, InstanceVGProcessor),
-    (RelaConfig, RelaForReferringSegmentation, RelaImageProcessor, RelaProcessor),
-]
+    Architecture(
+        InstanceVGConfig, InstanceVGForReferringSegmentation, InstanceVGImageProcessor, InstanceVGProcessor
+    ),
+    Architecture(RelaConfig, RelaForReferringSegmentation, RelaImageProcessor, RelaProcessor),
+)
 
 
 def _register(config_cls, model_cls, image_processor_cls, processor_cls) -> None:
@@ -77,18 +98,37 @@ for _arch in _ARCHITECTURES:
     _register(*_arch)
 
 
+def architectures() -> tuple[Architecture, ...]:
+    """Every registered refseg architecture, in registration order (the registry the tests iterate)."""
+    return _ARCHITECTURES
+
+
+def model_types() -> list[str]:
+    """The ``model_type`` of every registered architecture, e.g. ``["instalign", "metris", ...]``."""
+    return [arch.model_type for arch in _ARCHITECTURES]
+
+
+def architecture(model_type: str) -> Architecture:
+    """The registered :class:`Architecture` of ``model_type``; ``ValueError`` naming the known ones."""
+    for arch in _ARCHITECTURES:
+        if arch.model_type == model_type:
+            return arch
+    raise ValueError(f"unknown refseg model_type {model_type!r}; known: {model_types()}")
+
+
 def processor_classes(model_type: str) -> tuple[type, type]:
     """``(image processor class, processor class)`` of a refseg ``model_type``, e.g. ``"instalign"``."""
-    for config_cls, _, image_processor_cls, processor_cls in _ARCHITECTURES:
-        if config_cls.model_type == model_type:
-            return image_processor_cls, processor_cls
-    known = [arch[0].model_type for arch in _ARCHITECTURES]
-    raise ValueError(f"unknown refseg model_type {model_type!r}; known: {known}")
+    arch = architecture(model_type)
+    return arch.image_processor_class, arch.processor_class
 
+
+# the registry's own names: ``refseg/__init__.py`` re-exports every other name of ``__all__``
+REGISTRY_NAMES = ("Architecture", "architecture", "architectures", "model_types", "processor_classes")
 
 # A new architecture adds its classes to _ARCHITECTURES and its public names here: ``refseg/__init__.py``
-# re-exports every name of this list (but processor_classes) as ``from refseg import XConfig, ...``.
+# re-exports them as ``from refseg import XConfig, ...``.
 __all__ = [
+    *REGISTRY_NAMES,
     "InstAlignConfig",
     "InstAlignForReferringSegmentation",
     "InstAlignImageProcessor",
@@ -99,7 +139,6 @@ __all__ = [
     "InstanceVGImageProcessor",
     "InstanceVGOutput",
     "InstanceVGProcessor",
-    "processor_classes",
     "MetrisConfig",
     "MetrisForReferringSegmentation",
     "MetrisImageProcessor",

@@ -13,6 +13,7 @@ from .loading import (
     ModelLoadingError,
     ReferringSegmentationModelLoader,
     load_referring_segmentation_model,
+    load_referring_segmentation_pipeline,
 )
 from .referring_segmentation import ReferringSegmentationPipeline
 
@@ -29,4 +30,5 @@ __all__ = [
     "ReferringSegmentationModelLoader",
     "ReferringSegmentationPipeline",
     "load_referring_segmentation_model",
+    "load_referring_segmentation_pipeline",
 ]

@@ -24,6 +24,7 @@ from ..modeling.loading_checks import (
     ModelLoadingError,
     check_tokenizer_file,
 )
+from ..models import model_types
 
 __all__ = [
     "IncompleteCheckpointError",
@@ -32,6 +33,7 @@ __all__ = [
     "check_model_source",
     "check_refseg_model_type",
     "load_referring_segmentation_model",
+    "load_referring_segmentation_pipeline",
 ]
 
 _HUB_KWARGS = (
@@ -77,15 +79,9 @@ def check_model_source(source: str | os.PathLike) -> None:
         raise FileNotFoundError(f"no such model folder: {text}")
 
 
-def _refseg_model_types() -> list[str]:
-    from ..models import _ARCHITECTURES
-
-    return [arch[0].model_type for arch in _ARCHITECTURES]
-
-
 def check_refseg_model_type(model_type: str | None, source: str) -> None:
     """Raise :class:`ModelLoadingError` unless ``model_type`` is one of refseg's architectures."""
-    known = _refseg_model_types()
+    known = model_types()
     if model_type not in known:
         raise ModelLoadingError(
             f"{source} holds a {model_type!r} model, not a refseg referring-segmentation model "
@@ -225,3 +221,42 @@ class ReferringSegmentationModelLoader:
         model = load_referring_segmentation_model(source, **kwargs)
         check_has_tokenizer(source, getattr(model.config, "model_type", None))
         return model
+
+
+def load_referring_segmentation_pipeline(model: str | os.PathLike | None = None, device: str | None = None):
+    """``pipeline("referring-segmentation")`` for ``model`` (default: the bundled demo model), for the CLI
+    and the web app.
+
+    The model goes through :func:`load_referring_segmentation_model`: a missing folder, a folder that is
+    not a refseg model, unreadable weights or missing weights are refused with one clear message, and
+    transformers' own warnings and progress bars are silenced while loading. ``device`` defaults to
+    ``cuda:0`` when CUDA is available, else ``cpu``. Returns ``(pipeline, model path or id)``.
+    """
+    import torch
+    from transformers import AutoProcessor, pipeline
+    from transformers.utils import logging as hf_logging
+
+    import refseg
+
+    if model is None:
+        try:
+            path = refseg.demo_model_path()
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{err}; pass a trained model with --model PATH_OR_HUB_ID") from err
+    else:
+        path = os.fspath(model)
+    if device is None:
+        device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # refseg reports problems itself, in one line
+    hf_logging.disable_progress_bar()
+    try:
+        loaded = load_referring_segmentation_model(path)
+        try:
+            processor = AutoProcessor.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot load the processor of {path}: {err}") from err
+        return pipeline("referring-segmentation", model=loaded, processor=processor, device=device), path
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()

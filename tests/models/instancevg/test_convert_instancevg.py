@@ -5,7 +5,6 @@ import argparse
 import pytest
 import torch
 
-from refseg.cli import main
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
 from refseg.models.instancevg.convert_instancevg import (
     UNUSED_KEYS,
@@ -15,6 +14,7 @@ from refseg.models.instancevg.convert_instancevg import (
     load_original_state_dict,
     state_dict_to_original,
 )
+from refseg_cli import main
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from refseg.cli import main
 from refseg.modeling.checkpoint_files import read_weights_file
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
 from refseg.models.instancevg.convert_instancevg import (
@@ -20,6 +19,7 @@ from refseg.models.instancevg.convert_instancevg import (
     load_original_state_dict,
     state_dict_to_original,
 )
+from refseg_cli import main
 from tests.models.instancevg.original_checkpoints import BRANCHES, SCHEDULERS, save_original_checkpoint
 
 

@@ -10,9 +10,9 @@ import json
 import pytest
 import torch
 
-from refseg.cli import main
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
 from refseg.models.instancevg.convert_instancevg import convert_checkpoint, state_dict_to_original
+from refseg_cli import main
 from tests.models.instancevg.spm_helpers import train_sentencepiece
 
 ENCODER_LAYER = "vis_enc.beit3.encoder.layers."

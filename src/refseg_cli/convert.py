@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"refseg convert: error: --push-to-hub {args.push_to_hub!r}: {err}", file=sys.stderr)
             return 1
     try:
-        from ..models.instancevg.convert_instancevg import convert_checkpoint, parse_overrides
+        from refseg.models.instancevg.convert_instancevg import convert_checkpoint, parse_overrides
 
         model = convert_checkpoint(
             args.checkpoint,
@@ -99,7 +99,7 @@ def _push(args: argparse.Namespace) -> int:
     """Upload the converted folder to ``args.push_to_hub`` (model card first); one error line on failure."""
     from pathlib import Path
 
-    from ..hub import push_to_hub
+    from refseg.hub import push_to_hub
 
     source = Path(args.checkpoint).name
     card = {

@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise SystemExit(f"refseg export onnx needs {', '.join(missing)}: pip install 'refseg[onnx]'")
     import refseg
-
-    from ..export import compare_with_onnxruntime, example_inputs, export_onnx, load_for_export
+    from refseg.export import compare_with_onnxruntime, example_inputs, export_onnx, load_for_export
 
     path = args.model or refseg.demo_model_path()
     try:

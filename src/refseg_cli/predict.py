@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_model_arguments, check_thresholds, describe, load_pipeline
-from ._demo_notice import demo_model_notice
+from refseg.demo_notice import demo_model_notice
+
+from ._common import add_model_arguments, check_thresholds, describe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,14 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Segment what each ``--text`` refers to in ``--image``; print the results, optionally draw them."""
-    from ..image_utils import DEFAULT_URL_TIMEOUT, load_image
-    from ..validation import check_sentences
-    from ..visualization import draw_result, make_grid
+    from refseg.image_utils import DEFAULT_URL_TIMEOUT, load_image
+    from refseg.pipelines.loading import load_referring_segmentation_pipeline
+    from refseg.validation import check_sentences
+    from refseg.visualization import draw_result, make_grid
 
     check_sentences(args.text, "--text")
     check_thresholds(args)
     image = load_image(args.image, timeout=DEFAULT_URL_TIMEOUT if args.timeout is None else args.timeout)
-    segmenter, path = load_pipeline(args.model, args.device)
+    segmenter, path = load_referring_segmentation_pipeline(args.model, args.device)
     results = segmenter(
         [image] * len(args.text),
         list(args.text),

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``refseg data prepare`` sub-command and its options to ``parser``."""
     sub = parser.add_subparsers(dest="data_command", required=True)
     prep = sub.add_parser("prepare", help="convert official annotation files to parquet shards")
-    prep.add_argument("dataset", choices=DATASETS)
+    prep.add_argument("dataset", choices=DATASETS, help="which benchmark to prepare")
     prep.add_argument(
         "--root", required=True, help="folder holding the refs file and instances.json (or <dataset>/)"
     )
@@ -57,14 +57,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--private", action="store_true", help="create the --push-to-hub repository as a private one"
     )
     prep.add_argument("--num-proc", type=positive_int, default=None, help="processes generating rows")
-    prep.add_argument("--rows-per-shard", type=positive_int, default=2000)
+    prep.add_argument(
+        "--rows-per-shard",
+        type=positive_int,
+        default=2000,
+        help="rows per parquet shard (default 2000)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``refseg data prepare``; bad input raises ``RefsegDataError`` (a ``ValueError``) or
     ``FileNotFoundError`` with a one-line message naming the file and field."""
-    from .prepare import prepare_dataset
-    from .validate import RefsegDataError
+    from refseg.data.prepare import prepare_dataset
+    from refseg.data.validate import RefsegDataError
 
     if (args.token or args.private) and not args.push_to_hub:
         raise RefsegDataError("--token and --private apply to --push-to-hub, which was not given")

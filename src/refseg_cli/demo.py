@@ -12,7 +12,7 @@ import random
 import time
 from pathlib import Path
 
-from ._common import add_model_arguments, check_thresholds, describe, load_pipeline
+from ._common import add_model_arguments, check_thresholds, describe
 
 KINDS = ("single", "multi", "no_target")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048  # synthetic scenes need 32 pixels; 2048^2 px is already slow
@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     """Segment fresh synthetic scenes, print each verdict and IoU, write the overlay picture."""
     import numpy as np
 
-    from ..data import decode_rle, synthetic_scenes
-    from ..visualization import draw_comparison, make_grid
+    from refseg.data import decode_rle, synthetic_scenes
+    from refseg.pipelines.loading import load_referring_segmentation_pipeline
+    from refseg.visualization import draw_comparison, make_grid
 
     if args.num_scenes < 1:
         raise ValueError("--num-scenes must be at least 1")
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         )
     check_thresholds(args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    segmenter, path = load_pipeline(args.model, args.device)
+    segmenter, path = load_referring_segmentation_pipeline(args.model, args.device)
     size = (
         args.image_size if args.image_size is not None else segmenter.processor.image_processor.size["height"]
     )

@@ -47,7 +47,7 @@ def is_synthetic_model(model_path: str | Path | None, tokenizer: Any = None) -> 
             pass
     if tokenizer is None:
         return False
-    from ..data.synthetic.grammar import vocabulary
+    from .data.synthetic.grammar import vocabulary
 
     special = set(getattr(tokenizer, "all_special_tokens", []))
     words = {t for t in tokenizer.get_vocab() if t not in special}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..app.limits import AppLimits
+from refseg.app.limits import AppLimits
 
 _DEFAULTS = AppLimits()
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     """Start the Gradio app and serve it until interrupted; returns the exit status."""
     import os
 
-    from ..app.models import model_choices
+    from refseg.app.models import model_choices
 
     if not 0 < args.port < 65536:
         raise SystemExit(f"--port must be between 1 and 65535, got {args.port}")
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(str(err)) from None
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     _require_gradio()
-    from ..app.blocks import build_app, launch_app
+    from refseg.app.blocks import build_app, launch_app
 
     app = build_app(models=args.models, device=args.device, limits=limits)
     print(f"refseg app: http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)

@@ -32,7 +32,7 @@ def _print(report: dict) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from . import build, ops
+    from refseg.kernels import build, ops
 
     start = time.monotonic()
     report: dict = {
@@ -52,7 +52,7 @@ def _build(args: argparse.Namespace) -> int:
     if report["cpu"] != "compiled":
         report["ok"] = False
     if args.cuda:
-        from . import cuda_build
+        from refseg.kernels import cuda_build
 
         try:
             report["cuda_library"] = str(cuda_build.build(verbose=True))
@@ -64,7 +64,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from . import build, ops
+    from refseg.kernels import build, ops
 
     report = {
         "torch": torch.__version__,
@@ -86,8 +86,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _check_cuda(args: argparse.Namespace) -> int:
-    from .build import KernelBuildError
-    from .cuda_build import compile_check
+    from refseg.kernels.build import KernelBuildError
+    from refseg.kernels.cuda_build import compile_check
 
     try:
         _print({"ok": True, "result": compile_check(args.arch)})

@@ -1,1 +1,0 @@
-"""Implementations of the ``refseg`` sub-commands (see ``refseg.cli``)."""
