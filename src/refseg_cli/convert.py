@@ -13,7 +13,7 @@ import argparse
 import sys
 import traceback
 
-from ..error_messages import one_line
+from refseg.error_messages import one_line
 
 MODEL_TYPES = ("instancevg",)
 
