@@ -20,14 +20,7 @@ from refseg.models.rela.region_decoder import (
 )
 
 SIZE = 64
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
 
 
 def make_inputs(batch=2, length=8, seed=1):
