@@ -123,7 +123,7 @@ def constant_outputs(
     """
 
     def like(name: str, value: float) -> torch.Tensor | None:
-        field = getattr(template, name, None)
+        field = getattr(template, name)
         return None if field is None else torch.full_like(field[:1], value, dtype=torch.float32)
 
     pred_scores = like("pred_scores", -_CONFIDENT)

@@ -20,6 +20,7 @@ from transformers import (
 )
 
 import refseg  # noqa: F401  (registers the Auto classes and the pipeline task)
+from refseg.modeling.outputs import ReferringSegmentationOutput
 from tests.model_tester import (
     ModelTester,
     constant_outputs,
@@ -63,9 +64,7 @@ def saved_dir(tester, model, tmp_path_factory):
 
 
 def _fields(output) -> dict[str, torch.Tensor]:
-    return {
-        name: getattr(output, name, None) for name in SHARED_FIELDS if getattr(output, name, None) is not None
-    }
+    return {name: getattr(output, name) for name in SHARED_FIELDS if getattr(output, name) is not None}
 
 
 def _assert_same_fields(actual, expected, atol: float = 0.0) -> None:
@@ -83,6 +82,24 @@ def test_every_registered_model_has_a_tester(model_type, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- model
+def test_outputs_are_the_shared_contract(tester, model, outputs):
+    """A ``ReferringSegmentationOutput`` (or subclass) with the documented shapes (``docs/pipeline.md``)."""
+    assert isinstance(outputs, ReferringSegmentationOutput)
+    semantic, no_target = outputs.semantic_mask_logits, outputs.no_target_logits
+    assert semantic.ndim == 3 and semantic.shape[0] == 2 and no_target.shape == (2,)
+    masks, scores, boxes = outputs.pred_masks, outputs.pred_scores, outputs.pred_boxes
+    assert (masks is None) == (scores is None)  # instance masks come with their scores
+    if masks is not None:
+        queries = masks.shape[1]
+        assert masks.ndim == 4 and masks.shape[0] == 2 and scores.shape == (2, queries)
+        if boxes is not None:
+            assert boxes.shape == (2, queries, 4) and ((boxes >= 0) & (boxes <= 1)).all()
+    else:
+        assert boxes is None
+    for name in SHARED_FIELDS:  # attributes, not only dict keys
+        assert hasattr(outputs, name), name
+
+
 def test_save_and_load_round_trip_gives_the_same_outputs(tester, model, outputs, saved_dir):
     loaded = tester.model_class.from_pretrained(saved_dir).eval()
     assert loaded.state_dict().keys() == model.state_dict().keys()
