@@ -63,6 +63,11 @@ def saved_dir(tester, model, tmp_path_factory):
     return path
 
 
+def _config_dict(config) -> dict:
+    """Every config value but where it was loaded from."""
+    return {key: value for key, value in config.to_dict().items() if key != "_name_or_path"}
+
+
 def _fields(output) -> dict[str, torch.Tensor]:
     return {name: getattr(output, name) for name in SHARED_FIELDS if getattr(output, name) is not None}
 
@@ -101,6 +106,8 @@ def test_outputs_are_the_shared_contract(tester, model, outputs):
 
 
 def test_save_and_load_round_trip_gives_the_same_outputs(tester, model, outputs, saved_dir):
+    assert (saved_dir / "model.safetensors").is_file()  # weights never go through pickle
+    assert _config_dict(AutoConfig.from_pretrained(saved_dir)) == _config_dict(model.config)
     loaded = tester.model_class.from_pretrained(saved_dir).eval()
     assert loaded.state_dict().keys() == model.state_dict().keys()
     for key, value in model.state_dict().items():
