@@ -10,9 +10,6 @@ from refseg.models.instalign.modeling_instalign import (
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
 
-# SwinBackbone keeps SwinModel's final LayerNorm, which its feature maps never pass through.
-UNUSED_BY_DESIGN = {"model.backbone.model.swin.layernorm.weight", "model.backbone.model.swin.layernorm.bias"}
-
 
 def make_inputs(batch: int = 2, size: int = 64, length: int = 7):
     generator = torch.Generator().manual_seed(1)
@@ -80,34 +77,13 @@ def test_base_model_outputs(tiny_config):
     assert len(out.intermediate_predictions) == tiny_config.num_blocks + 1
 
 
-def test_save_and_load_round_trip(tiny_config, tmp_path):
-    model = InstAlignForReferringSegmentation(tiny_config).eval()
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    loaded = InstAlignForReferringSegmentation.from_pretrained(tmp_path).eval()
-    inputs = make_inputs()
-    with torch.no_grad():
-        ref, out = model(*inputs), loaded(*inputs)
-    reference_state, loaded_state = model.state_dict(), loaded.state_dict()
-    assert set(loaded_state) == set(reference_state)
-    for key, value in reference_state.items():
-        assert torch.equal(loaded_state[key], value), key
-    for name in ("pred_masks", "pred_scores", "semantic_mask_logits", "no_target_logits", "phrase_relevance"):
-        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-6)
-
-
-def test_loss_is_finite_and_reaches_every_parameter(tiny_config):
+def test_loss_has_every_term_of_eq_13(tiny_config):
+    """The merged, instance, no-target, auxiliary, mask and phrase terms (finiteness and gradients: the shared
+    model tester)."""
     model = InstAlignForReferringSegmentation(tiny_config)
     out = model(*make_inputs(), mask_labels=make_labels())
-    assert torch.isfinite(out.loss)
     expected = {"loss_merged", "loss_inst", "loss_nt", "loss_aux", "loss_mask", "loss_phrase"}
     assert expected <= set(out.loss_dict)
-    out.loss.backward()
-    missing = {name for name, p in model.named_parameters() if p.grad is None}
-    assert missing == UNUSED_BY_DESIGN
-    for name, p in model.named_parameters():
-        if p.grad is not None:
-            assert torch.isfinite(p.grad).all(), name
 
 
 @pytest.mark.parametrize(
