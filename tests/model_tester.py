@@ -70,14 +70,7 @@ _CONFIDENT = 11.5
 
 def registered_model_types() -> list[str]:
     """The ``model_type`` of every architecture registered in :mod:`refseg.models`."""
-    return [config_class.model_type for config_class, *_ in refseg.models._ARCHITECTURES]
-
-
-def _architecture(model_type: str) -> tuple[type, type, type, type]:
-    for architecture in refseg.models._ARCHITECTURES:
-        if architecture[0].model_type == model_type:
-            return architecture
-    raise KeyError(f"{model_type!r} is not a registered refseg architecture")
+    return refseg.models.model_types()
 
 
 def path_of_tester(model_type: str) -> Path:
@@ -173,7 +166,7 @@ class ModelTester:
             self.model_class,
             self.image_processor_class,
             self.processor_class,
-        ) = _architecture(self.model_type)
+        ) = refseg.models.architecture(self.model_type)
 
     # ------------------------------------------------------------------ what a model's tester provides
     def make_tokenizer(self) -> Any:
