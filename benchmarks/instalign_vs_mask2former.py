@@ -22,7 +22,7 @@ import sys
 
 import torch
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess
-from timing import ComponentTimer, time_runners
+from timing import ComponentTimer, latency_ratios, time_runners
 
 TARGET_RATIO = 0.8
 MODELS = ("instalign", "mask2former")
@@ -134,11 +134,7 @@ def main() -> None:
         "instalign_msda": implementation(torch.device("cpu")),
         "instalign": results["instalign"],
         "mask2former": results["mask2former"],
-        "latency_ratio_instalign_over_mask2former": round(ratio, 3),
-        # the fastest runs are the least disturbed by other processes on a shared machine
-        "latency_ratio_of_minima": round(
-            results["instalign"]["latency_ms_min"] / results["mask2former"]["latency_ms_min"], 3
-        ),
+        **latency_ratios(results, "instalign", "mask2former"),
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio <= TARGET_RATIO,
     }

@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instalign_vs_mask2former import build_mask2former  # noqa: E402
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess  # noqa: E402
-from timing import ComponentTimer, time_runners  # noqa: E402
+from timing import ComponentTimer, latency_ratios, time_runners  # noqa: E402
 
 MODELS = ("metris", "mask2former")
 
@@ -191,12 +191,7 @@ def main() -> None:
             results[name]["parameters"] = sum(p.numel() for p in model.parameters())
         report["latency"] = results
         report["load_average_1_5_15_min"] = {"start": load_start, "end": os.getloadavg()}
-        report["latency_ratio_metris_over_mask2former"] = round(
-            results["metris"]["latency_ms_median"] / results["mask2former"]["latency_ms_median"], 3
-        )
-        report["latency_ratio_of_minima"] = round(
-            results["metris"]["latency_ms_min"] / results["mask2former"]["latency_ms_min"], 3
-        )
+        report.update(latency_ratios(results, "metris", "mask2former"))
     print(json.dumps(report, indent=2))
 
 

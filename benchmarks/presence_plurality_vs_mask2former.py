@@ -29,7 +29,7 @@ import time
 import torch
 from instalign_vs_mask2former import TARGET_RATIO, build_mask2former
 from peak_memory import forward_peak_rss, peak_rss_in_subprocess
-from timing import ComponentTimer, time_runners
+from timing import ComponentTimer, latency_ratios, time_runners
 
 MODELS = ("presence_plurality", "mask2former")
 
@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         "msda": implementation(torch.device("cpu")),
         "presence_plurality": results["presence_plurality"],
         "mask2former": results["mask2former"],
-        "latency_ratio_presence_plurality_over_mask2former": round(ratio, 3),
-        "latency_ratio_of_minima": round(
-            results["presence_plurality"]["latency_ms_min"] / results["mask2former"]["latency_ms_min"], 3
-        ),
+        **latency_ratios(results, "presence_plurality", "mask2former"),
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio <= TARGET_RATIO,
     }

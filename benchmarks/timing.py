@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["ComponentTimer", "time_runners"]
+__all__ = ["ComponentTimer", "latency_ratios", "time_runners"]
 
 
 class ComponentTimer:
@@ -79,4 +79,17 @@ def time_runners(
             "components_ms_median": runners[name][1].medians(),
         }
         for name, values in latencies.items()
+    }
+
+
+def latency_ratios(results: dict[str, dict], ours: str, baseline: str) -> dict[str, float]:
+    """``ours`` over ``baseline`` from :func:`time_runners` results: the ratio of the medians, and of the minima
+    (the fastest runs are the least disturbed by other processes on a shared machine)."""
+    return {
+        f"latency_ratio_{ours}_over_{baseline}": round(
+            results[ours]["latency_ms_median"] / results[baseline]["latency_ms_median"], 3
+        ),
+        "latency_ratio_of_minima": round(
+            results[ours]["latency_ms_min"] / results[baseline]["latency_ms_min"], 3
+        ),
     }

@@ -43,3 +43,14 @@ def test_time_runners_keeps_the_order_by_default():
     runners = {name: (lambda name=name: calls.append(name), timing.ComponentTimer({})) for name in ("a", "b")}
     timing.time_runners(runners, repeats=2)
     assert calls == ["a", "b", "a", "b", "a", "b"]
+
+
+def test_latency_ratios_of_medians_and_minima():
+    results = {
+        "ours": {"latency_ms_median": 30.0, "latency_ms_min": 20.0},
+        "base": {"latency_ms_median": 40.0, "latency_ms_min": 30.0},
+    }
+    assert _timing().latency_ratios(results, "ours", "base") == {
+        "latency_ratio_ours_over_base": 0.75,
+        "latency_ratio_of_minima": 0.667,
+    }
