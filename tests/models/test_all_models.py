@@ -153,6 +153,37 @@ def test_loss_is_finite_and_backward_reaches_every_trained_parameter(tester):
             assert torch.isfinite(param.grad).all(), name
 
 
+def test_a_few_training_steps_learn_the_referred_pixels_and_the_no_target_sample(tester):
+    """20 AdamW steps on the two samples (two referred objects; no target): the loss falls, the referred pixels
+    get higher mask logits than the rest of the image, and the no-target sample a higher no-target logit.
+    Fails when a mask or no-target label, or the sign of a reported logit, is inverted."""
+    model = tester.model().train()
+    inputs = tester.inputs(labels=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss = model(**inputs).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    model.eval()
+    with torch.no_grad():
+        out = model(**{k: v for k, v in inputs.items() if k not in ("mask_labels", "box_labels")})
+    assert out.no_target_logits[1] > out.no_target_logits[0]
+    logits = out.semantic_mask_logits[0]
+    referred = inputs["mask_labels"][0].amax(0)[None, None]
+    referred = torch.nn.functional.interpolate(referred, size=logits.shape, mode="nearest")[0, 0] > 0.5
+    valid = torch.ones_like(referred)
+    if "pixel_mask" in inputs:  # letterbox padding is no image
+        valid = (
+            torch.nn.functional.interpolate(inputs["pixel_mask"][:1, None].float(), size=logits.shape)[0, 0]
+            > 0
+        )
+    assert logits[referred].mean() > logits[valid & ~referred].mean()
+
+
 def test_no_labels_no_loss(outputs):
     assert outputs.loss is None and outputs.loss_dict is None
 
