@@ -27,7 +27,8 @@ The defaults fit a model that follows the contracts of ``docs/pipeline.md``: a `
 ``text_config.vocab_size`` is set to the tokenizer's, an image processor taking ``size``, a processor
 ``(image_processor, tokenizer)``, and ``mask_labels`` for training. Override :meth:`ModelTester.make_config`
 (another text-config key), :attr:`ModelTester.unused_parameters` (parameters that get no gradient by design),
-:attr:`ModelTester.default_threshold` or :attr:`ModelTester.threshold_selects_instances` where the model differs.
+:attr:`ModelTester.default_threshold`, :attr:`ModelTester.threshold_selects_instances` or
+:attr:`ModelTester.no_target_threshold_decides` where the model differs.
 """
 
 from __future__ import annotations
@@ -105,13 +106,16 @@ def _logit(probability: float) -> float:
 
 
 def constant_outputs(
-    template: ReferringSegmentationOutput, mask_probability: float, score: float
+    template: ReferringSegmentationOutput,
+    mask_probability: float,
+    score: float,
+    no_target_probability: float = 1e-5,
 ) -> ReferringSegmentationOutput:
     """Shared output fields shaped like sample 0 of ``template``, filled with chosen probabilities.
 
     Every mask logit (``semantic_mask_logits`` and each of ``pred_masks``) is ``logit(mask_probability)``;
-    query 0 scores ``logit(score)`` and the other queries ``-11.5`` (``p = 1e-5``); the sample refers to
-    something (``no_target_logits`` ``-11.5``); boxes (for a box head) cover the image. Fields the model does not
+    query 0 scores ``logit(score)`` and the other queries ``-11.5`` (``p = 1e-5``); ``no_target_logits`` is
+    ``logit(no_target_probability)`` (by default the sample refers to something); boxes (for a box head) cover the image. Fields the model does not
     predict stay ``None``. Post-processing reads these fields only, so the result depends on its thresholds alone.
     """
 
@@ -127,7 +131,7 @@ def constant_outputs(
         pred_boxes[..., 2:] = 1.0  # (cx, cy, w, h) = the whole image
     return ReferringSegmentationOutput(
         semantic_mask_logits=like("semantic_mask_logits", _logit(mask_probability)),
-        no_target_logits=like("no_target_logits", -_CONFIDENT),
+        no_target_logits=like("no_target_logits", _logit(no_target_probability)),
         pred_masks=like("pred_masks", _logit(mask_probability)),
         pred_scores=pred_scores,
         pred_boxes=pred_boxes,
@@ -150,6 +154,8 @@ class ModelTester:
     default_threshold: ClassVar[float] = 0.5
     #: ``False`` when post-processing documents ``threshold`` as unused (no instance scores)
     threshold_selects_instances: ClassVar[bool] = True
+    #: ``False`` when post-processing documents ``no_target_threshold`` as unused (another no-target rule)
+    no_target_threshold_decides: ClassVar[bool] = True
     #: parameter names that get no gradient by design (e.g. a final norm no output passes through)
     unused_parameters: ClassVar[frozenset[str]] = frozenset()
     #: tolerance of the batch = per-sample comparison

@@ -268,6 +268,28 @@ def test_threshold_is_applied_near_its_value(tester, outputs, given, side):
         assert result["instances"] == []
 
 
+@pytest.mark.parametrize("given", [False, True], ids=["default", "non_default"])
+@pytest.mark.parametrize("side", [+0.01, -0.01], ids=["above", "below"])
+def test_no_target_threshold_is_applied_near_its_value(tester, outputs, given, side):
+    """A no-target probability 0.01 above ``no_target_threshold`` empties the mask and the instances, 0.01 below
+    keeps them, at the default 0.5 and at 0.8."""
+    no_target_threshold = 0.8 if given else 0.5
+    near = constant_outputs(
+        outputs, mask_probability=0.9, score=0.99, no_target_probability=no_target_threshold + side
+    )
+    kwargs = {"no_target_threshold": no_target_threshold} if given else {}
+    result = _post_process(tester, near, threshold=0.05, mask_threshold=0.5, **kwargs)
+    if not tester.no_target_threshold_decides:  # documented as unused: any value gives the same answer
+        for value in (0.0, 1.0):
+            again = _post_process(tester, near, threshold=0.05, mask_threshold=0.5, no_target_threshold=value)
+            assert again["no_target"] == result["no_target"] and torch.equal(again["mask"], result["mask"])
+    elif side > 0:
+        assert result["no_target"] and not result["mask"].any() and result["instances"] == []
+        assert result["target_score"] == pytest.approx(1 - no_target_threshold - side, abs=1e-4)
+    else:
+        assert not result["no_target"] and result["mask"].all() and len(result["instances"]) == 1
+
+
 # ---------------------------------------------------------------------------------------------- pipeline
 def test_pipeline_returns_the_result_contract(tester, model, saved_dir):
     """``pipeline("referring-segmentation", model=folder)`` returns the documented result, equal to the

@@ -13,6 +13,8 @@ class InstanceVGModelTester(ModelTester):
     paper_image_mean, paper_image_std = IMAGENET_MEAN, IMAGENET_STD
     # thr_q of the released configs (Sec. 3.5)
     default_threshold = 0.7
+    # Sec. 3.5: a sample is no-target when no query is kept; ``no_target_threshold`` is documented as unused
+    no_target_threshold_decides = False
 
     def make_tokenizer(self):
         spm = train_sentencepiece(self.workdir / "beit3.spm")
