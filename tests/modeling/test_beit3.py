@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
 
 from refseg.modeling import beit3 as beit3_module
 from refseg.modeling.beit3 import Beit3Encoder, Beit3Layer, build_beit3_encoder
@@ -309,13 +310,18 @@ def test_config_presets_and_validation():
     assert large.drop_path_rate == 0.0 and Beit3Config().drop_path_rate == 0.1
     assert Beit3Config().image_grid_size == (20, 20) and Beit3Config().max_text_length == 1022
     assert Beit3Config.preset("tiny", hidden_size=64).hidden_size == 64
-    with pytest.raises(ValueError, match="unknown BEiT-3 preset"):
+    with pytest.raises(
+        ValueError, match="unknown preset 'huge'; choose one of \\('base', 'large', 'tiny'\\)"
+    ):
         Beit3Config.preset("huge")
-    with pytest.raises(ValueError, match="divisible by num_attention_heads"):
+    with pytest.raises(StrictDataclassError, match="divisible by num_attention_heads"):
         Beit3Config(hidden_size=30, num_attention_heads=4)
-    with pytest.raises(ValueError, match="multiple of patch_size"):
+    with pytest.raises(StrictDataclassError, match="multiple of patch_size"):
         Beit3Config(image_size=100)
-    with pytest.raises(ValueError, match="max_text_positions must be > 2"):
+    with pytest.raises(
+        StrictDataclassError,
+        match="'max_text_positions':\n    ValueError: Value must be greater than 2, got 2",
+    ):
         Beit3Config(max_text_positions=2)
     with pytest.raises(ValueError, match="Beit3Config"):
         build_beit3_encoder({"hidden_size": 32})

@@ -1,4 +1,4 @@
-"""Shared helpers of the models' configs, ``forward`` checks and post-processing (``refseg.modeling``)."""
+"""Shared helpers of the models' ``forward`` checks and post-processing (``refseg.modeling``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from refseg.boxes import masks_to_boxes
-from refseg.modeling.config_presets import check_preset_name, merge_preset_overrides, swin_preset
 from refseg.modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
 from refseg.modeling.post_processing import (
     output_field,
@@ -23,26 +22,6 @@ def test_masks_to_boxes_has_exclusive_ends_and_stays_importable_from_instalign()
     masks[0, 1:3, 2:5] = True
     assert masks_to_boxes(masks).tolist() == [[2.0, 1.0, 5.0, 3.0], [0.0, 0.0, 0.0, 0.0]]
     assert old is masks_to_boxes
-
-
-def test_swin_preset_is_a_fresh_copy_and_unknown_names_are_named():
-    tiny = swin_preset("tiny")
-    tiny["depths"].append(9)
-    assert swin_preset("tiny")["depths"] == [1, 1, 1, 1]
-    assert (swin_preset("demo")["image_size"], swin_preset("demo")["window_size"]) == (160, 5)
-    with pytest.raises(ValueError, match="unknown preset 'huge'; choose one of \\('tiny', 'demo'\\)"):
-        check_preset_name("huge", ("tiny", "demo"))
-
-
-def test_merge_preset_overrides_merges_sub_config_dicts_and_replaces_other_values():
-    overrides = {"backbone_config": {"embed_dim": 8}, "text_config": "given", "hidden_dim": 7}
-    out = merge_preset_overrides({"hidden_dim": 32}, {"embed_dim": 16, "depths": [1]}, {"a": 1}, overrides)
-    assert out == {
-        "hidden_dim": 7,
-        "backbone_config": {"embed_dim": 8, "depths": [1]},
-        "text_config": "given",
-    }
-    assert overrides == {"hidden_dim": 7}
 
 
 def test_forward_input_checks_name_the_problem():

@@ -6,20 +6,48 @@ BEiT-3 is one Transformer over the concatenation ``[CLS, image patches ; text to
 BEiT-3 paper, Sec. 2.1); attention is shared across the whole sequence. See ``refseg.modeling.beit3``.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Any, ClassVar
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.utils.type_validators import interval
 
-BEIT3_PRESETS = ("base", "large", "tiny")
+from .config_presets import ConfigPresets
+
 # Rows before the first used position in both position tables (fairseq convention: positions start at 2).
 POSITION_OFFSET = 2
 
+# Presets (``Beit3Config.preset(name)``): the fields that differ from the defaults (BEiT-3 base).
+BEIT3_PRESETS: dict[str, dict[str, Any]] = {
+    # BEiT-3 base (768 wide, 12 layers, 12 heads, FFN 3072), drop path 0.1 as InstanceVG's base configurations
+    "base": {},
+    # BEiT-3 large (1024 wide, 24 layers, 16 heads, FFN 4096). Drop path 0: the official InstanceVG code passes
+    # its drop-path rate to the large configuration under a misspelt keyword, so the released large models
+    # were trained without stochastic depth.
+    "large": {
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "drop_path_rate": 0.0,
+    },
+    # unit tests: 100-word vocabulary, 32x32 images with patch 8 (a 4x4 grid), text up to 14 tokens
+    "tiny": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "vocab_size": 100,
+        "image_size": 32,
+        "patch_size": 8,
+        "max_text_positions": 16,
+        "drop_path_rate": 0.0,
+    },
+}
+
 
 @strict
-class Beit3Config(PreTrainedConfig):
+class Beit3Config(ConfigPresets, PreTrainedConfig):
     r"""Configuration of [`Beit3Encoder`].
 
     The defaults are BEiT-3 base at InstanceVG's resolution (320x320, patch 16, so a 20x20 grid).
@@ -43,56 +71,33 @@ class Beit3Config(PreTrainedConfig):
     """
 
     model_type = "beit3"
+    presets: ClassVar[dict[str, dict[str, Any]]] = BEIT3_PRESETS
 
-    hidden_size: int = 768
-    intermediate_size: int = 3072
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    vocab_size: int = 64010
-    image_size: int = 320
-    patch_size: int = 16
-    num_channels: int = 3
-    max_text_positions: int = 1024
-    layer_norm_eps: float = 1e-5
-    drop_path_rate: float | int = 0.1
-    initializer_range: float = 0.02
+    hidden_size: int = interval(min=1)(default=768)
+    intermediate_size: int = interval(min=1)(default=3072)
+    num_hidden_layers: int = interval(min=1)(default=12)
+    num_attention_heads: int = interval(min=1)(default=12)
+    vocab_size: int = interval(min=1)(default=64010)
+    image_size: int = interval(min=1)(default=320)
+    patch_size: int = interval(min=1)(default=16)
+    num_channels: int = interval(min=1)(default=3)
+    max_text_positions: int = interval(min=POSITION_OFFSET, exclude_min=True)(default=1024)  # rows from 2 on
+    layer_norm_eps: float | int = interval(min=0.0, exclude_min=True)(default=1e-5)
+    drop_path_rate: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.1)
+    initializer_range: float | int = 0.02
 
-    def __post_init__(self, **kwargs: Any) -> None:
-        super().__post_init__(**kwargs)
-        self._check_values()
-
-    def _check_values(self) -> None:
-        """Raise ``ValueError`` naming the first invalid value (called at construction)."""
-        for name in (
-            "hidden_size",
-            "intermediate_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "vocab_size",
-            "image_size",
-            "patch_size",
-            "num_channels",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.hidden_size % self.num_attention_heads != 0:
+    def validate_architecture(self) -> None:
+        """Cross-field rules (ranges are declared on the fields)."""
+        super().validate_architecture()
+        if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})"
             )
-        if self.image_size % self.patch_size != 0:
+        if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})"
             )
-        if self.max_text_positions <= POSITION_OFFSET:
-            raise ValueError(
-                f"max_text_positions must be > {POSITION_OFFSET} (positions start at row {POSITION_OFFSET}), "
-                f"got {self.max_text_positions}"
-            )
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
-        if self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
 
     @property
     def image_grid_size(self) -> tuple[int, int]:
@@ -110,43 +115,3 @@ class Beit3Config(PreTrainedConfig):
     def max_text_length(self) -> int:
         """Longest text the text position table covers (``max_text_positions - 2``)."""
         return self.max_text_positions - POSITION_OFFSET
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> Beit3Config:
-        """Named sizes; keyword arguments override any field.
-
-        * ``"base"``: BEiT-3 base (768 wide, 12 layers, 12 heads, FFN 3072), drop path 0.1 as InstanceVG's
-          base configurations.
-        * ``"large"``: BEiT-3 large (1024 wide, 24 layers, 16 heads, FFN 4096). Drop path is 0: the official
-          InstanceVG code passes its drop-path rate to the large configuration under a misspelt keyword, so
-          the released large models were trained without stochastic depth.
-        * ``"tiny"``: for unit tests: 32 wide, 2 layers, 4 heads, FFN 64, 100-word vocabulary, 32x32 images
-          with patch 8 (a 4x4 grid), text up to 14 tokens, no drop path.
-        """
-        if name not in BEIT3_PRESETS:
-            raise ValueError(f"unknown BEiT-3 preset {name!r}; choose one of {BEIT3_PRESETS}")
-        values: dict[str, Any]
-        if name == "base":
-            values = {}
-        elif name == "large":
-            values = dict(
-                hidden_size=1024,
-                intermediate_size=4096,
-                num_hidden_layers=24,
-                num_attention_heads=16,
-                drop_path_rate=0.0,
-            )
-        else:
-            values = dict(
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                vocab_size=100,
-                image_size=32,
-                patch_size=8,
-                max_text_positions=16,
-                drop_path_rate=0.0,
-            )
-        values.update(overrides)
-        return cls(**values)

@@ -1,4 +1,7 @@
+import re
+
 import pytest
+from huggingface_hub.errors import StrictDataclassError
 from transformers import RobertaConfig, SwinConfig
 
 from refseg.models.instalign.configuration_instalign import InstAlignConfig
@@ -91,19 +94,25 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"instance_supervision": "phrase"}, "instance_supervision must be one of"),
-        ({"aggregation": "mean"}, "aggregation must be one of"),
-        ({"no_target_input": "queries"}, "no_target_input must be one of"),
-        ({"transformer_decoder": "rela"}, "transformer_decoder must be one of"),
-        ({"num_queries": 0}, "num_queries must be a positive integer"),
+        ({"instance_supervision": "phrase"}, "'instance_supervision' expected one of"),
+        ({"aggregation": "mean"}, "'aggregation' expected one of"),
+        ({"no_target_input": "queries"}, "'no_target_input' expected one of"),
+        ({"transformer_decoder": "rela"}, "'transformer_decoder' expected one of"),
+        ({"num_queries": 0}, "'num_queries':\n    ValueError: Value must be greater or equal to 1, got 0"),
         ({"num_heads": 5}, "divisible by num_heads"),
-        ({"image_size": 100}, "multiple of 32"),
-        ({"aggregation_threshold": 1.5}, "aggregation_threshold must be in"),
-        ({"lambda_nt": -1.0}, "lambda_nt must be >= 0"),
+        ({"image_size": 100}, "'image_size':\n    ValueError: Value has to be divisible by 32"),
+        (
+            {"aggregation_threshold": 1.5},
+            "'aggregation_threshold':\n    ValueError: Value must be a probability between 0.0 and 1.0",
+        ),
+        (
+            {"lambda_nt": -1.0},
+            "'lambda_nt':\n    ValueError: Value must be greater or equal to 0.0, got -1.0",
+        ),
     ],
 )
-def test_invalid_values_raise_value_error(overrides, message):
-    with pytest.raises(ValueError, match=message):
+def test_invalid_values_name_the_field_and_what_is_allowed(overrides, message):
+    with pytest.raises(StrictDataclassError, match=re.escape(message)):
         InstAlignConfig.preset("tiny", **overrides)
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from refseg.modeling.beit3 import Beit3Config
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
@@ -89,7 +90,7 @@ def test_preset_overrides_and_text_config_vocab():
     ],
 )
 def test_invalid_values_are_named(overrides, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(StrictDataclassError, match=message):
         InstanceVGConfig.preset("tiny", **overrides)
     with pytest.raises(ValueError, match="unknown preset"):
         InstanceVGConfig.preset("huge")

@@ -324,7 +324,10 @@ def test_a_transposed_tensor_of_a_custom_size_model_blames_its_key(original, tmp
 @pytest.mark.parametrize(
     "overrides, words",
     [
-        ('{"dropout": 3}', "dropout must be in [0, 1)"),
+        (
+            '{"dropout": 3}',
+            "'dropout': ValueError: Value must be greater or equal to 0.0 and smaller than 1.0, got 3",
+        ),
         ('{"encoder_config": {"num_attention_heads": 5}}', "must be divisible by num_attention_heads"),
         ('{"num_queries": "six"}', "--config_overrides: "),
     ],

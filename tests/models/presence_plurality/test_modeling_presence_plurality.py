@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from torch.nn import functional as F
 
 import refseg  # noqa: F401  (registers the Auto classes)
@@ -303,7 +304,7 @@ def test_without_plurality_head():
 
 
 def test_plurality_needs_the_target_query():
-    with pytest.raises(ValueError, match="use_plurality=True needs use_target_query=True"):
+    with pytest.raises(StrictDataclassError, match="use_plurality=True needs use_target_query=True"):
         PresencePluralityConfig.preset("tiny", use_target_query=False)
 
 

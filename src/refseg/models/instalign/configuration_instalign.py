@@ -5,27 +5,24 @@ inputs, a 6-layer deformable pixel decoder, N = 100 object queries refined by K 
 blocks cycling over the 3 low-resolution scales, matching weights (2, 5, 1) and loss weights (5, 1, 0.1).
 """
 
-from __future__ import annotations
-
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils.type_validators import interval, probability
 
-from ...modeling.config_presets import (
-    SWIN_BASE,
-    check_preset_name,
-    merge_preset_overrides,
-    swin_preset,
-    synthetic_vocabulary,
-)
+from ...modeling.config_fields import positive_multiple_of
+from ...modeling.config_presets import SWIN_BASE, SWIN_DEMO, SWIN_TINY, SYNTHETIC_VOCABULARY, ConfigPresets
 
-INSTANCE_SUPERVISION = ("none", "standard", "phrase_aligned")
-AGGREGATION = ("threshold", "aia", "aia_prelu")
-NO_TARGET_INPUT = ("global_and_sentence", "global", "sentence", "mean_queries")
-DECODER = ("phrase_object", "mask2former")
-PRESETS = ("tiny", "demo", "paper")
+InstanceSupervision = Literal["none", "standard", "phrase_aligned"]
+Aggregation = Literal["threshold", "aia", "aia_prelu"]
+NoTargetInput = Literal["global_and_sentence", "global", "sentence", "mean_queries"]
+Decoder = Literal["phrase_object", "mask2former"]
+INSTANCE_SUPERVISION = get_args(InstanceSupervision)
+AGGREGATION = get_args(Aggregation)
+NO_TARGET_INPUT = get_args(NoTargetInput)
+DECODER = get_args(Decoder)
 
 ROBERTA_BASE = {
     "vocab_size": 50265,
@@ -40,10 +37,72 @@ ROBERTA_BASE = {
     "bos_token_id": 0,
     "eos_token_id": 2,
 }
+# a 2-layer RoBERTa of the small presets; "demo" widens it and reads the synthetic word vocabulary
+_ROBERTA_SMALL = {
+    **ROBERTA_BASE,
+    "model_type": "roberta",
+    "num_hidden_layers": 2,
+    "max_position_embeddings": 66,
+}
+
+# Presets (``InstAlignConfig.preset(name)``): the fields that differ from the defaults above.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sec. 4.3, Table 3 default row (Swin-B, RoBERTa-base, 480x480, N = 100, K = 9)
+    "paper": {},
+    # unit tests (milliseconds): 64x64, hidden 32, N = 8 queries, K = 3 blocks, 1 pixel-decoder layer
+    "tiny": {
+        "backbone_config": SWIN_TINY,
+        "text_config": {
+            **_ROBERTA_SMALL,
+            "vocab_size": 100,
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        "image_size": 64,
+        "hidden_dim": 32,
+        "mask_dim": 32,
+        "num_queries": 8,
+        "num_blocks": 3,
+        "num_heads": 4,
+        "ffn_dim": 64,
+        "pixel_decoder_layers": 1,
+        "pixel_decoder_ffn_dim": 64,
+        "pixel_decoder_num_points": 2,
+    },
+    # The model shipped with the package, trained on synthetic scenes on 2 CPU cores in about 20 minutes and
+    # stored in < 10 MB. 160x160 inputs give 40x40 mask features, enough for shapes of ~15 px; the demo Swin
+    # (~1.0 M parameters) keeps two blocks at stride 16 where spatial relations are resolved; a 2-layer text
+    # encoder of width 96 over the word-level synthetic vocabulary (a grammar of a few dozen words needs no
+    # more); N = 16 queries (scenes hold at most ~8 objects and Table 3d shows N only needs to exceed the object
+    # count); K = 6 blocks, two rounds over the 3 scales so every scale is revisited after text conditioning.
+    # About 1.9 M parameters, ~7.7 MB in float32, one training step of 8 images ~0.9 s on one core.
+    "demo": {
+        "backbone_config": SWIN_DEMO,
+        "text_config": {
+            **_ROBERTA_SMALL,
+            **SYNTHETIC_VOCABULARY,
+            "hidden_size": 96,
+            "num_attention_heads": 4,
+            "intermediate_size": 192,
+        },
+        "image_size": 160,
+        "hidden_dim": 64,
+        "mask_dim": 64,
+        "num_queries": 16,
+        "num_blocks": 6,
+        "num_heads": 4,
+        "ffn_dim": 256,
+        "pixel_decoder_layers": 2,
+        "pixel_decoder_ffn_dim": 256,
+        "pixel_decoder_num_points": 4,
+        "text_conditioned_score": True,
+    },
+}
 
 
 @strict
-class InstAlignConfig(PreTrainedConfig):
+class InstAlignConfig(ConfigPresets, PreTrainedConfig):
     r"""Configuration of [`InstAlignForReferringSegmentation`].
 
     Args:
@@ -102,172 +161,44 @@ class InstAlignConfig(PreTrainedConfig):
         ),
     }
     attribute_map: ClassVar[dict[str, str]] = {"hidden_size": "hidden_dim", "num_hidden_layers": "num_blocks"}
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     backbone_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
-    image_size: int = 480
-    hidden_dim: int = 256
-    mask_dim: int = 256
-    num_queries: int = 100
-    num_blocks: int = 9
-    num_heads: int = 8
-    ffn_dim: int = 2048
-    dropout: float | int = 0.0
-    pixel_decoder_layers: int = 6
-    pixel_decoder_ffn_dim: int = 1024
-    pixel_decoder_num_points: int = 4
-    transformer_decoder: str = "phrase_object"
+    image_size: int = positive_multiple_of(32, default=480)  # the backbone's largest stride
+    hidden_dim: int = positive_multiple_of(2, default=256)  # even: half the sine position channels are y
+    mask_dim: int = interval(min=1)(default=256)
+    num_queries: int = interval(min=1)(default=100)
+    num_blocks: int = interval(min=1)(default=9)
+    num_heads: int = interval(min=1)(default=8)
+    ffn_dim: int = interval(min=1)(default=2048)
+    dropout: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.0)
+    pixel_decoder_layers: int = interval(min=1)(default=6)
+    pixel_decoder_ffn_dim: int = interval(min=1)(default=1024)
+    pixel_decoder_num_points: int = interval(min=1)(default=4)
+    transformer_decoder: Decoder = "phrase_object"
     masked_attention: bool = True
     text_conditioned_score: bool = False
     deep_supervision: bool = True
-    instance_supervision: str = "phrase_aligned"
-    aggregation: str = "aia_prelu"
-    aggregation_threshold: float | int = 0.5
-    no_target_input: str = "global_and_sentence"
-    lambda_score: float | int = 2.0
-    lambda_mask: float | int = 5.0
-    lambda_phrase: float | int = 1.0
-    lambda_merged: float | int = 5.0
-    lambda_inst: float | int = 1.0
-    lambda_nt: float | int = 0.1
-    init_std: float = 0.02
+    instance_supervision: InstanceSupervision = "phrase_aligned"
+    aggregation: Aggregation = "aia_prelu"
+    aggregation_threshold: float | int = probability(default=0.5)
+    no_target_input: NoTargetInput = "global_and_sentence"
+    lambda_score: float | int = interval(min=0.0)(default=2.0)
+    lambda_mask: float | int = interval(min=0.0)(default=5.0)
+    lambda_phrase: float | int = interval(min=0.0)(default=1.0)
+    lambda_merged: float | int = interval(min=0.0)(default=5.0)
+    lambda_inst: float | int = interval(min=0.0)(default=1.0)
+    lambda_nt: float | int = interval(min=0.0)(default=0.1)
+    init_std: float | int = 0.02
 
-    def __post_init__(self, **kwargs: Any) -> None:
-        super().__post_init__(**kwargs)
-        self._check_values()
-
-    def _check_values(self) -> None:
-        """Raise ``ValueError`` naming the first invalid option (called at construction)."""
-        choices = {
-            "instance_supervision": INSTANCE_SUPERVISION,
-            "aggregation": AGGREGATION,
-            "no_target_input": NO_TARGET_INPUT,
-            "transformer_decoder": DECODER,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in (
-            "image_size",
-            "hidden_dim",
-            "mask_dim",
-            "num_queries",
-            "num_blocks",
-            "num_heads",
-            "ffn_dim",
-            "pixel_decoder_layers",
-            "pixel_decoder_ffn_dim",
-            "pixel_decoder_num_points",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.hidden_dim % self.num_heads != 0:
+    def validate_architecture(self) -> None:
+        """Cross-field rules (ranges and choices are declared on the fields)."""
+        super().validate_architecture()
+        if self.hidden_dim % self.num_heads:
             raise ValueError(
                 f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
             )
-        if self.hidden_dim % 2 != 0:
-            raise ValueError(
-                f"hidden_dim must be even for the sine position embedding, got {self.hidden_dim}"
-            )
-        if self.image_size % 32 != 0:
-            raise ValueError(
-                f"image_size must be a multiple of 32 (the backbone's largest stride), got {self.image_size}"
-            )
-        if not 0.0 <= self.aggregation_threshold <= 1.0:
-            raise ValueError(f"aggregation_threshold must be in [0, 1], got {self.aggregation_threshold}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in (
-            "lambda_score",
-            "lambda_mask",
-            "lambda_phrase",
-            "lambda_merged",
-            "lambda_inst",
-            "lambda_nt",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> InstAlignConfig:
-        """Named configurations; keyword arguments override any field.
-
-        * ``"paper"``: the defaults above (Swin-B, RoBERTa-base, 480x480, N=100, K=9).
-        * ``"tiny"``: for unit tests (runs in milliseconds): 64x64, Swin embed 16 depths (1,1,1,1), a 2-layer
-          text encoder of width 32, hidden 32, N=8 queries, K=3 blocks, 1 pixel-decoder layer.
-        * ``"demo"``: the model shipped with the package, trained on synthetic scenes on 2 CPU cores in about
-          20 minutes and stored in < 10 MB. 160x160 inputs give 40x40 mask features, enough for shapes of
-          ~15 px, and with window 5 every Swin stage (40, 20, 10, 5) tiles without padding; Swin embed 32,
-          depths (1, 1, 2, 1), MLP ratio 2 (~1.0 M parameters) keeps two blocks at stride 16 where spatial
-          relations are resolved; a 2-layer text encoder of width 96 over the word-level synthetic vocabulary
-          (a grammar of a few dozen words needs no more; the vocabulary comes from
-          ``refseg.data.synthetic_tokenizer()``); hidden 64 with 4 heads; N = 16 queries (scenes hold at most
-          ~8 objects and Table 3d shows N only needs to exceed the object count); K = 6 blocks, i.e. two
-          rounds over the 3 scales so every scale is revisited after text conditioning; 2 pixel-decoder
-          layers. About 1.9 M parameters, ~7.7 MB in float32, one training step of 8 images ~0.9 s on one core.
-        """
-        check_preset_name(name, PRESETS)
-        if name == "paper":
-            return cls(**overrides)
-        if name == "tiny":
-            backbone = swin_preset("tiny")
-            text = {
-                "model_type": "roberta",
-                "vocab_size": 100,
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 64,
-                "max_position_embeddings": 66,
-                "type_vocab_size": 1,
-                "layer_norm_eps": 1e-5,
-                "pad_token_id": 1,
-                "bos_token_id": 0,
-                "eos_token_id": 2,
-            }
-            values: dict[str, Any] = dict(
-                image_size=64,
-                hidden_dim=32,
-                mask_dim=32,
-                num_queries=8,
-                num_blocks=3,
-                num_heads=4,
-                ffn_dim=64,
-                pixel_decoder_layers=1,
-                pixel_decoder_ffn_dim=64,
-                pixel_decoder_num_points=2,
-            )
-        else:  # demo
-            backbone = swin_preset("demo")
-            vocab_size, pad_id, bos_id, eos_id = synthetic_vocabulary()
-            text = {
-                "model_type": "roberta",
-                "vocab_size": vocab_size,
-                "hidden_size": 96,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "intermediate_size": 192,
-                "max_position_embeddings": 66,
-                "type_vocab_size": 1,
-                "layer_norm_eps": 1e-5,
-                "pad_token_id": pad_id,
-                "bos_token_id": bos_id,
-                "eos_token_id": eos_id,
-            }
-            values = dict(
-                image_size=160,
-                hidden_dim=64,
-                mask_dim=64,
-                num_queries=16,
-                num_blocks=6,
-                num_heads=4,
-                ffn_dim=256,
-                pixel_decoder_layers=2,
-                pixel_decoder_ffn_dim=256,
-                pixel_decoder_num_points=4,
-                text_conditioned_score=True,
-            )
-        return cls(**merge_preset_overrides(values, backbone, text, overrides))
 
 
 __all__ = ["InstAlignConfig"]

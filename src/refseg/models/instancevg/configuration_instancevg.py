@@ -7,57 +7,95 @@ checkpoints were trained with disagree, the default follows the code and the pap
 ``docs/models/instancevg.md`` lists every such difference.
 """
 
-from __future__ import annotations
-
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils.type_validators import interval, probability
 
 from ...modeling.beit3 import Beit3Config
+from ...modeling.beit3_config import BEIT3_PRESETS
+from ...modeling.config_fields import positive_multiple_of
+from ...modeling.config_presets import ConfigPresets
 
-TEXT_FILTER = ("mean", "l2_norm", "none")
-MINIMAP_REDUCTION = ("max", "mean")
-POINT_SELECTION = ("distance_guided", "topk")
-DISTANCE_NORMALIZATION = ("diagonal", "none")
-AUX_LOSS_WEIGHTING = ("unweighted", "weighted")
-MASK_MERGE = ("merge", "global", "instance")
-PRESETS = (
-    "b-grefcoco",
-    "b-refzom",
-    "b-rrefcoco",
-    "b-refcoco",
-    "l-refcoco",
-    "tiny",
-    "demo",
-)
+TextFilter = Literal["mean", "l2_norm", "none"]
+MinimapReduction = Literal["max", "mean"]
+PointSelection = Literal["distance_guided", "topk"]
+DistanceNormalization = Literal["diagonal", "none"]
+AuxLossWeighting = Literal["unweighted", "weighted"]
+MaskMerge = Literal["merge", "global", "instance"]
+TEXT_FILTER = get_args(TextFilter)
+MINIMAP_REDUCTION = get_args(MinimapReduction)
+POINT_SELECTION = get_args(PointSelection)
+DISTANCE_NORMALIZATION = get_args(DistanceNormalization)
+AUX_LOSS_WEIGHTING = get_args(AuxLossWeighting)
+MASK_MERGE = get_args(MaskMerge)
 
-BEIT3_BASE = {
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "vocab_size": 64010,
-    "image_size": 320,
-    "patch_size": 16,
-    "max_text_positions": 1024,
-    "layer_norm_eps": 1e-5,
-    "drop_path_rate": 0.1,
-}
-BEIT3_LARGE = {
-    **BEIT3_BASE,
-    "hidden_size": 1024,
-    "intermediate_size": 4096,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    # the original passes its drop-path rate under a misspelt keyword, so BEiT-3 large trains without it
-    "drop_path_rate": 0.0,
+_REFCOCO = {"num_queries": 1, "negative_mask_weight": 0.0, "max_text_length": 20}
+# Presets (``InstanceVGConfig.preset(name)``): the fields that differ from the defaults, which are the
+# released gRefCOCO model's (BEiT-3 base at 320x320).
+PRESETS: dict[str, dict[str, Any]] = {
+    # the released GRES / GREC models (Tables 1-3): one configuration for gRefCOCO, Ref-ZOM and R-RefCOCO
+    "b-grefcoco": {},
+    "b-refzom": {},
+    "b-rrefcoco": {},
+    # the released RefCOCO models (Tables 4-5, "B" and "L" rows): one query, no negative-mask loss, 20 tokens
+    "b-refcoco": _REFCOCO,
+    "l-refcoco": {"encoder_config": BEIT3_PRESETS["large"], **_REFCOCO},
+    # unit tests: 64x64 images, a 2-layer BEiT-3 of width 32 over 8x8 patches, C = 32, 6 queries
+    "tiny": {
+        "encoder_config": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "vocab_size": 1000,
+            "image_size": 64,
+            "patch_size": 8,
+            "max_text_positions": 64,
+            "drop_path_rate": 0.0,
+        },
+        "image_size": 64,
+        "max_text_length": 12,
+        "hidden_channels": 32,
+        "num_queries": 6,
+        "t2i_num_heads": 4,
+        "t2i_ffn_dim": 64,
+        "decoder_layers": 2,
+        "decoder_num_heads": 4,
+        "decoder_num_points": 2,
+        "decoder_ffn_dim": 64,
+        "dropout": 0.0,
+    },
+    # a small model for CPU experiments: 128x128, BEiT-3 of width 128 / 4 layers, C = 64
+    "demo": {
+        "encoder_config": {
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "image_size": 128,
+            "patch_size": 8,
+            "max_text_positions": 64,
+            "drop_path_rate": 0.0,
+        },
+        "image_size": 128,
+        "max_text_length": 20,
+        "hidden_channels": 64,
+        "num_queries": 8,
+        "t2i_num_heads": 4,
+        "t2i_ffn_dim": 128,
+        "decoder_layers": 3,
+        "decoder_num_heads": 4,
+        "decoder_ffn_dim": 256,
+        "dropout": 0.0,
+    },
 }
 
 
 @strict
-class InstanceVGConfig(PreTrainedConfig):
+class InstanceVGConfig(ConfigPresets, PreTrainedConfig):
     r"""Configuration of [`InstanceVGForReferringSegmentation`].
 
     Architecture (Sec. 3, Fig. 2):
@@ -112,93 +150,65 @@ class InstanceVGConfig(PreTrainedConfig):
 
     model_type = "instancevg"
     sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
-        "encoder_config": SubConfigSpec(config_class=Beit3Config, init_kwargs=dict(BEIT3_BASE)),
+        "encoder_config": SubConfigSpec(config_class=Beit3Config),  # BEiT-3 base at 320x320
     }
     attribute_map: ClassVar[dict[str, str]] = {"hidden_size": "hidden_channels"}
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     encoder_config: dict | PreTrainedConfig | None = None
-    image_size: int = 320
-    max_text_length: int = 50
-    hidden_channels: int = 256
-    num_queries: int = 10
-    t2i_num_heads: int = 8
-    t2i_ffn_dim: int = 512
-    decoder_layers: int = 3
-    decoder_num_heads: int = 8
-    decoder_num_points: int = 4
-    decoder_ffn_dim: int = 1024
-    dropout: float | int = 0.1
-    text_filter: str = "mean"
-    minimap_reduction: str = "max"
-    point_selection: str = "distance_guided"
-    distance_weight: float | int = 0.003
-    distance_normalization: str = "diagonal"
+    image_size: int = interval(min=1)(default=320)
+    max_text_length: int = interval(min=1)(default=50)
+    hidden_channels: int = positive_multiple_of(4, default=256)  # SimpleFPN splits it in 4
+    num_queries: int = interval(min=1)(default=10)
+    t2i_num_heads: int = interval(min=1)(default=8)
+    t2i_ffn_dim: int = interval(min=1)(default=512)
+    decoder_layers: int = interval(min=1)(default=3)
+    decoder_num_heads: int = interval(min=1)(default=8)
+    decoder_num_points: int = interval(min=1)(default=4)
+    decoder_ffn_dim: int = interval(min=1)(default=1024)
+    dropout: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.1)
+    text_filter: TextFilter = "mean"
+    minimap_reduction: MinimapReduction = "max"
+    point_selection: PointSelection = "distance_guided"
+    distance_weight: float | int = interval(min=0.0)(default=0.003)
+    distance_normalization: DistanceNormalization = "diagonal"
     point_prior: bool = True
-    cost_class: float | int = 1.0
-    cost_bbox: float | int = 5.0
-    cost_giou: float | int = 2.0
-    cost_point: float | int = 2.0
-    loss_class_weight: float | int = 1.0
-    loss_bbox_weight: float | int = 5.0
-    loss_giou_weight: float | int = 2.0
-    no_object_weight: float | int = 0.1
-    aux_loss_weighting: str = "unweighted"
-    detr_loss_weight: float | int = 0.1
-    global_mask_loss_weight: float | int = 1.0
-    instance_mask_loss_weight: float | int = 1.0
-    negative_mask_weight: float | int = 0.2
-    minimap_loss_weight: float | int = 0.1
-    no_target_loss_weight: float | int = 0.2
-    no_target_class_weights: list[float] | tuple[float, ...] | None = None
+    cost_class: float | int = interval(min=0.0)(default=1.0)
+    cost_bbox: float | int = interval(min=0.0)(default=5.0)
+    cost_giou: float | int = interval(min=0.0)(default=2.0)
+    cost_point: float | int = interval(min=0.0)(default=2.0)
+    loss_class_weight: float | int = interval(min=0.0)(default=1.0)
+    loss_bbox_weight: float | int = interval(min=0.0)(default=5.0)
+    loss_giou_weight: float | int = interval(min=0.0)(default=2.0)
+    no_object_weight: float | int = interval(min=0.0)(default=0.1)
+    aux_loss_weighting: AuxLossWeighting = "unweighted"
+    detr_loss_weight: float | int = interval(min=0.0)(default=0.1)
+    global_mask_loss_weight: float | int = interval(min=0.0)(default=1.0)
+    instance_mask_loss_weight: float | int = interval(min=0.0)(default=1.0)
+    negative_mask_weight: float | int = interval(min=0.0)(default=0.2)
+    minimap_loss_weight: float | int = interval(min=0.0)(default=0.1)
+    no_target_loss_weight: float | int = interval(min=0.0)(default=0.2)
+    no_target_class_weights: list[float | int] | tuple[float | int, ...] | None = None
     score_weighted: bool = True
-    score_threshold: float | int = 0.7
-    mask_threshold: float | int = 0.5
-    mask_merge: str = "merge"
-    init_std: float = 0.02
+    score_threshold: float | int = probability(default=0.7)
+    mask_threshold: float | int = probability(default=0.5)
+    mask_merge: MaskMerge = "merge"
+    init_std: float | int = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.no_target_class_weights is None:
             self.no_target_class_weights = [0.9, 1.1]
         self.no_target_class_weights = [float(w) for w in self.no_target_class_weights]
         super().__post_init__(**kwargs)
-        self._check_values()
 
-    def _check_values(self) -> None:
-        """Raise ``ValueError`` naming the first invalid option (called at construction)."""
-        choices = {
-            "text_filter": TEXT_FILTER,
-            "minimap_reduction": MINIMAP_REDUCTION,
-            "point_selection": POINT_SELECTION,
-            "distance_normalization": DISTANCE_NORMALIZATION,
-            "aux_loss_weighting": AUX_LOSS_WEIGHTING,
-            "mask_merge": MASK_MERGE,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in (
-            "image_size",
-            "max_text_length",
-            "hidden_channels",
-            "num_queries",
-            "t2i_num_heads",
-            "t2i_ffn_dim",
-            "decoder_layers",
-            "decoder_num_heads",
-            "decoder_num_points",
-            "decoder_ffn_dim",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+    def validate_architecture(self) -> None:
+        """Cross-field rules (ranges and choices are declared on the fields)."""
+        super().validate_architecture()
         for name in ("t2i_num_heads", "decoder_num_heads"):
             if self.hidden_channels % getattr(self, name):
                 raise ValueError(
                     f"hidden_channels ({self.hidden_channels}) must be divisible by {name} ({getattr(self, name)})"
                 )
-        if self.hidden_channels % 4:
-            raise ValueError(
-                f"hidden_channels must be a multiple of 4 (SimpleFPN), got {self.hidden_channels}"
-            )
         encoder = self.encoder_config
         grid, rest = divmod(self.image_size, encoder.patch_size)
         if rest or grid % 2:
@@ -214,34 +224,10 @@ class InstanceVGConfig(PreTrainedConfig):
                 f"max_text_length ({self.max_text_length}) exceeds what the encoder's text position table allows "
                 f"({encoder.max_text_length})"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("score_threshold", "mask_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if len(self.no_target_class_weights) != 2:
             raise ValueError(
                 f"no_target_class_weights must have 2 entries, got {self.no_target_class_weights}"
             )
-        for name in (
-            "distance_weight",
-            "cost_class",
-            "cost_bbox",
-            "cost_giou",
-            "cost_point",
-            "loss_class_weight",
-            "loss_bbox_weight",
-            "loss_giou_weight",
-            "no_object_weight",
-            "detr_loss_weight",
-            "global_mask_loss_weight",
-            "instance_mask_loss_weight",
-            "negative_mask_weight",
-            "minimap_loss_weight",
-            "no_target_loss_weight",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def grid_size(self) -> int:
@@ -251,91 +237,24 @@ class InstanceVGConfig(PreTrainedConfig):
     @classmethod
     def preset(
         cls, name: str, text_config: dict[str, Any] | None = None, **overrides: Any
-    ) -> InstanceVGConfig:
-        """Named configurations; keyword arguments override any field.
-
-        * ``"b-grefcoco"`` (also ``"b-refzom"``, ``"b-rrefcoco"``: same model, other data): the defaults.
-        * ``"b-refcoco"``: RefCOCO-B, one query, no negative-mask loss, 20 text tokens.
-        * ``"l-refcoco"``: RefCOCO-L, BEiT-3 large (no drop path, as trained), one query, 20 tokens.
-        * ``"tiny"``: for unit tests: 64x64 images, a 2-layer BEiT-3 of width 32 over 8x8 patches, C = 32,
-          6 queries, 2 decoder layers, a 1000-token vocabulary.
-        * ``"demo"``: a small model for CPU experiments: 128x128, BEiT-3 of width 128 / 4 layers, C = 64.
+    ) -> "InstanceVGConfig":
+        """The config of preset ``name``; keyword arguments override any field (an ``encoder_config`` dict is
+        merged into the preset's).
 
         ``text_config`` (what ``examples/train.py`` passes: the tokenizer's ``vocab_size``) sets the encoder's
-        text vocabulary; other keys in it are ignored (the text tower is part of BEiT-3).
+        text vocabulary; other keys in it are ignored (the text tower is part of BEiT-3). An ``image_size``
+        override also sets the encoder's.
         """
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
-        encoder: dict[str, Any]
-        values: dict[str, Any] = {}
-        if name in ("b-grefcoco", "b-refzom", "b-rrefcoco"):
-            encoder = dict(BEIT3_BASE)
-        elif name == "b-refcoco":
-            encoder = dict(BEIT3_BASE)
-            values = dict(num_queries=1, negative_mask_weight=0.0, max_text_length=20)
-        elif name == "l-refcoco":
-            encoder = dict(BEIT3_LARGE)
-            values = dict(num_queries=1, negative_mask_weight=0.0, max_text_length=20)
-        elif name == "tiny":
-            encoder = dict(
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                vocab_size=1000,
-                image_size=64,
-                patch_size=8,
-                max_text_positions=64,
-                layer_norm_eps=1e-5,
-                drop_path_rate=0.0,
+        encoder = overrides.get("encoder_config", {})
+        if isinstance(encoder, dict):
+            vocabulary = (
+                {"vocab_size": int(text_config["vocab_size"])}
+                if text_config and "vocab_size" in text_config
+                else {}
             )
-            values = dict(
-                image_size=64,
-                max_text_length=12,
-                hidden_channels=32,
-                num_queries=6,
-                t2i_num_heads=4,
-                t2i_ffn_dim=64,
-                decoder_layers=2,
-                decoder_num_heads=4,
-                decoder_num_points=2,
-                decoder_ffn_dim=64,
-                dropout=0.0,
-            )
-        else:  # demo
-            encoder = dict(
-                hidden_size=128,
-                intermediate_size=256,
-                num_hidden_layers=4,
-                num_attention_heads=4,
-                vocab_size=64010,
-                image_size=128,
-                patch_size=8,
-                max_text_positions=64,
-                layer_norm_eps=1e-5,
-                drop_path_rate=0.0,
-            )
-            values = dict(
-                image_size=128,
-                max_text_length=20,
-                hidden_channels=64,
-                num_queries=8,
-                t2i_num_heads=4,
-                t2i_ffn_dim=128,
-                decoder_layers=3,
-                decoder_num_heads=4,
-                decoder_ffn_dim=256,
-                dropout=0.0,
-            )
-        if text_config and "vocab_size" in text_config:
-            encoder["vocab_size"] = int(text_config["vocab_size"])
-        if isinstance(overrides.get("encoder_config"), dict):
-            encoder = {**encoder, **overrides.pop("encoder_config")}
-        values["encoder_config"] = overrides.pop("encoder_config", encoder)
-        if "image_size" in overrides and isinstance(values["encoder_config"], dict):
-            values["encoder_config"]["image_size"] = overrides["image_size"]
-        values.update(overrides)
-        return cls(**values)
+            size = {"image_size": overrides["image_size"]} if "image_size" in overrides else {}
+            overrides["encoder_config"] = {**vocabulary, **encoder, **size}
+        return super().preset(name, **overrides)
 
 
 __all__ = ["InstanceVGConfig"]

@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from .configuration_instancevg import InstanceVGConfig
 from .convert_sizes import (
@@ -94,7 +95,11 @@ def build_config(preset: str, overrides: dict[str, Any] | None) -> InstanceVGCon
         raise ValueError(f"--config_overrides: unknown InstanceVG config field(s): {', '.join(unknown)}")
     try:
         return InstanceVGConfig.preset(preset, **overrides)
-    except (TypeError, ValueError) as error:  # a value of the wrong type or out of range
+    except (
+        TypeError,
+        ValueError,
+        StrictDataclassError,
+    ) as error:  # a value of the wrong type or out of range
         raise ValueError(f"--config_overrides: {' '.join(str(error).split())}") from error
 
 

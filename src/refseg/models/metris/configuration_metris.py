@@ -6,30 +6,67 @@ the full guidance set ``{Q_L_hat, Q_V_hat}`` (Sec. 3.3, Table 5 last row). Every
 Fig. 6 is a field; ``docs/models/metris.md`` lists the choices made where the paper is silent.
 """
 
-from __future__ import annotations
-
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils.type_validators import interval
 
+from ...modeling.config_fields import positive_multiple_of
 from ...modeling.config_presets import (
     BERT_BASE_UNCASED,
+    BERT_DEMO,
+    BERT_TINY,
     SWIN_BASE,
-    check_preset_name,
-    merge_preset_overrides,
-    swin_preset,
+    SWIN_DEMO,
+    SWIN_TINY,
+    ConfigPresets,
 )
 
-GUIDANCE = ("pure_le", "enhanced_le", "ve", "enhanced_le_all_pixels", "full")
-ENCODER_FUSION = ("pwam", "none")
-MASK_LOSS = ("ce", "bce")
-PRESETS = ("tiny", "demo", "paper")
+Guidance = Literal["pure_le", "enhanced_le", "ve", "enhanced_le_all_pixels", "full"]
+EncoderFusion = Literal["pwam", "none"]
+MaskLoss = Literal["ce", "bce"]
+GUIDANCE = get_args(Guidance)
+ENCODER_FUSION = get_args(EncoderFusion)
+MASK_LOSS = get_args(MaskLoss)
+
+# Presets (``MetrisConfig.preset(name)``): the fields that differ from the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sec. 4.1 and App. A (Swin-B, BERT-base, 480x480, r = 30%), Table 5 last row (full guidance set)
+    "paper": {},
+    # unit tests: decoder width 32, the no-target classifier on (synthetic scenes have no-target expressions)
+    "tiny": {
+        "backbone_config": SWIN_TINY,
+        "text_config": {**BERT_TINY, "max_position_embeddings": 64},
+        "image_size": 64,
+        "joint_dim": 16,
+        "num_heads": 4,
+        "ffn_dim": 64,
+        "decoder_hidden_dim": 32,
+        "no_target_head": True,
+        "no_target_hidden_dim": 16,
+    },
+    # CPU training on synthetic scenes, under 10 MB of float32 weights with encoder_fusion="pwam"
+    "demo": {
+        "backbone_config": SWIN_DEMO,
+        "text_config": {**BERT_DEMO, "vocab_size": 512, "max_position_embeddings": 64},
+        "image_size": 160,
+        "joint_dim": 64,
+        "num_heads": 4,
+        "ffn_dim": 192,  # 256 made the fused (encoder_fusion="pwam") model 10.2 MB in float32; 192: 9.9 MB
+        "decoder_hidden_dim": 64,
+        "no_target_head": True,
+        "no_target_hidden_dim": 64,
+        # beyond the paper: with its loss alone a 300-step run from scratch predicted no foreground at all
+        # (docs/demo_model.md)
+        "lambda_dice": 1.0,
+    },
+}
 
 
 @strict
-class MetrisConfig(PreTrainedConfig):
+class MetrisConfig(ConfigPresets, PreTrainedConfig):
     r"""Configuration of [`MetrisForReferringSegmentation`].
 
     The width ``D`` of the linguistic and visual expression tokens is the text encoder's hidden size (Sec. 3.1:
@@ -97,20 +134,21 @@ class MetrisConfig(PreTrainedConfig):
             config_class=AutoConfig, model_type="bert", init_kwargs=dict(BERT_BASE_UNCASED)
         ),
     }
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     backbone_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
-    image_size: int = 480
-    max_text_length: int = 20
-    encoder_fusion: str = "pwam"
-    joint_dim: int = 256
-    num_heads: int = 8
-    ffn_dim: int = 2048
-    dropout: float | int = 0.0
-    num_enhance_layers: int = 1
-    curation_ratio: float | int = 0.3
+    image_size: int = positive_multiple_of(32, default=480)  # the backbone's largest stride
+    max_text_length: int = interval(min=1)(default=20)
+    encoder_fusion: EncoderFusion = "pwam"
+    joint_dim: int = interval(min=1)(default=256)
+    num_heads: int = interval(min=1)(default=8)
+    ffn_dim: int = interval(min=1)(default=2048)
+    dropout: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.0)
+    num_enhance_layers: int = interval(min=1)(default=1)
+    curation_ratio: float | int = interval(min=0.0, max=1.0, exclude_min=True)(default=0.3)
     aggregate_mean_scale: bool = False
-    guidance: str = "full"
+    guidance: Guidance = "full"
     curation: bool = True
     adaptive_refinement: bool = True
     relationship_modeling: bool = True
@@ -118,19 +156,19 @@ class MetrisConfig(PreTrainedConfig):
     use_local_cues: bool = True
     use_contrastive_loss: bool = True
     dynamic_mask_in_aggregation: bool = True
-    decoder_hidden_dim: int = 768
-    mask_loss: str = "ce"
-    seg_class_weights: list[float] | tuple[float, ...] | None = None
-    lambda_seg: float | int = 2.0
-    lambda_cl: float | int = 1.0
-    tau_init: float | int = 1.0
-    tau_min: float | int = 0.01
+    decoder_hidden_dim: int = interval(min=1)(default=768)
+    mask_loss: MaskLoss = "ce"
+    seg_class_weights: list[float | int] | tuple[float | int, ...] | None = None
+    lambda_seg: float | int = interval(min=0.0)(default=2.0)
+    lambda_cl: float | int = interval(min=0.0)(default=1.0)
+    tau_init: float | int = interval(min=0.0, exclude_min=True)(default=1.0)
+    tau_min: float | int = interval(min=0.0, exclude_min=True)(default=0.01)
     no_target_head: bool = False
-    no_target_hidden_dim: int = 256
-    no_target_class_weights: list[float] | tuple[float, ...] | None = None
-    lambda_nt: float | int = 0.1
-    init_std: float = 0.02
-    lambda_dice: float | int = 0.0
+    no_target_hidden_dim: int = interval(min=1)(default=256)
+    no_target_class_weights: list[float | int] | tuple[float | int, ...] | None = None
+    lambda_nt: float | int = interval(min=0.0)(default=0.1)
+    init_std: float | int = 0.02
+    lambda_dice: float | int = interval(min=0.0)(default=0.0)
     position_encoding: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -141,7 +179,6 @@ class MetrisConfig(PreTrainedConfig):
         self.seg_class_weights = [float(w) for w in self.seg_class_weights]
         self.no_target_class_weights = [float(w) for w in self.no_target_class_weights]
         super().__post_init__(**kwargs)
-        self._check_values()
 
     @property
     def hidden_size(self) -> int:
@@ -153,123 +190,26 @@ class MetrisConfig(PreTrainedConfig):
         """Whether the guidance set contains ``Q_V_hat`` (and so the extractor and eq. 4 run)."""
         return self.guidance in ("ve", "full")
 
-    def _check_values(self) -> None:
-        """Raise ``ValueError`` naming the first invalid option (called at construction)."""
-        for name, allowed in (
-            ("guidance", GUIDANCE),
-            ("encoder_fusion", ENCODER_FUSION),
-            ("mask_loss", MASK_LOSS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in (
-            "image_size",
-            "max_text_length",
-            "joint_dim",
-            "num_heads",
-            "ffn_dim",
-            "num_enhance_layers",
-            "decoder_hidden_dim",
-            "no_target_hidden_dim",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.image_size % 32 != 0:
-            raise ValueError(
-                f"image_size must be a multiple of 32 (the largest stride), got {self.image_size}"
-            )
-        if not 0.0 < self.curation_ratio <= 1.0:
-            raise ValueError(f"curation_ratio must be in (0, 1], got {self.curation_ratio}")
+    def validate_architecture(self) -> None:
+        """Cross-field rules (ranges and choices are declared on the fields)."""
+        super().validate_architecture()
         if not (self.use_global_cue or self.use_local_cues):
             raise ValueError("at least one of use_global_cue and use_local_cues must be True")
-        if self.hidden_size % self.num_heads != 0:
-            raise ValueError(
-                f"the text hidden size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
-            )
-        if self.decoder_hidden_dim % self.num_heads != 0:
-            raise ValueError(
-                f"decoder_hidden_dim ({self.decoder_hidden_dim}) must be divisible by num_heads ({self.num_heads})"
-            )
+        for name, width in (
+            ("the text hidden size", self.hidden_size),
+            ("decoder_hidden_dim", self.decoder_hidden_dim),
+        ):
+            if width % self.num_heads:
+                raise ValueError(f"{name} ({width}) must be divisible by num_heads ({self.num_heads})")
         if self.position_encoding and (self.hidden_size % 2 or self.decoder_hidden_dim % 2):
             raise ValueError(
                 "position_encoding needs an even text hidden size and decoder_hidden_dim (half the channels "
                 f"encode y, half x), got {self.hidden_size} and {self.decoder_hidden_dim}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.tau_init <= 0 or self.tau_min <= 0:
-            raise ValueError(f"tau_init and tau_min must be > 0, got {self.tau_init} and {self.tau_min}")
         for name in ("seg_class_weights", "no_target_class_weights"):
             weights = getattr(self, name)
             if len(weights) != 2 or min(weights) < 0:
                 raise ValueError(f"{name} must be two non-negative weights, got {weights}")
-        for name in ("lambda_seg", "lambda_cl", "lambda_nt", "lambda_dice"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> MetrisConfig:
-        """Named configurations; keyword arguments override any field (sub-config dicts are merged).
-
-        * ``"paper"``: the defaults (Swin-B, BERT-base, 480x480, r = 30%, full guidance set).
-        * ``"tiny"``: for unit tests: 64x64, Swin embed 16 depths (1, 1, 1, 1), a 2-layer BERT of width 32,
-          decoder width 32, 4 heads, FFN 64, the no-target classifier on (the synthetic scenes have no-target
-          expressions).
-        * ``"demo"``: a CPU-trainable size for synthetic scenes: 160x160 (window 5 tiles every stage), Swin embed
-          32 depths (1, 1, 2, 1), a 2-layer BERT of width 96 over the synthetic word vocabulary, decoder width 64,
-          FFN width 192 (the fused model stays under 10 MB of float32 weights), the no-target classifier on, and
-          a Dice term added to the mask loss (``lambda_dice=1.0``, not in the paper: with the paper's loss alone a
-          300-step run from scratch predicted no foreground at all, docs/demo_model.md).
-        """
-        check_preset_name(name, PRESETS)
-        if name == "paper":
-            return cls(**overrides)
-        if name == "tiny":
-            backbone = swin_preset("tiny")
-            text = {
-                "model_type": "bert",
-                "vocab_size": 100,
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 64,
-                "max_position_embeddings": 64,
-                "type_vocab_size": 2,
-                "pad_token_id": 0,
-            }
-            values: dict[str, Any] = dict(
-                image_size=64,
-                joint_dim=16,
-                num_heads=4,
-                ffn_dim=64,
-                decoder_hidden_dim=32,
-                no_target_head=True,
-                no_target_hidden_dim=16,
-            )
-        else:  # demo
-            backbone = swin_preset("demo")
-            text = {
-                "model_type": "bert",
-                "vocab_size": 512,
-                "hidden_size": 96,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "intermediate_size": 192,
-                "max_position_embeddings": 64,
-                "type_vocab_size": 2,
-                "pad_token_id": 0,
-            }
-            values = dict(
-                image_size=160,
-                joint_dim=64,
-                num_heads=4,
-                ffn_dim=192,  # 256 made the fused (encoder_fusion="pwam") model 10.2 MB in float32; 192: 9.9 MB
-                decoder_hidden_dim=64,
-                no_target_head=True,
-                no_target_hidden_dim=64,
-                lambda_dice=1.0,  # beyond the paper: without it the mask stays all background at first
-            )
-        return cls(**merge_preset_overrides(values, backbone, text, overrides))
 
 
 __all__ = ["MetrisConfig"]

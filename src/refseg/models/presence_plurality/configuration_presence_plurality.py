@@ -7,29 +7,71 @@ plurality (eq. 3) and presence (eq. 4) heads, and the loss weights of eq. 5 (lam
 Where the paper is silent, the choice is documented on the field and in ``docs/models/presence_plurality.md``.
 """
 
-from __future__ import annotations
-
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils.type_validators import interval, probability
 
+from ...modeling.config_fields import positive_multiple_of
 from ...modeling.config_presets import (
     BERT_BASE_UNCASED,
+    BERT_DEMO,
+    BERT_TINY,
     SWIN_BASE,
-    check_preset_name,
-    merge_preset_overrides,
-    swin_preset,
-    synthetic_vocabulary,
+    SWIN_DEMO,
+    SWIN_TINY,
+    SYNTHETIC_VOCABULARY,
+    ConfigPresets,
 )
 
-PRESETS = ("tiny", "demo", "paper")
-FUSIONS = ("pwam", "none")
+Fusion = Literal["pwam", "none"]
+FUSIONS = get_args(Fusion)
+
+# Presets (``PresencePluralityConfig.preset(name)``): the fields that differ from the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sec. 4.2 (Swin-B, BERT-base, 480, 6 pixel-decoder layers, hidden 256), Table 1 "Ours" row
+    "paper": {},
+    # unit tests: hidden 32 with 4 heads, 2 pixel-decoder layers (so eq. 4 has two blocks)
+    "tiny": {
+        "backbone_config": SWIN_TINY,
+        "text_config": {**BERT_TINY, "max_position_embeddings": 72},
+        "image_size": 64,
+        "hidden_dim": 32,
+        "mask_dim": 32,
+        "num_heads": 4,
+        "pixel_decoder_layers": 2,
+        "pixel_decoder_ffn_dim": 64,
+        "pixel_decoder_num_points": 2,
+        "target_query_ffn_dim": 64,
+    },
+    # CPU training on synthetic scenes: the synthetic word vocabulary, hidden 64, FFNs of 256
+    "demo": {
+        "backbone_config": SWIN_DEMO,
+        "text_config": {
+            **BERT_DEMO,
+            "vocab_size": SYNTHETIC_VOCABULARY["vocab_size"],
+            "pad_token_id": SYNTHETIC_VOCABULARY["pad_token_id"],
+            "max_position_embeddings": 72,
+        },
+        "image_size": 160,
+        "hidden_dim": 64,
+        "mask_dim": 64,
+        "num_heads": 4,
+        "pixel_decoder_layers": 2,
+        "pixel_decoder_ffn_dim": 256,
+        "pixel_decoder_num_points": 4,
+        "target_query_ffn_dim": 256,
+        # beyond the paper: with eq. 5 alone a small model trained from scratch predicts no foreground for its
+        # first hundreds of steps (docs/demo_model.md)
+        "lambda_dice": 1.0,
+    },
+}
 
 
 @strict
-class PresencePluralityConfig(PreTrainedConfig):
+class PresencePluralityConfig(ConfigPresets, PreTrainedConfig):
     r"""Configuration of [`PresencePluralityForReferringSegmentation`].
 
     Args:
@@ -97,85 +139,56 @@ class PresencePluralityConfig(PreTrainedConfig):
         ),
     }
     attribute_map: ClassVar[dict[str, str]] = {"hidden_size": "hidden_dim"}
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     backbone_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
-    image_size: int = 480
-    encoder_fusion: str = "pwam"
+    image_size: int = positive_multiple_of(32, default=480)  # the backbone's largest stride
+    encoder_fusion: Fusion = "pwam"
     pwam_gate_stages: list[int] | tuple[int, ...] = (0, 1, 2)
-    hidden_dim: int = 256
-    mask_dim: int = 256
-    num_heads: int = 8
-    dropout: float | int = 0.0
-    pixel_decoder_layers: int = 6
-    pixel_decoder_ffn_dim: int = 1024
-    pixel_decoder_num_points: int = 4
+    hidden_dim: int = positive_multiple_of(2, default=256)  # even: half the sine position channels are y
+    mask_dim: int = interval(min=1)(default=256)
+    num_heads: int = interval(min=1)(default=8)
+    dropout: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.0)
+    pixel_decoder_layers: int = interval(min=1)(default=6)
+    pixel_decoder_ffn_dim: int = interval(min=1)(default=1024)
+    pixel_decoder_num_points: int = interval(min=1)(default=4)
     use_target_query: bool = True
     use_plurality: bool = True
-    target_query_ffn_dim: int = 2048
-    presence_feature_level: int = 4
-    presence_feature_offset: int = 0
-    head_mlp_layers: int = 2
-    mask_mlp_layers: int = 2
+    target_query_ffn_dim: int = interval(min=1)(default=2048)
+    presence_feature_level: Literal[2, 3, 4] = 4  # strides 8, 16, 32
+    presence_feature_offset: Literal[0, 1] = 0
+    head_mlp_layers: int = interval(min=1)(default=2)
+    mask_mlp_layers: int = interval(min=1)(default=2)
     mask_head_at_full_resolution: bool = True
-    lambda_pixel: float | int = 1.0
-    lambda_presence: float | int = 0.1
-    lambda_plurality: float | int = 0.01
-    pixel_class_weights: list[float] | tuple[float, ...] = (0.9, 1.1)
-    presence_class_weights: list[float] | tuple[float, ...] = (0.9, 1.1)
+    lambda_pixel: float | int = interval(min=0.0)(default=1.0)
+    lambda_presence: float | int = interval(min=0.0)(default=0.1)
+    lambda_plurality: float | int = interval(min=0.0)(default=0.01)
+    pixel_class_weights: list[float | int] | tuple[float | int, ...] = (0.9, 1.1)
+    presence_class_weights: list[float | int] | tuple[float | int, ...] = (0.9, 1.1)
     plurality_ignore_no_target: bool = True
-    presence_threshold: float | int = 0.5
-    mask_threshold: float | int = 0.5
-    init_std: float = 0.02
-    lambda_dice: float | int = 0.0
+    presence_threshold: float | int = probability(default=0.5)
+    mask_threshold: float | int = probability(default=0.5)
+    init_std: float | int = 0.02
+    lambda_dice: float | int = interval(min=0.0)(default=0.0)
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.pwam_gate_stages = [int(i) for i in self.pwam_gate_stages]
         self.pixel_class_weights = [float(w) for w in self.pixel_class_weights]
         self.presence_class_weights = [float(w) for w in self.presence_class_weights]
         super().__post_init__(**kwargs)
-        self._check_values()
 
-    def _check_values(self) -> None:
-        """Raise ``ValueError`` naming the first invalid option (called at construction)."""
-        if self.encoder_fusion not in FUSIONS:
-            raise ValueError(f"encoder_fusion must be one of {FUSIONS}, got {self.encoder_fusion!r}")
+    def validate_architecture(self) -> None:
+        """Cross-field rules (ranges and choices are declared on the fields)."""
+        super().validate_architecture()
         if any(not 0 <= i <= 3 for i in self.pwam_gate_stages):
             raise ValueError(
                 f"pwam_gate_stages must be Swin stage indices in 0..3, got {self.pwam_gate_stages}"
             )
-        for name in (
-            "image_size",
-            "hidden_dim",
-            "mask_dim",
-            "num_heads",
-            "pixel_decoder_layers",
-            "pixel_decoder_ffn_dim",
-            "pixel_decoder_num_points",
-            "target_query_ffn_dim",
-            "head_mlp_layers",
-            "mask_mlp_layers",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.hidden_dim % self.num_heads != 0:
+        if self.hidden_dim % self.num_heads:
             raise ValueError(
                 f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
             )
-        if self.hidden_dim % 2 != 0:
-            raise ValueError(
-                f"hidden_dim must be even for the sine position embedding, got {self.hidden_dim}"
-            )
-        if self.image_size % 32 != 0:
-            raise ValueError(
-                f"image_size must be a multiple of 32 (the backbone's largest stride), got {self.image_size}"
-            )
-        if self.presence_feature_level not in (2, 3, 4):
-            raise ValueError(
-                f"presence_feature_level must be 2, 3 or 4 (strides 8, 16, 32), got {self.presence_feature_level}"
-            )
-        if self.presence_feature_offset not in (0, 1):
-            raise ValueError(f"presence_feature_offset must be 0 or 1, got {self.presence_feature_offset}")
         if self.use_plurality and not self.use_target_query:
             raise ValueError(
                 "use_plurality=True needs use_target_query=True (the plurality head reads e_0, eq. 3)"
@@ -186,79 +199,6 @@ class PresencePluralityConfig(PreTrainedConfig):
                 raise ValueError(
                     f"{name} must be two positive weights (background/absent, foreground/present)"
                 )
-        for name in ("presence_threshold", "mask_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("lambda_pixel", "lambda_presence", "lambda_plurality", "lambda_dice"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> PresencePluralityConfig:
-        """Named configurations; keyword arguments override any field (``backbone_config`` / ``text_config``
-        dicts are merged into the preset's).
-
-        * ``"paper"``: the defaults (Swin-B, BERT-base, 480, 6 pixel-decoder layers, hidden 256).
-        * ``"tiny"``: for unit tests: 64x64, Swin embed 16 depths (1, 1, 1, 1) window 4, a 2-layer BERT of
-          width 32, hidden 32 with 4 heads, 2 pixel-decoder layers (so eq. 4 has two blocks).
-        * ``"demo"``: for CPU training on synthetic scenes: 160x160 with window 5 (stages 40, 20, 10, 5 tile
-          without padding), Swin embed 32 depths (1, 1, 2, 1) MLP ratio 2, a 2-layer BERT of width 96 over the
-          synthetic word vocabulary, hidden 64 with 4 heads, 2 pixel-decoder layers, FFNs of 256, and a Dice term
-          added to `L_pixel` (``lambda_dice=1.0``, not in the paper: with eq. 5 alone a small model trained from
-          scratch predicts no foreground for its first hundreds of steps, docs/demo_model.md).
-        """
-        check_preset_name(name, PRESETS)
-        if name == "paper":
-            return cls(**overrides)
-        if name == "tiny":
-            backbone = swin_preset("tiny")
-            text = {
-                "model_type": "bert",
-                "vocab_size": 100,
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 64,
-                "max_position_embeddings": 72,
-                "pad_token_id": 0,
-            }
-            values: dict[str, Any] = dict(
-                image_size=64,
-                hidden_dim=32,
-                mask_dim=32,
-                num_heads=4,
-                pixel_decoder_layers=2,
-                pixel_decoder_ffn_dim=64,
-                pixel_decoder_num_points=2,
-                target_query_ffn_dim=64,
-            )
-        else:  # demo
-            backbone = swin_preset("demo")
-            vocab_size, pad_id, _, _ = synthetic_vocabulary()
-            text = {
-                "model_type": "bert",
-                "vocab_size": vocab_size,
-                "hidden_size": 96,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "intermediate_size": 192,
-                "max_position_embeddings": 72,
-                "pad_token_id": pad_id,
-            }
-            values = dict(
-                image_size=160,
-                hidden_dim=64,
-                mask_dim=64,
-                num_heads=4,
-                pixel_decoder_layers=2,
-                pixel_decoder_ffn_dim=256,
-                pixel_decoder_num_points=4,
-                target_query_ffn_dim=256,
-                lambda_dice=1.0,  # beyond the paper: without it the mask stays all background at first
-            )
-        return cls(**merge_preset_overrides(values, backbone, text, overrides))
 
 
 __all__ = ["PresencePluralityConfig"]
