@@ -24,6 +24,7 @@ def test_every_model_type_has_saved_configs():
         "instancevg",
         "metris",
         "presence_plurality",
+        "rela",
     }
 
 

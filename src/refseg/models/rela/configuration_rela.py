@@ -11,28 +11,31 @@ Presets are rows of :data:`PRESETS`: ``swin-base`` / ``paper`` (the defaults), `
 other released checkpoints), ``tiny`` (unit tests) and ``demo`` (CPU training on synthetic scenes).
 """
 
-from __future__ import annotations
-
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils.type_validators import interval
 
+from ...modeling.config_fields import positive_multiple_of
 from ...modeling.config_presets import (
     BERT_BASE_UNCASED,
+    BERT_DEMO,
+    BERT_TINY,
     SWIN_BASE,
-    check_preset_name,
-    merge_preset_overrides,
-    swin_preset,
-    synthetic_vocabulary,
+    SWIN_DEMO,
+    SWIN_TINY,
+    SYNTHETIC_VOCABULARY,
+    ConfigPresets,
 )
 
-FUSIONS = ("pwam", "none")
+Fusion = Literal["pwam", "none"]
+FUSIONS = get_args(Fusion)
 
-SWIN_TINY: dict[str, Any] = {
+# Swin-T of the released swin-tiny checkpoint
+SWIN_T: dict[str, Any] = {
     "model_type": "swin",
     "image_size": 224,
     "patch_size": 4,
@@ -55,79 +58,61 @@ RESNET_50: dict[str, Any] = {
     "downsample_in_bottleneck": False,
     "out_features": ["stage1", "stage2", "stage3", "stage4"],
 }
-_TINY_BERT: dict[str, Any] = {
-    "model_type": "bert",
-    "vocab_size": 100,
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 40,
-    "pad_token_id": 0,
+# the released models' sub-configs, in full so that a dict override is merged into them
+_RELEASED = {
+    "backbone_config": {"model_type": "swin", **SWIN_BASE},
+    "text_config": {"model_type": "bert", **BERT_BASE_UNCASED},
 }
 
-#: preset name -> (Swin/ResNet backbone, BERT text config, other fields); ``None`` keeps the default
-PRESETS: dict[str, tuple[dict[str, Any] | str | None, dict[str, Any] | str | None, dict[str, Any]]] = {
+#: preset name -> the fields that differ from the defaults
+PRESETS: dict[str, dict[str, Any]] = {
     # the released checkpoints (Liu et al. README, gRefCOCO val: cIoU / gIoU 62.42 / 63.60)
-    "swin-base": (None, None, {}),
-    "paper": (None, None, {}),
+    "swin-base": _RELEASED,
+    "paper": _RELEASED,
     # gRefCOCO val 57.73 / 56.86
-    "swin-tiny": (SWIN_TINY, None, {}),
+    "swin-tiny": {**_RELEASED, "backbone_config": SWIN_T},
     # gRefCOCO val 39.53 / 38.62; the ResNet sees no language (the original ignores it in the backbone)
-    "r50": (RESNET_50, None, {"encoder_fusion": "none"}),
+    "r50": {**_RELEASED, "backbone_config": RESNET_50, "encoder_fusion": "none"},
     # unit tests: 64x64, 2 decoder layers, 16 queries (4x4 minimap)
-    "tiny": (
-        "tiny",
-        _TINY_BERT,
-        {
-            "image_size": 64,
-            "hidden_dim": 32,
-            "mask_dim": 32,
-            "num_heads": 4,
-            "pixel_decoder_layers": 2,
-            "pixel_decoder_ffn_dim": 64,
-            "pixel_decoder_num_points": 2,
-            "decoder_layers": 2,
-            "decoder_ffn_dim": 64,
-            "num_queries": 16,
-            "max_text_length": 8,
-        },
-    ),
+    "tiny": {
+        "backbone_config": SWIN_TINY,
+        "text_config": {**BERT_TINY, "max_position_embeddings": 40},
+        "image_size": 64,
+        "hidden_dim": 32,
+        "mask_dim": 32,
+        "num_heads": 4,
+        "pixel_decoder_layers": 2,
+        "pixel_decoder_ffn_dim": 64,
+        "pixel_decoder_num_points": 2,
+        "decoder_layers": 2,
+        "decoder_ffn_dim": 64,
+        "num_queries": 16,
+        "max_text_length": 8,
+    },
     # CPU training on synthetic scenes (160x160, window 5 tiles every Swin stage)
-    "demo": (
-        "demo",
-        "synthetic",
-        {
-            "image_size": 160,
-            "hidden_dim": 64,
-            "mask_dim": 64,
-            "num_heads": 4,
-            "pixel_decoder_layers": 2,
-            "pixel_decoder_ffn_dim": 256,
-            "decoder_layers": 3,
-            "decoder_ffn_dim": 256,
-            "num_queries": 25,
+    "demo": {
+        "backbone_config": SWIN_DEMO,
+        "text_config": {
+            **BERT_DEMO,
+            "vocab_size": SYNTHETIC_VOCABULARY["vocab_size"],
+            "pad_token_id": SYNTHETIC_VOCABULARY["pad_token_id"],
+            "max_position_embeddings": 72,
         },
-    ),
+        "image_size": 160,
+        "hidden_dim": 64,
+        "mask_dim": 64,
+        "num_heads": 4,
+        "pixel_decoder_layers": 2,
+        "pixel_decoder_ffn_dim": 256,
+        "decoder_layers": 3,
+        "decoder_ffn_dim": 256,
+        "num_queries": 25,
+    },
 }
-
-
-def _demo_bert() -> dict[str, Any]:
-    vocab_size, pad_id, _, _ = synthetic_vocabulary()
-    return {
-        "model_type": "bert",
-        "vocab_size": vocab_size,
-        "hidden_size": 96,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 192,
-        "max_position_embeddings": 72,
-        "pad_token_id": pad_id,
-    }
 
 
 @strict
-class RelaConfig(PreTrainedConfig):
+class RelaConfig(ConfigPresets, PreTrainedConfig):
     r"""Configuration of [`RelaForReferringSegmentation`].
 
     Args:
@@ -172,14 +157,15 @@ class RelaConfig(PreTrainedConfig):
         ),
     }
     attribute_map: ClassVar[dict[str, str]] = {"hidden_size": "hidden_dim"}
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     backbone_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
-    image_size: int = interval(min=32)(default=480)
+    image_size: int = positive_multiple_of(32, default=480)  # the backbone's stride
     max_text_length: int = interval(min=2)(default=20)
-    encoder_fusion: str = "pwam"
+    encoder_fusion: Fusion = "pwam"
     pwam_gate_stages: list[int] | tuple[int, ...] = (0, 1, 2)
-    hidden_dim: int = interval(min=2)(default=256)
+    hidden_dim: int = positive_multiple_of(2, default=256)  # even: half the sine position channels are y
     mask_dim: int = interval(min=1)(default=256)
     num_heads: int = interval(min=1)(default=8)
     pixel_decoder_layers: int = interval(min=1)(default=6)
@@ -195,8 +181,8 @@ class RelaConfig(PreTrainedConfig):
     lambda_mask: float | int = interval(min=0.0)(default=5.0)
     lambda_minimap: float | int = interval(min=0.0)(default=0.1)
     lambda_no_target: float | int = interval(min=0.0)(default=0.1)
-    class_weights: list[float] | tuple[float, ...] = (0.9, 1.1)
-    init_std: float = 0.02
+    class_weights: list[float | int] | tuple[float | int, ...] = (0.9, 1.1)
+    init_std: float | int = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.pwam_gate_stages = [int(i) for i in self.pwam_gate_stages]
@@ -210,21 +196,16 @@ class RelaConfig(PreTrainedConfig):
 
     def validate_architecture(self) -> None:
         """Cross-field rules, run by ``@strict`` after construction (ranges are declared on the fields)."""
-        if self.encoder_fusion not in FUSIONS:
-            raise ValueError(f"encoder_fusion must be one of {FUSIONS}, got {self.encoder_fusion!r}")
+        super().validate_architecture()
         if self.encoder_fusion == "pwam" and getattr(self.backbone_config, "model_type", None) != "swin":
             raise ValueError("encoder_fusion='pwam' needs a Swin backbone_config; use 'none' for a ResNet")
         if any(not 0 <= i <= 3 for i in self.pwam_gate_stages):
             raise ValueError(
                 f"pwam_gate_stages must be Swin stage indices in 0..3, got {self.pwam_gate_stages}"
             )
-        if self.hidden_dim % self.num_heads or self.hidden_dim % 2:
+        if self.hidden_dim % self.num_heads:
             raise ValueError(
-                f"hidden_dim ({self.hidden_dim}) must be even and divisible by num_heads ({self.num_heads})"
-            )
-        if self.image_size % 32:
-            raise ValueError(
-                f"image_size must be a multiple of 32 (the backbone's stride), got {self.image_size}"
+                f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
             )
         if self.minimap_size**2 != self.num_queries:
             raise ValueError(
@@ -232,20 +213,6 @@ class RelaConfig(PreTrainedConfig):
             )
         if len(self.class_weights) != 2 or any(w <= 0 for w in self.class_weights):
             raise ValueError(f"class_weights must be two positive weights, got {self.class_weights}")
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> RelaConfig:
-        """The configuration of a row of :data:`PRESETS`; keyword arguments override any field
-        (``backbone_config`` / ``text_config`` dicts are merged into the preset's)."""
-        check_preset_name(name, tuple(PRESETS))
-        backbone, text, values = PRESETS[name]
-        if isinstance(backbone, str):
-            backbone = swin_preset(backbone)
-        if text == "synthetic":
-            text = _demo_bert()
-        backbone = dict(backbone) if backbone is not None else {"model_type": "swin", **SWIN_BASE}
-        text = dict(text) if text is not None else {"model_type": "bert", **BERT_BASE_UNCASED}
-        return cls(**merge_preset_overrides(dict(values), backbone, text, dict(overrides)))
 
 
 __all__ = ["PRESETS", "RelaConfig"]
