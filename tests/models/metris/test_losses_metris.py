@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from refseg.data import synthetic_tokenizer
 from refseg.modeling.losses import foreground_dice_loss
@@ -104,7 +105,7 @@ def test_dice_switch_adds_the_dice_term_hand_computed():
 def test_lambda_dice_defaults_to_the_papers_loss_and_reaches_the_model():
     assert MetrisConfig().lambda_dice == 0.0 and MetrisConfig.preset("paper").lambda_dice == 0.0
     assert MetrisConfig.preset("tiny").lambda_dice == 0.0
-    with pytest.raises(ValueError, match="lambda_dice"):
+    with pytest.raises(StrictDataclassError, match="lambda_dice"):
         MetrisConfig.preset("tiny", lambda_dice=-1.0)
     torch.manual_seed(0)
     pixel_values, input_ids = torch.randn(2, 3, 64, 64), torch.randint(1, 50, (2, 6))

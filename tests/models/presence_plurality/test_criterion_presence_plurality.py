@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from refseg.models.presence_plurality import (
     PresencePluralityConfig,
@@ -46,7 +47,7 @@ def test_lambda_dice_leaves_padded_pixels_out():
 def test_lambda_dice_is_off_in_the_paper_config_and_reaches_the_criterion():
     assert PresencePluralityConfig().lambda_dice == 0.0
     assert PresencePluralityConfig.preset("paper").lambda_dice == 0.0
-    with pytest.raises(ValueError, match="lambda_dice"):
+    with pytest.raises(StrictDataclassError, match="lambda_dice"):
         PresencePluralityConfig.preset("tiny", lambda_dice=-0.5)
     model = PresencePluralityForReferringSegmentation(PresencePluralityConfig.preset("tiny", lambda_dice=0.5))
     assert model.criterion.lambda_dice == 0.5
