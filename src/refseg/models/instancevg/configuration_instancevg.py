@@ -36,11 +36,13 @@ _REFCOCO = {"num_queries": 1, "negative_mask_weight": 0.0, "max_text_length": 20
 # Presets (``InstanceVGConfig.preset(name)``): the fields that differ from the defaults, which are the
 # released gRefCOCO model's (BEiT-3 base at 320x320).
 PRESETS: dict[str, dict[str, Any]] = {
-    # the released GRES / GREC models (Tables 1-3): one configuration for gRefCOCO, Ref-ZOM and R-RefCOCO
+    # the released generalized models, one configuration on three datasets: gRefCOCO (Table 3; GREC boxes,
+    # Table 6), Ref-ZOM (Table 4), R-RefCOCO (Table 5)
     "b-grefcoco": {},
     "b-refzom": {},
     "b-rrefcoco": {},
-    # the released RefCOCO models (Tables 4-5, "B" and "L" rows): one query, no negative-mask loss, 20 tokens
+    # the released RefCOCO/+/g models (Tables 1 and 2, base and large encoders): one query, no
+    # negative-mask loss, 20 text tokens
     "b-refcoco": _REFCOCO,
     "l-refcoco": {"encoder_config": BEIT3_PRESETS["large"], **_REFCOCO},
     # unit tests: 64x64 images, a 2-layer BEiT-3 of width 32 over 8x8 patches, C = 32, 6 queries
