@@ -61,7 +61,7 @@ from refseg.data.images import load_row_image, without_image_decoding
 from refseg.data.sampler import ImageGroupedSampler, image_indices_of
 from refseg.hub import push_to_hub, redact_argv, redact_mapping, write_model_card
 from refseg.metrics import gres_metrics
-from refseg.modeling.pretrained import load_pretrained_encoders
+from refseg.modeling.pretrained import init_beit3_encoder, load_pretrained_encoders
 from refseg.pipelines.loading import load_referring_segmentation_model
 from refseg.training import (
     CheckpointError,
@@ -74,7 +74,6 @@ from refseg.training import (
     save_checkpoint,
 )
 from refseg.training.distributed import loss_normalized_batches
-from refseg.training.encoder_init import init_beit3_encoder
 from refseg.training.recipes import build_optimizer, get_recipe
 from refseg.training.sync_batchnorm import convert_sync_batchnorm, resolve_sync_batchnorm
 

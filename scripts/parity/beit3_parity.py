@@ -5,7 +5,7 @@ whose path you give, randomises every weight, runs it on a batch with different 
 maps the weights into ``refseg.modeling.beit3.Beit3Encoder`` with ``beit3_state_dict_from_original`` and
 compares the CLS, image and text outputs. With ``--write-fixture`` the reduced-size run is saved to
 ``tests/fixtures/beit3/beit3_parity.safetensors`` (weights under their original names, inputs and the original's
-outputs; ~200 KB), which ``tests/modeling/test_beit3.py`` checks without the original.
+outputs; ~200 KB), which ``tests/modeling/beit3/test_model.py`` checks without the original.
 
 Run (environment: see the docstring of ``instancevg_original.py``; from the repository root)::
 
@@ -30,9 +30,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from instancevg_original import build_original_beit3, randomise_  # noqa: E402
 
-from refseg.modeling.beit3 import Beit3Encoder  # noqa: E402
-from refseg.modeling.beit3_config import Beit3Config  # noqa: E402
-from refseg.modeling.beit3_pretrained import beit3_state_dict_from_original  # noqa: E402
+from refseg.modeling.beit3 import (
+    Beit3Config,  # noqa: E402
+    Beit3Encoder,  # noqa: E402
+)
+from refseg.modeling.beit3.pretrained import beit3_state_dict_from_original  # noqa: E402
 
 FIXTURE = os.path.join("tests", "fixtures", "beit3", "beit3_parity.safetensors")
 REDUCED = dict(

@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from refseg.modeling.beit3_pretrained import beit3_state_dict_from_original, interpolate_image_positions
-from tests.training.test_encoder_init import pretraining_checkpoint
+from refseg.modeling.beit3.pretrained import beit3_state_dict_from_original, interpolate_image_positions
+from tests.modeling.beit3.test_init_encoder import pretraining_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train.py"
 TINY_IVG = ["--model_type", "instancevg", "--config_preset", "tiny", "--max_text_length", "12"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from refseg.modeling.checkpoint_files import read_weights_file
+from refseg.modeling.pretrained import read_weights_file
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
 from refseg.models.instancevg.convert_instancevg import (
     convert_checkpoint,

@@ -2,7 +2,7 @@
 
 ``refseg convert instancevg CHECKPOINT.pth --output DIR [--tokenizer beit3.spm] [--config_overrides JSON]``
 
-The checkpoint is loaded safely (:func:`refseg.modeling.checkpoint_files.read_weights_file`: tensors, plain
+The checkpoint is loaded safely (:func:`refseg.modeling.pretrained.read_state_dict`: tensors, plain
 containers and numpy scalars only, so files written by the original's training script, with optimizer and
 scheduler states and metrics, load as they are); a ``module.`` prefix (DDP) is stripped. The model it holds
 must be exactly the one its preset (``b-grefcoco``, ``b-refcoco`` or ``l-refcoco``, inferred from the encoder
@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 
-from ...modeling.beit3_pretrained import (
+from ...modeling.beit3.pretrained import (
     UNUSED_ORIGINAL_BEIT3_KEYS,
     beit3_state_dict_from_original,
     beit3_state_dict_to_original,
 )
-from ...modeling.checkpoint_files import read_weights_file
+from ...modeling.pretrained.files import read_state_dict
 from .configuration_instancevg import InstanceVGConfig
 from .convert_checks import checked_config
 from .convert_tokenizer import check_tokenizer_fits, load_beit3_tokenizer
@@ -239,18 +239,7 @@ def state_dict_to_original(
 
 def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a released checkpoint, loaded safely (``weights_only=True``), without ``module.``."""
-    checkpoint = read_weights_file(path, what="InstanceVG checkpoint")
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-        state_dict = checkpoint["state_dict"]
-    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
-        state_dict = checkpoint["model"]
-    elif isinstance(checkpoint, dict):
-        state_dict = checkpoint
-    else:
-        raise ValueError(f"{path} does not contain a state dict (got {type(checkpoint).__name__})")
-    if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path}: the state dict holds non-tensor values")
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    return read_state_dict(path, what="InstanceVG checkpoint")
 
 
 def check_shared_heads(state_dict: dict[str, torch.Tensor]) -> None:

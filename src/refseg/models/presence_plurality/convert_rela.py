@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...modeling.checkpoint_files import read_weights_file
+from ...modeling.pretrained.files import read_state_dict
 
 DROPPED_PREFIXES = ("sem_seg_head.predictor.", "text_encoder.pooler.", "criterion.")
 
@@ -174,10 +174,7 @@ def load_rela_checkpoint(model: nn.Module, path: str | Path, strict: bool = True
     lists the model keys left as they were (``missing``: the target query, the heads, the Swin's unused final
     LayerNorm).
     """
-    checkpoint = read_weights_file(path, what="ReLA checkpoint")
-    rela_state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(rela_state, dict):
-        raise ValueError(f"{path} does not hold a state dict (or a dict with a 'model' state dict)")
+    rela_state = read_state_dict(path, what="ReLA checkpoint")
     state, report = convert_rela_state_dict(rela_state, strict=strict)
     own = model.state_dict()
     unknown = sorted(k for k in state if k not in own)

@@ -1,11 +1,13 @@
-"""BEiT-3 weights from the original implementation: the key mapping and the pretraining-checkpoint loader.
+"""BEiT-3 weights from the original implementation: the key map and the pretraining-checkpoint loader.
 
 The released BEiT-3 code (torchscale's ``BEiT3``) names the vision and language experts ``A`` and ``B`` and
 stores the layers under ``encoder.layers``. :func:`beit3_state_dict_from_original` renames such a state dict
 to [`Beit3Encoder`]'s names (it is used by checkpoint converters of models built on BEiT-3, e.g. InstanceVG),
 and :func:`load_beit3_pretrained` loads a BEiT-3 pretraining checkpoint (``beit3_base_patch16_224.pth`` and
 the like) into an encoder, interpolating the image position table when the checkpoint was trained at another
-resolution (224x224 -> InstanceVG's 320x320: a 14x14 -> 20x20 bicubic resize).
+resolution (224x224 -> InstanceVG's 320x320: a 14x14 -> 20x20 bicubic resize); :func:`init_beit3_encoder` does
+it for the BEiT-3 encoder inside a model, before training. Files are read with refseg's shared safe reader
+(:func:`refseg.modeling.pretrained.read_state_dict`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .beit3 import Beit3Encoder
-from .beit3_config import POSITION_OFFSET
-from .checkpoint_files import read_weights_file
+from ..pretrained.files import read_state_dict
+from .config import POSITION_OFFSET
+from .model import Beit3Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -201,30 +204,21 @@ class Beit3LoadingReport:
     interpolated_positions: tuple[int, int] | None = None
 
 
-def _read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    checkpoint = read_weights_file(path, what="BEiT-3 checkpoint")
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(checkpoint).__name__})")
-    for key in ("model", "module"):
-        if isinstance(checkpoint.get(key), dict):
-            return checkpoint[key]
-    return checkpoint
-
-
 def load_beit3_pretrained(
     encoder: Beit3Encoder, path: str | os.PathLike, prefix: str = "beit3."
 ) -> Beit3LoadingReport:
     """Load a BEiT-3 pretraining checkpoint into ``encoder`` (in place).
 
-    The file is read safely (``torch.load(weights_only=True)``, or safetensors); the state dict is taken from
-    its ``"model"`` (or ``"module"``) entry when present. Keys under ``prefix`` are mapped with
+    The file is read safely (``torch.load(weights_only=True)``, or safetensors) with
+    :func:`~refseg.modeling.pretrained.read_state_dict`; the state dict is taken from its ``"model"`` (or
+    ``"state_dict"`` / ``"module"``) entry when present. Keys under ``prefix`` are mapped with
     :func:`beit3_state_dict_from_original`; keys outside it are reported as ignored. When the checkpoint's image
     position table was trained at another resolution it is interpolated (:func:`interpolate_image_positions`).
 
     Raises:
         ValueError: if encoder keys are missing, unknown keys are under ``prefix``, or a shape does not match.
     """
-    state_dict = _read_checkpoint(path)
+    state_dict = read_state_dict(path, what="BEiT-3 checkpoint")
     report = Beit3LoadingReport()
     report.ignored_keys = [
         key
@@ -256,3 +250,42 @@ def load_beit3_pretrained(
             "BEiT-3 image positions interpolated from %dx%d to %dx%d", *2 * report.interpolated_positions
         )
     return report
+
+
+def init_beit3_encoder(model: nn.Module, path: str | os.PathLike) -> Beit3LoadingReport:
+    """Load the BEiT-3 pretraining checkpoint ``path`` into the model's (single) BEiT-3 encoder, in place.
+
+    The file is read safely (safetensors, or ``torch.load(weights_only=True)``) and the image position table
+    is interpolated when the checkpoint was pretrained at another resolution (224x224 -> 320x320 for
+    InstanceVG), see :func:`load_beit3_pretrained`.
+
+    Raises:
+        ValueError: the model has no BEiT-3 encoder (only InstanceVG has one), or the file is not a BEiT-3
+            checkpoint that fits the encoder's config.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    encoders = [module for module in model.modules() if isinstance(module, Beit3Encoder)]
+    if len(encoders) != 1:
+        model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+        raise ValueError(
+            f"a BEiT-3 initialisation needs a model with one BEiT-3 encoder (model type instancevg); "
+            f"model type {model_type!r} has {len(encoders)}"
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"BEiT-3 checkpoint not found: {os.fspath(path)}")
+    try:
+        return load_beit3_pretrained(encoders[0], path)
+    except ValueError as error:
+        if "text_embedding" in str(error):
+            raise ValueError(
+                f"{error}\n(the text embedding has a row per token of the tokenizer: train with BEiT-3's XLM-R "
+                "sentencepiece tokenizer (--tokenizer_name_or_path), and give the encoder the checkpoint's row count, "
+                "64010 for the released BEiT-3 files, with --config_overrides "
+                '\'{"text_config": {"vocab_size": 64010}}\')'
+            ) from error
+        raise
+    except Exception as error:  # not a checkpoint at all: truncated, foreign format, garbage
+        raise ValueError(
+            f"cannot read {os.fspath(path)} as a BEiT-3 checkpoint (a torch.save state dict or safetensors "
+            f"file): {type(error).__name__}: {error}"
+        ) from error

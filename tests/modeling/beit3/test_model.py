@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
 
-from refseg.modeling import beit3 as beit3_module
-from refseg.modeling.beit3 import Beit3Encoder, Beit3Layer, build_beit3_encoder
-from refseg.modeling.beit3_config import Beit3Config
+from refseg.modeling.beit3 import Beit3Config, Beit3Encoder, Beit3Layer, build_beit3_encoder
+from refseg.modeling.beit3 import model as beit3_module
 
 
 def _encoder(seed: int = 0, **overrides) -> Beit3Encoder:
@@ -329,7 +328,7 @@ def test_config_presets_and_validation():
     assert restored.image_size == 32 and restored.model_type == "beit3"
 
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "beit3" / "beit3_parity.safetensors"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "beit3" / "beit3_parity.safetensors"
 
 
 def test_parity_with_the_original_implementation():
@@ -337,7 +336,7 @@ def test_parity_with_the_original_implementation():
     scripts/parity/beit3_parity.py): the weights are stored under their original names and mapped here."""
     from safetensors import safe_open
 
-    from refseg.modeling.beit3_pretrained import beit3_state_dict_from_original
+    from refseg.modeling.beit3.pretrained import beit3_state_dict_from_original
 
     with safe_open(str(FIXTURE), framework="pt") as handle:
         metadata = handle.metadata()

@@ -3,7 +3,7 @@ for All Vision and Vision-Language Tasks", 2022), the joint image + text encoder
 
 BEiT-3 is one Transformer over the concatenation ``[CLS, image patches ; text tokens]`` whose layers hold two
 "experts" (a vision and a language copy of every linear layer and layer norm, the Multiway Transformer of the
-BEiT-3 paper, Sec. 2.1); attention is shared across the whole sequence. See ``refseg.modeling.beit3``.
+BEiT-3 paper, Sec. 2.1); attention is shared across the whole sequence. See ``refseg.modeling.beit3.model``.
 """
 
 from typing import Any, ClassVar

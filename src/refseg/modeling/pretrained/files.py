@@ -3,7 +3,7 @@
 A ``.safetensors`` file is read with safetensors; anything else with ``torch.load(weights_only=True)``, which
 rebuilds only tensors and plain containers and never runs code from the file. Released training checkpoints
 also hold the optimizer and scheduler states (plain containers) and evaluation metrics as numpy scalars: those
-scalars, and nothing else, are allowed on top (:mod:`refseg.modeling.safe_globals`). Every way a file can
+scalars, and nothing else, are allowed on top (:mod:`refseg.modeling.pretrained.safe_globals`). Every way a file can
 fail to load becomes one ``ValueError`` of one plain line naming the file: a file that holds other objects (a
 pickled config class, a payload that would call a function) is refused for safety, and a truncated, foreign
 or garbage file is named as unreadable instead of surfacing as an internal error of torch's zip or pickle
@@ -21,7 +21,7 @@ import torch
 
 from .safe_globals import numpy_scalar_globals
 
-__all__ = ["read_weights_file"]
+__all__ = ["read_state_dict", "read_weights_file"]
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -105,3 +105,32 @@ def read_weights_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
             f"cannot read {path} as a {what} (a torch.save state dict or a safetensors file): "
             f"{type(error).__name__}: {_first_line(error)}"
         ) from error
+
+
+def read_state_dict(
+    path: str | os.PathLike,
+    what: str = "checkpoint",
+    entries: tuple[str, ...] = ("state_dict", "model", "module"),
+) -> dict[str, torch.Tensor]:
+    """The tensors of the weights file ``path``, read safely with :func:`read_weights_file`.
+
+    Training scripts save the state dict bare or inside a dict with other states (``{"model": ..., "optimizer":
+    ..., "epoch": ...}``): the first of ``entries`` that holds a dict is taken, else the file's dict itself. A
+    ``module.`` prefix (left by ``DataParallel`` / ``DistributedDataParallel``) is removed from every key.
+    Converters and pretraining loaders map the result with their own key map.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: the file cannot be read safely (see :func:`read_weights_file`), holds no dict, or its state
+            dict holds values other than tensors.
+    """
+    checkpoint = read_weights_file(path, what=what)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{os.fspath(path)} does not contain a state dict (got {type(checkpoint).__name__})")
+    state_dict = next(
+        (checkpoint[key] for key in entries if isinstance(checkpoint.get(key), dict)), checkpoint
+    )
+    if not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise ValueError(f"{os.fspath(path)}: the state dict holds non-tensor values")
+    prefix = "module."
+    return {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in state_dict.items()}

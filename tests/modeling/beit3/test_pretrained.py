@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refseg.modeling.beit3 import Beit3Encoder
-from refseg.modeling.beit3_config import Beit3Config
-from refseg.modeling.beit3_pretrained import (
+from refseg.modeling.beit3 import Beit3Config, Beit3Encoder
+from refseg.modeling.beit3.pretrained import (
     beit3_state_dict_from_original,
     beit3_state_dict_to_original,
     interpolate_image_positions,

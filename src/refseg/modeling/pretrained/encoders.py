@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 
-from .backbone import VisionBackbone
-from .text_encoder import TextEncoder
+from ..backbone import VisionBackbone
+from ..text_encoder import TextEncoder
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from .beit3_config import POSITION_OFFSET, Beit3Config
-from .input_checks import is_tracing
+from ..input_checks import is_tracing
+from .config import POSITION_OFFSET, Beit3Config
 
 
 @dataclass
@@ -352,7 +352,7 @@ class Beit3Encoder(nn.Module):
 
 
 def build_beit3_encoder(config: Beit3Config) -> Beit3Encoder:
-    """Build a randomly initialised [`Beit3Encoder`] (see ``refseg.modeling.beit3_pretrained`` for weights)."""
+    """Build a randomly initialised [`Beit3Encoder`] (see ``refseg.modeling.beit3.pretrained`` for weights)."""
     if not isinstance(config, Beit3Config):
         raise ValueError(f"config must be a Beit3Config, got {type(config).__name__}")
     return Beit3Encoder(config)

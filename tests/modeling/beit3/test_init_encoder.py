@@ -1,13 +1,13 @@
-"""refseg.training.encoder_init: an InstanceVG model's BEiT-3 encoder starts from a BEiT-3 pretraining file."""
+"""refseg.modeling.beit3.init_beit3_encoder: an InstanceVG model's BEiT-3 encoder starts from a BEiT-3 pretraining file."""
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from refseg.modeling.beit3_pretrained import beit3_state_dict_to_original, interpolate_image_positions
+from refseg.modeling.beit3 import init_beit3_encoder
+from refseg.modeling.beit3.pretrained import beit3_state_dict_to_original, interpolate_image_positions
 from refseg.models.instalign import InstAlignConfig, InstAlignForReferringSegmentation
 from refseg.models.instancevg import InstanceVGConfig, InstanceVGForReferringSegmentation
-from refseg.training.encoder_init import init_beit3_encoder
 
 
 def pretraining_checkpoint(encoder, grid: int) -> dict:
