@@ -73,11 +73,16 @@ TOP_LEVEL = (
 )
 
 
+def _fail(name: str) -> None:
+    """``walk_packages`` skips a package that fails to import: fail instead, so no page silently shrinks."""
+    raise ImportError(f"cannot import {name} to list its modules")
+
+
 def public_modules() -> list[str]:
     """Importable module names of refseg whose own name and parents' names are not private."""
     names = ["refseg", "refseg_cli"]
     for package in (PACKAGE, CLI_PACKAGE):
-        for info in pkgutil.walk_packages([str(package)], f"{package.name}."):
+        for info in pkgutil.walk_packages([str(package)], f"{package.name}.", onerror=_fail):
             if any(part.startswith("_") for part in info.name.split(".")[1:]):
                 continue
             names.append(info.name)

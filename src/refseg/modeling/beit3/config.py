@@ -12,7 +12,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils.type_validators import interval
 
-from .config_presets import ConfigPresets
+from ..config_presets import ConfigPresets
 
 # Rows before the first used position in both position tables (fairseq convention: positions start at 2).
 POSITION_OFFSET = 2

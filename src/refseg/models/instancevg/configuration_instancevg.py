@@ -15,7 +15,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils.type_validators import interval, probability
 
 from ...modeling.beit3 import Beit3Config
-from ...modeling.beit3_config import BEIT3_PRESETS
+from ...modeling.beit3.config import BEIT3_PRESETS
 from ...modeling.config_fields import positive_multiple_of
 from ...modeling.config_presets import ConfigPresets
 
