@@ -6,7 +6,7 @@ from the released code's names, and the loader of pretraining checkpoints)."""
 from __future__ import annotations
 
 from .config import BEIT3_PRESETS, POSITION_OFFSET, Beit3Config
-from .model import Beit3Encoder, Beit3EncoderOutput, Beit3Layer, build_beit3_encoder
+from .model import Beit3Encoder, Beit3EncoderOutput, Beit3Layer
 from .pretrained import (
     UNUSED_ORIGINAL_BEIT3_KEYS,
     Beit3LoadingReport,
@@ -28,7 +28,6 @@ __all__ = [
     "Beit3LoadingReport",
     "beit3_state_dict_from_original",
     "beit3_state_dict_to_original",
-    "build_beit3_encoder",
     "init_beit3_encoder",
     "interpolate_image_positions",
     "load_beit3_pretrained",

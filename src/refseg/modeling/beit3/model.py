@@ -349,10 +349,3 @@ class Beit3Encoder(nn.Module):
         if text.shape[1] < length:
             text = F.pad(text, (0, 0, 0, length - text.shape[1]))
         return Beit3EncoderOutput(cls_token=image[:, 0], image_tokens=image[:, 1:], text_tokens=text)
-
-
-def build_beit3_encoder(config: Beit3Config) -> Beit3Encoder:
-    """Build a randomly initialised [`Beit3Encoder`] (see ``refseg.modeling.beit3.pretrained`` for weights)."""
-    if not isinstance(config, Beit3Config):
-        raise ValueError(f"config must be a Beit3Config, got {type(config).__name__}")
-    return Beit3Encoder(config)
