@@ -245,9 +245,7 @@ def test_image_indices_errors_name_the_problem(tiny_config):
         model(pixel_values[:2], input_ids, attention_mask)
     with pytest.raises(ValueError, match="image_indices has 2 entries but input_ids has 3 expressions"):
         model(pixel_values[:2], input_ids, attention_mask, image_indices=torch.tensor([0, 1]))
-    with pytest.raises(
-        ValueError, match=r"image_indices must lie in \[0, 2\) for 2 image\(s\), got values in \[0, 2\]"
-    ):
+    with pytest.raises(ValueError, match=r"image_indices must lie in \[0, 2\) for 2 image\(s\)"):
         model(pixel_values[:2], input_ids, attention_mask, image_indices=torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="image_indices must be a 1-D integer tensor"):
         model(pixel_values[:2], input_ids, attention_mask, image_indices=torch.tensor([0.0, 1.0, 1.0]))

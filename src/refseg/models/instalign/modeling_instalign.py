@@ -17,14 +17,8 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...modeling.arguments import reject_unknown_kwargs
 from ...modeling.backbone import build_vision_backbone
-from ...modeling.input_checks import (
-    check_attention_mask,
-    check_mask_labels,
-    check_pixel_values,
-    check_text_length,
-)
+from ...modeling.input_checks import check_image_text_inputs, check_mask_labels, reject_unknown_kwargs
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from ...modeling.outputs import ReferringSegmentationOutput
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder
@@ -149,51 +143,6 @@ class InstAlignPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
             init.zeros_(module.bias)
 
 
-def _check_inputs(
-    pixel_values: torch.Tensor,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    mask_labels: list[torch.Tensor] | None = None,
-    image_indices: torch.Tensor | None = None,
-) -> None:
-    batch, height, width = check_pixel_values(pixel_values)
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-        raise ValueError(f"input_ids must be a (B, L) tensor, got {shape}")
-    if image_indices is not None:
-        if (
-            not isinstance(image_indices, torch.Tensor)
-            or image_indices.dim() != 1
-            or image_indices.is_floating_point()
-        ):
-            shape = (
-                tuple(image_indices.shape)
-                if isinstance(image_indices, torch.Tensor)
-                else type(image_indices).__name__
-            )
-            raise ValueError(
-                f"image_indices must be a 1-D integer tensor (one image index per expression), got {shape}"
-            )
-        if image_indices.shape[0] != input_ids.shape[0]:
-            raise ValueError(
-                f"image_indices has {image_indices.shape[0]} entries but input_ids has {input_ids.shape[0]} expressions"
-            )
-        if image_indices.numel() and (int(image_indices.min()) < 0 or int(image_indices.max()) >= batch):
-            raise ValueError(
-                f"image_indices must lie in [0, {batch}) for {batch} image(s), got values in "
-                f"[{int(image_indices.min())}, {int(image_indices.max())}]"
-            )
-        batch = input_ids.shape[0]
-    elif input_ids.shape[0] != batch:
-        raise ValueError(
-            f"input_ids has batch size {input_ids.shape[0]} but pixel_values has {batch}; pass image_indices to "
-            "pair several expressions with one image"
-        )
-    check_attention_mask(attention_mask, input_ids)
-    if mask_labels is not None:
-        check_mask_labels(mask_labels, batch, height, width)
-
-
 class InstAlignModel(InstAlignPreTrainedModel):
     """Backbone, text encoder, pixel decoder and Phrase-Object Transformer (Sec. 3.2-3.4)."""
 
@@ -249,9 +198,14 @@ class InstAlignModel(InstAlignPreTrainedModel):
                 supervision); ``False`` leaves them ``None``, which is faster and does not change the output.
         """
         reject_unknown_kwargs(kwargs, self.forward)
-        _check_inputs(pixel_values, input_ids, attention_mask, image_indices=image_indices)
-        limit = text_position_limit(self.config.text_config)
-        check_text_length(input_ids.shape[1], limit, "the text encoder")
+        check_image_text_inputs(
+            pixel_values,
+            input_ids,
+            attention_mask,
+            text_position_limit(self.config.text_config),
+            image_indices=image_indices,
+            accepts_image_indices=True,
+        )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -332,15 +286,13 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
 
         Raises:
             TypeError: for any other keyword argument (e.g. ``labels=`` instead of ``mask_labels=``).
+            ValueError: for malformed inputs (checked once, by :class:`InstAlignModel`) or ``mask_labels``.
         """
         reject_unknown_kwargs(kwargs, self.forward)
-        _check_inputs(pixel_values, input_ids, attention_mask, mask_labels, image_indices)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         deep = mask_labels is not None and self.config.deep_supervision
         output_aux_outputs = deep if output_aux_outputs is None else output_aux_outputs
-        outputs = self.model(
+        outputs = self.model(  # checks pixel_values, input_ids, attention_mask and image_indices
             pixel_values,
             input_ids,
             attention_mask,
@@ -348,6 +300,8 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
             image_indices=image_indices,
             return_dict=True,
         )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         predictions = outputs.intermediate_predictions
         last = predictions[-1]
         semantic = [
@@ -360,6 +314,7 @@ class InstAlignForReferringSegmentation(InstAlignPreTrainedModel):
 
         loss, loss_dict = None, None
         if mask_labels is not None:
+            check_mask_labels(mask_labels, input_ids.shape[0], *pixel_values.shape[-2:])
             supervised = range(len(predictions)) if deep else [len(predictions) - 1]
             loss, loss_dict = self.criterion(
                 [

@@ -20,7 +20,13 @@ from transformers.utils import ModelOutput
 from ...boxes import box_xyxy_to_cxcywh
 from ...modeling.beit3 import Beit3Encoder
 from ...modeling.deformable_attention import MultiScaleDeformableAttention
-from ...modeling.input_checks import is_tracing
+from ...modeling.input_checks import (
+    check_image_text_inputs,
+    check_mask_labels,
+    check_values,
+    reject_unknown_kwargs,
+    shape_or_type,
+)
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from ...modeling.outputs import ReferringSegmentationOutput
 from .configuration_instancevg import InstanceVGConfig
@@ -131,60 +137,35 @@ class InstanceVGPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
             super()._init_weights(module)
 
 
-def _shape(value: Any) -> Any:
-    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-
-
-def _check_inputs(
-    config: InstanceVGConfig,
-    pixel_values: Any,
-    input_ids: Any,
-    attention_mask: Any,
-    mask_labels: Any = None,
-    box_labels: Any = None,
-) -> None:
-    size = config.image_size
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-        raise ValueError(f"pixel_values must be a (B, 3, H, W) tensor, got {_shape(pixel_values)}")
-    batch, _, height, width = pixel_values.shape
-    if (height, width) != (size, size):
-        raise ValueError(
-            f"pixel_values must be {size}x{size} (the BEiT-3 position table has no interpolation), got {height}x{width}"
-        )
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != batch:
-        raise ValueError(f"input_ids must be a ({batch}, L) tensor, got {_shape(input_ids)}")
-    limit = config.encoder_config.max_text_length
-    if input_ids.shape[1] > limit:
-        raise ValueError(f"input_ids has {input_ids.shape[1]} tokens; the encoder takes at most {limit}")
+def _check_inputs(config: InstanceVGConfig, pixel_values: Any, input_ids: Any, attention_mask: Any) -> None:
+    """The shared checks (the square ``config.image_size``, the encoder's text positions) and right padding."""
+    check_image_text_inputs(
+        pixel_values,
+        input_ids,
+        attention_mask,
+        config.encoder_config.max_text_length,
+        image_size=config.image_size,
+    )
     if attention_mask is not None:
-        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got {_shape(attention_mask)}"
-            )
-        valid = attention_mask.bool().long()
-        # a value check: skipped while torch.export traces (values unknown)
-        if not is_tracing() and bool((valid[:, 1:] > valid[:, :-1]).any()):
-            raise ValueError("attention_mask must pad on the right (the text filter keeps the first tokens)")
-    if mask_labels is not None:
-        if not isinstance(mask_labels, (list, tuple)) or len(mask_labels) != batch:
-            got = len(mask_labels) if isinstance(mask_labels, (list, tuple)) else type(mask_labels).__name__
-            raise ValueError(f"mask_labels must be a list of {batch} tensors (one per sample), got {got}")
-        for b, masks in enumerate(mask_labels):
-            if (
-                not isinstance(masks, torch.Tensor)
-                or masks.dim() != 3
-                or tuple(masks.shape[-2:]) != (size, size)
-            ):
-                raise ValueError(
-                    f"mask_labels[{b}] must be a (n, {size}, {size}) tensor, got {_shape(masks)}"
-                )
-    if box_labels is not None and mask_labels is not None:
+        valid = attention_mask.bool()
+        check_values(
+            ~(valid[:, 1:] & ~valid[:, :-1]).any(),
+            "attention_mask must pad on the right (the text filter keeps the first tokens)",
+        )
+
+
+def _check_labels(config: InstanceVGConfig, batch: int, mask_labels: Any, box_labels: Any) -> None:
+    """``mask_labels`` ``(n_b, S, S)`` and, when given, ``box_labels`` ``(n_b, 4)`` for each of ``batch`` samples."""
+    size = config.image_size
+    check_mask_labels(mask_labels, batch, size, size)
+    if box_labels is not None:
         if not isinstance(box_labels, (list, tuple)) or len(box_labels) != batch:
             raise ValueError(f"box_labels must be a list of {batch} tensors (one per sample)")
         for b, (boxes, masks) in enumerate(zip(box_labels, mask_labels)):
             if not isinstance(boxes, torch.Tensor) or boxes.shape != (len(masks), 4):
                 raise ValueError(
-                    f"box_labels[{b}] must be a ({len(masks)}, 4) tensor of normalised (cx, cy, w, h), got {_shape(boxes)}"
+                    f"box_labels[{b}] must be a ({len(masks)}, 4) tensor of normalised (cx, cy, w, h), "
+                    f"got {shape_or_type(boxes)}"
                 )
 
 
@@ -255,8 +236,7 @@ class InstanceVGModel(InstanceVGPreTrainedModel):
             pixel_values: ``(B, 3, S, S)`` with ``S = config.image_size``.
             input_ids: ``(B, L)``; attention_mask: ``(B, L)`` 1 for tokens, 0 for (right) padding.
         """
-        if kwargs:
-            raise ValueError(f"unexpected arguments for InstanceVGModel.forward: {sorted(kwargs)}")
+        reject_unknown_kwargs(kwargs, self.forward)
         _check_inputs(self.config, pixel_values, input_ids, attention_mask)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if attention_mask is None:
@@ -337,13 +317,14 @@ class InstanceVGForReferringSegmentation(InstanceVGPreTrainedModel):
             box_labels: optional list of ``B`` tensors ``(n_b, 4)`` of normalised ``(cx, cy, w, h)`` target boxes
                 (e.g. the dataset's boxes); default: the tight boxes of ``mask_labels``. Unused without
                 ``mask_labels`` (evaluation loops may leave them in the batch).
+
+        Raises:
+            TypeError: for any other keyword argument (e.g. ``labels=`` instead of ``mask_labels=``).
+            ValueError: for malformed inputs (checked once, by :class:`InstanceVGModel`) or labels.
         """
-        if kwargs:
-            raise ValueError(
-                f"unexpected arguments for InstanceVGForReferringSegmentation.forward: {sorted(kwargs)}"
-            )
-        _check_inputs(self.config, pixel_values, input_ids, attention_mask, mask_labels, box_labels)
+        reject_unknown_kwargs(kwargs, self.forward)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        # InstanceVGModel checks pixel_values, input_ids and attention_mask
         outputs = self.model(pixel_values, input_ids, attention_mask, return_dict=True)
         size = tuple(pixel_values.shape[-2:])
         class_logits = [self.class_head(s) for s in outputs.decoder_states]
@@ -354,6 +335,7 @@ class InstanceVGForReferringSegmentation(InstanceVGPreTrainedModel):
 
         loss, loss_dict = None, None
         if mask_labels is not None:
+            _check_labels(self.config, pixel_values.shape[0], mask_labels, box_labels)
             masks = [m.to(pred_masks) for m in mask_labels]
             if box_labels is None:
                 box_labels = [boxes_from_masks(m) for m in masks]

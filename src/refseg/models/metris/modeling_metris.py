@@ -18,11 +18,10 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...modeling.input_checks import (
-    check_attention_mask,
+    check_image_text_inputs,
     check_mask_labels,
-    check_pixel_values,
-    is_tracing,
-    shape_or_type,
+    check_values,
+    reject_unknown_kwargs,
 )
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
@@ -30,6 +29,7 @@ from ...modeling.outputs import ReferringSegmentationOutput
 from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.position_encoding import SinePositionEmbedding
 from ...modeling.text_encoder import build_text_encoder
+from ...validation import text_position_limit
 from .configuration_metris import MetrisConfig
 from .criterion import no_target_loss, segmentation_loss
 from .linguistic_enhancement import LinguisticExpressionEnhancer
@@ -148,26 +148,14 @@ class MetrisPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedModel):
             init.zeros_(module.bias)
 
 
-def _check_inputs(
-    pixel_values: torch.Tensor,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    mask_labels: list[torch.Tensor] | None = None,
-) -> None:
-    batch, height, width = check_pixel_values(pixel_values)
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != batch:
-        raise ValueError(
-            f"input_ids must be a ({batch}, L) tensor (one expression per image), got {shape_or_type(input_ids)}"
+def _check_inputs(config: MetrisConfig, pixel_values: Any, input_ids: Any, attention_mask: Any) -> None:
+    """The shared checks, and a valid first token (the [CLS] global cue) in every sentence."""
+    check_image_text_inputs(pixel_values, input_ids, attention_mask, text_position_limit(config.text_config))
+    if attention_mask is not None and input_ids.shape[1]:
+        check_values(
+            attention_mask[:, 0].bool().all(),
+            "the first token of every expression ([CLS], the global cue) must be valid in attention_mask",
         )
-    check_attention_mask(attention_mask, input_ids)
-    if attention_mask is not None:
-        # a value check: skipped while torch.export traces (values unknown)
-        if not is_tracing() and input_ids.shape[1] and not bool(attention_mask[:, 0].bool().all()):
-            raise ValueError(
-                "the first token of every expression ([CLS], the global cue) must be valid in attention_mask"
-            )
-    if mask_labels is not None:
-        check_mask_labels(mask_labels, batch, height, width)
 
 
 class MetrisModel(MetrisPreTrainedModel):
@@ -248,6 +236,7 @@ class MetrisModel(MetrisPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         return_dict: bool | None = None,
+        **kwargs: Any,
     ) -> MetrisModelOutput | tuple:
         """Encode the image and the expression, build the guidance set and decode.
 
@@ -256,7 +245,8 @@ class MetrisModel(MetrisPreTrainedModel):
             input_ids: (B, L), [CLS] first; attention_mask: (B, L) 1 for tokens, 0 for padding.
             output_attentions: return the attention weights of eq. 6 and of the decoder stages.
         """
-        _check_inputs(pixel_values, input_ids, attention_mask)
+        reject_unknown_kwargs(kwargs, self.forward)
+        _check_inputs(self.config, pixel_values, input_ids, attention_mask)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -353,15 +343,13 @@ class MetrisForReferringSegmentation(MetrisPreTrainedModel):
             output_attentions: return the attention weights of eq. 6 and of the decoder stages.
 
         Raises:
-            ValueError: on malformed inputs, or any other keyword argument.
+            TypeError: for any other keyword argument (e.g. ``labels=`` instead of ``mask_labels=``).
+            ValueError: for malformed inputs (checked once, by :class:`MetrisModel`) or ``mask_labels``.
         """
-        if kwargs:
-            raise ValueError(
-                f"MetrisForReferringSegmentation.forward got unexpected arguments: {sorted(kwargs)}"
-            )
-        _check_inputs(pixel_values, input_ids, attention_mask, mask_labels)
+        reject_unknown_kwargs(kwargs, self.forward)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
+        # MetrisModel checks pixel_values, input_ids and attention_mask
         outputs = self.model(pixel_values, input_ids, attention_mask, output_attentions, return_dict=True)
         mask_logits = self.mask_head(outputs.decoder_features)
         if mask_logits.shape[1] == 2:
@@ -383,6 +371,7 @@ class MetrisForReferringSegmentation(MetrisPreTrainedModel):
 
         loss, loss_dict = None, None
         if mask_labels is not None:
+            check_mask_labels(mask_labels, batch, *pixel_values.shape[-2:])
             size = tuple(pixel_values.shape[-2:])
             targets = torch.stack([m.amax(dim=0) if len(m) else m.new_zeros(size) for m in mask_labels]).to(
                 semantic.device

@@ -9,6 +9,7 @@ of eq. 5 and the presence gating of the mask at inference (Sec. 3.4).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,13 +18,19 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
+from ...modeling.input_checks import (
+    check_image_text_inputs,
+    check_mask_labels,
+    reject_unknown_kwargs,
+    shape_or_type,
+)
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from ...modeling.outputs import ReferringSegmentationOutput
 from ...modeling.pixel_decoder import MSDeformAttnPixelDecoder, PixelDecoderOutput
 from ...modeling.pixel_word_attention import LanguageGate
 from ...modeling.text_encoder import build_text_encoder
+from ...validation import text_position_limit
 from .configuration_presence_plurality import PresencePluralityConfig
 from .criterion import PresencePluralityCriterion
 from .target_query import TargetQuery, TargetQueryCrossAttention, mlp
@@ -148,30 +155,22 @@ class PresencePluralityPreTrainedModel(CheckedFromPretrainedMixin, PreTrainedMod
 
 
 def _check_inputs(
-    pixel_values: torch.Tensor,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    pixel_mask: torch.Tensor | None,
-    mask_labels: list[torch.Tensor] | None,
-    unknown: dict,
+    config: PresencePluralityConfig,
+    pixel_values: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    pixel_mask: Any,
 ) -> None:
-    if unknown:
-        raise TypeError(
-            f"PresencePluralityForReferringSegmentation.forward() got unexpected keyword argument(s) {sorted(unknown)}"
-        )
-    batch, height, width = check_pixel_values(pixel_values)
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != batch:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+    """The shared checks, and a ``pixel_mask`` ``(B, H, W)`` when given."""
+    batch, height, width = check_image_text_inputs(
+        pixel_values, input_ids, attention_mask, text_position_limit(config.text_config)
+    )
+    if pixel_mask is not None and (
+        not isinstance(pixel_mask, torch.Tensor) or tuple(pixel_mask.shape) != (batch, height, width)
+    ):
         raise ValueError(
-            f"input_ids must be a (B, L) tensor with one sentence per image (B = {batch}), got {shape}"
+            f"pixel_mask must be (B, H, W) = {(batch, height, width)}, got {shape_or_type(pixel_mask)}"
         )
-    check_attention_mask(attention_mask, input_ids)
-    if pixel_mask is not None and tuple(pixel_mask.shape) != (batch, height, width):
-        raise ValueError(
-            f"pixel_mask must be (B, H, W) = {(batch, height, width)}, got {tuple(pixel_mask.shape)}"
-        )
-    if mask_labels is not None:
-        check_mask_labels(mask_labels, batch, height, width)
 
 
 class PresencePluralityModel(PresencePluralityPreTrainedModel):
@@ -205,6 +204,7 @@ class PresencePluralityModel(PresencePluralityPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         pixel_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        **kwargs: Any,
     ) -> PresencePluralityModelOutput | tuple:
         """Encode the sentence, the image conditioned on it, and decode the multi-scale maps.
 
@@ -213,7 +213,8 @@ class PresencePluralityModel(PresencePluralityPreTrainedModel):
             input_ids, attention_mask: ``(B, T)`` one sentence per image (1 = token, 0 = padding).
             pixel_mask: ``(B, H, W)``, 1 for image pixels and 0 for letterbox padding.
         """
-        _check_inputs(pixel_values, input_ids, attention_mask, pixel_mask, None, {})
+        reject_unknown_kwargs(kwargs, self.forward)
+        _check_inputs(self.config, pixel_values, input_ids, attention_mask, pixel_mask)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -308,7 +309,7 @@ class PresencePluralityForReferringSegmentation(PresencePluralityPreTrainedModel
         pixel_mask: torch.Tensor | None = None,
         mask_labels: list[torch.Tensor] | None = None,
         return_dict: bool | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> PresencePluralityOutput | tuple:
         """Segment what the expression refers to, say whether anything is referred to and whether several are.
 
@@ -320,12 +321,17 @@ class PresencePluralityForReferringSegmentation(PresencePluralityPreTrainedModel
             mask_labels: optional list of ``B`` float ``{0, 1}`` tensors ``(n_b, H, W)``, one mask per referred
                 instance at the ``pixel_values`` resolution (``n_b = 0``: no target; ``n_b >= 2``: plural). When
                 given, ``loss`` and ``loss_dict`` are filled (eq. 5).
+
+        Raises:
+            TypeError: for any other keyword argument (e.g. ``labels=`` instead of ``mask_labels=``).
+            ValueError: for malformed inputs (checked once, by :class:`PresencePluralityModel`) or ``mask_labels``.
         """
-        _check_inputs(pixel_values, input_ids, attention_mask, pixel_mask, mask_labels, kwargs)
+        reject_unknown_kwargs(kwargs, self.forward)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        # PresencePluralityModel checks pixel_values, input_ids, attention_mask and pixel_mask
+        outputs = self.model(pixel_values, input_ids, attention_mask, pixel_mask, return_dict=True)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        outputs = self.model(pixel_values, input_ids, attention_mask, pixel_mask, return_dict=True)
         size = tuple(pixel_values.shape[-2:])
         logits = self.mask_logits(outputs.mask_features, size)
 
@@ -350,6 +356,7 @@ class PresencePluralityForReferringSegmentation(PresencePluralityPreTrainedModel
 
         loss, loss_dict = None, None
         if mask_labels is not None:
+            check_mask_labels(mask_labels, len(pixel_values), *size)
             loss, loss_dict = self.criterion(
                 logits, presence_logits, plurality_logits, list(mask_labels), pixel_mask
             )

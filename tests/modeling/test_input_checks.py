@@ -1,8 +1,9 @@
-"""reject_unknown_kwargs: the shared check that keeps ``forward(**kwargs)`` from swallowing typos."""
+"""reject_unknown_kwargs: the shared check that keeps ``forward(**kwargs)`` from swallowing typos (the first step
+of every model's ``forward``, ``refseg.modeling.input_checks``)."""
 
 import pytest
 
-from refseg.modeling.arguments import reject_unknown_kwargs
+from refseg.modeling.input_checks import reject_unknown_kwargs
 
 
 def forward(pixel_values, input_ids, mask_labels=None, return_dict=None, **kwargs):
