@@ -15,9 +15,13 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...modeling.arguments import reject_unknown_kwargs
 from ...modeling.backbone import build_vision_backbone
-from ...modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
+from ...modeling.input_checks import (
+    check_attention_mask,
+    check_mask_labels,
+    check_pixel_values,
+    reject_unknown_kwargs,
+)
 from ...modeling.language_aware_swin import LanguageAwareSwinBackbone
 from ...modeling.loading_checks import CheckedFromPretrainedMixin
 from ...modeling.outputs import ReferringSegmentationOutput
