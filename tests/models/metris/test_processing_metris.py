@@ -120,3 +120,12 @@ def test_pipeline_and_auto_processor_on_the_tiny_model(model_dir):
     assert (np.asarray(forced["mask"]) > 0).any() == bool(forced["instances"])
     batch = segmenter([{"image": image, "text": "a square"}, {"image": image, "text": "two blue circles"}])
     assert len(batch) == 2
+
+
+@pytest.mark.parametrize("name", ["threshold", "mask_threshold", "no_target_threshold"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.1, 1.5, "0.5"])
+def test_post_process_refuses_thresholds_outside_0_1(name, value):
+    """METRIS checks its thresholds like every other model's post-processing."""
+    outputs = ModelOutput(semantic_mask_logits=torch.zeros(1, 4, 4), no_target_logits=torch.zeros(1))
+    with pytest.raises(ValueError, match=f"{name} must be a"):
+        MetrisImageProcessor(size=4).post_process_referring_segmentation(outputs, **{name: value})

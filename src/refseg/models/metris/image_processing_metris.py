@@ -24,7 +24,7 @@ from ...modeling.post_processing import (
     target_size_list,
     upsample_logits,
 )
-from ...validation import check_finite_logits
+from ...validation import check_finite_logits, check_probability
 from .criterion import upsample_logits as upsample_like_the_loss
 
 __all__ = ["MetrisImageProcessor"]
@@ -67,6 +67,9 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
             no-target, ``mask`` is all False and ``instances`` is empty; ``semantic_mask`` is the thresholded
             map before that decision (ReLA's GRES evaluator counts it for a wrongly rejected target).
         """
+        threshold = check_probability(threshold, "threshold")
+        mask_threshold = check_probability(mask_threshold, "mask_threshold")
+        no_target_threshold = check_probability(no_target_threshold, "no_target_threshold")
         instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
         semantic = output_field(outputs, "semantic_mask_logits")
         no_target_logits = output_field(outputs, "no_target_logits", finite=False).reshape(-1)
