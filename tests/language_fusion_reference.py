@@ -13,14 +13,19 @@ import torch
 import torch.nn.functional as F
 
 
-def open_language_gates(backbone, seed: int = 0, std: float = 0.5) -> None:
-    """Give every language gate non-zero ``W_1`` and ``W_2`` (they start closed: ``W_2 = 0``), so that the
-    gated visual stream differs from the plain one and a wrongly wired gate shows."""
+def open_language_gates(backbone, seed: int = 0) -> None:
+    """Draw every PWAM and language-gate matrix from ``N(0, 1 / fan_in)``: at initialisation the gates are closed
+    (``W_2 = 0``) and the 0.02-std projections make ``F_m`` tiny, so a wrongly wired gate would not show."""
     generator = torch.Generator().manual_seed(seed)
+    modules = list(backbone.pixel_word_attention) + list(backbone.language_gates.values())
     with torch.no_grad():
-        for gate in backbone.language_gates.values():
-            for linear in (gate.fc1, gate.fc2):
-                linear.weight.copy_(torch.randn(linear.weight.shape, generator=generator) * std)
+        for module in modules:
+            for linear in module.modules():
+                if isinstance(linear, torch.nn.Linear):
+                    fan_in = linear.weight.shape[1]
+                    linear.weight.copy_(
+                        torch.randn(linear.weight.shape, generator=generator) / math.sqrt(fan_in)
+                    )
 
 
 def _instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -105,5 +110,7 @@ def check_language_fusion(backbone, records, text_features: torch.Tensor, text_m
             fused, visual = record["fused"], record["visual"]
             expected = visual if gate is None else visual + language_gate_reference(gate, fused) * fused
             torch.testing.assert_close(record["gated"], expected, rtol=1e-4, atol=1e-5)
-            gated_checked += gate is not None
+            if gate is not None:  # the gate's contribution is large enough for a wrong wiring to show
+                assert float((expected - visual).abs().amax()) > 1e-3
+                gated_checked += 1
     return gated_checked

@@ -754,26 +754,75 @@ def check_all(mutations: dict[str, list[Mutation]], src: Path) -> list[str]:
 IGNORED = ("*test_train_*", "*test_benchmark_*", "*test_evaluate_*", "*test_convert*")
 
 
+def _preload() -> None:
+    """Import the heavy libraries once; every test run is a fork of this process, so only refseg and the tests
+    are imported per mutation (the scratch copy of refseg is imported fresh in each child)."""
+    import importlib
+
+    for name in (
+        "torch",
+        "numpy",
+        "scipy.optimize",
+        "PIL.Image",
+        "pytest",
+        "transformers",
+        "safetensors.torch",
+    ):
+        importlib.import_module(name)
+    import transformers
+
+    for name in ("PreTrainedModel", "BertModel", "RobertaModel", "SwinModel", "BertTokenizer"):
+        getattr(transformers, name, None)
+
+
 def run_tests(root: Path, src: Path, tests: list[str], timeout: float) -> tuple[str, str, float]:
-    """Run pytest on ``tests`` of ``root`` importing refseg from ``src``: (result, first failing test, seconds)."""
+    """Run pytest on ``tests`` of ``root`` importing refseg from ``src``, in a forked child of this process:
+    (result, first failing test, seconds)."""
+    import pytest
+
     existing = [t for t in dict.fromkeys(tests) if (root / t).exists()]
-    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
-    command += [f"--ignore-glob={pattern}" for pattern in IGNORED]
+    args = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+    args += [f"--ignore-glob={pattern}" for pattern in IGNORED] + existing
+    log = src.parent / "pytest.log"
     start = time.monotonic()
-    try:
-        done = subprocess.run(
-            command + existing, cwd=root, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        return "timeout", "", time.monotonic() - start
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 3
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.chdir(root)
+            os.environ["PYTHONPATH"] = str(src)  # for subprocesses the tests start
+            sys.path[:0] = [str(src), str(root)]  # refseg from the copy; `tests.` helpers from the root
+            import refseg
+
+            if not refseg.__file__.startswith(str(src)):
+                print(f"refseg imported from {refseg.__file__}, not from the scratch copy", flush=True)
+            else:
+                code = int(pytest.main(args))
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() - start > timeout:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return "timeout", "", time.monotonic() - start
+        time.sleep(0.2)
     seconds = time.monotonic() - start
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", done.stdout, flags=re.M)
-    if done.returncode == 0:
+    returncode = os.waitstatus_to_exitcode(status)
+    output = log.read_text(errors="replace")
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", output, flags=re.M)
+    if returncode == 0:
         return "survived", "", seconds
-    if done.returncode == 1:
+    if returncode == 1:
         return "caught", failed[0] if failed else "", seconds
-    return "error", (failed[0] if failed else done.stdout[-2000:] + done.stderr[-2000:]), seconds
+    return "error", (failed[0] if failed else output[-2000:]), seconds
 
 
 def main() -> int:
@@ -825,16 +874,8 @@ def _run(args: argparse.Namespace, selected: dict[str, list[Mutation]], root: Pa
         return 0
     src = scratch / "src"
     shutil.copytree(root / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    probe = subprocess.run(
-        [sys.executable, "-c", "import refseg; print(refseg.__file__)"],
-        env=dict(os.environ, PYTHONPATH=str(src)),
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
-    if not probe.stdout.strip().startswith(str(src)):
-        print(f"refseg is not imported from the scratch copy: {probe.stdout}{probe.stderr}", file=sys.stderr)
-        return 2
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _preload()
     report: dict[str, dict] = {}
     for model, mutations in selected.items():
         baseline, failed, seconds = run_tests(root, src, TESTS[model], args.timeout)
