@@ -3,8 +3,11 @@
 The component tests check each function on hand-made inputs; these check that the task model uses them as
 the paper says: the phrase cost inside the Hungarian matching (eq. 6), the loss weights of eq. 13 taken from
 the config, deep supervision over every block, Mask2Former's masked attention in every block, the sub-layer
-order of a Phrase-Object Transformer block (Sec. 3.3), the no-target predictor on the last block (eq. 10-12)
-and the merged-mask loss reaching the relevance scores through AIA (eq. 8-9).
+order of a Phrase-Object Transformer block (Sec. 3.3), the no-target predictor on the last block (eq. 10-12),
+the merged-mask loss reaching the relevance scores through AIA (eq. 8-9), the Phrase-Object Alignment on the
+queries (eq. 1-3), the heads on LN(Q) (eq. 4), the scales and level embeddings the blocks read (Sec. 3.3), the
+bidirectional object-text attention (Fig. 3), eq. 8 and eq. 10-12 recomputed, the processor's statistics and
+the post-processing thresholds near their values.
 """
 
 import inspect
@@ -15,7 +18,9 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from refseg.models.instalign.configuration_instalign import InstAlignConfig
+from refseg.models.instalign.image_processing_instalign import InstAlignImageProcessor
 from refseg.models.instalign.modeling_instalign import InstAlignForReferringSegmentation
+from tests.paper_wiring_helpers import assert_imagenet_normalisation, constant_image, logit
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models run fastest on one thread
 
@@ -329,3 +334,174 @@ def test_merged_mask_loss_reaches_the_relevance_scores_through_aia():
     (model.config.lambda_merged * torch.stack(losses).mean()).backward()
     assert final_scores.grad is not None and final_scores.grad.abs().max() > 0
     torch.testing.assert_close(final_scores.grad, score.grad, rtol=1e-4, atol=1e-7)
+
+
+# --- eq. 1-4, 8, 10-12 recomputed from the model's own tensors ------------------------------------------------
+
+
+def _all_predictions(model, pixel_values, input_ids, attention_mask):
+    """``Q_k``, ``T_k``, scores, masks, ``R_k`` and ``L_phrase`` after the learned queries and every block."""
+    return model.model(
+        pixel_values, input_ids, attention_mask, output_intermediate_masks=True
+    ).intermediate_predictions
+
+
+def test_phrase_object_alignment_reads_the_queries_and_skips_padding_eq1_to_eq3():
+    """Eq. 1: ``R = softmax(Q T^T / sqrt(C))`` over the real tokens, on the refined queries ``Q_k`` themselves (not
+    the head's ``LN(Q_k)``); eq. 2: ``P = R T``; eq. 3: ``L_phrase(i) = 1 - cos(P_i, Q_i)``; for every block."""
+    model = _model()
+    pixel_values, input_ids, attention_mask = _inputs()
+    with torch.no_grad():
+        predictions = _all_predictions(model, pixel_values, input_ids, attention_mask)
+    valid = attention_mask.bool()
+    for k, prediction in enumerate(predictions):
+        queries, text = prediction.queries, prediction.text_features
+        logits = queries @ text.transpose(1, 2) / queries.shape[-1] ** 0.5
+        relevance = logits.masked_fill(~valid[:, None, :], float("-inf")).softmax(-1)
+        phrase = relevance @ text
+        cosine = (phrase * queries).sum(-1) / (phrase.norm(dim=-1) * queries.norm(dim=-1))
+        torch.testing.assert_close(prediction.relevance, relevance, rtol=1e-5, atol=1e-6, msg=f"R_{k}")
+        torch.testing.assert_close(
+            prediction.phrase_cost, 1 - cosine, rtol=1e-4, atol=1e-5, msg=f"L_phrase {k}"
+        )
+    assert bool((predictions[-1].relevance[-1, :, -3:] == 0).all())  # padding tokens get exactly 0
+
+
+def test_heads_read_the_normalised_queries_eq4():
+    """Eq. 4: ``s_hat = V_4 . MLP(LN(Q))^T``; the score head also reads ``LN(Q)``."""
+    model = _model()
+    pixel_values, input_ids, attention_mask = _inputs()
+    heads = model.model.phrase_object_transformer.heads
+    with torch.no_grad():
+        outputs = model.model(pixel_values, input_ids, attention_mask, output_intermediate_masks=True)
+        last = outputs.intermediate_predictions[-1]
+        normed = F.layer_norm(last.queries, (last.queries.shape[-1],), heads.norm.weight, heads.norm.bias)
+        embedding = normed
+        for i, layer in enumerate(heads.mask_embed.layers):
+            embedding = (
+                layer(embedding) if i == len(heads.mask_embed.layers) - 1 else torch.relu(layer(embedding))
+            )
+        score = heads.score_head.layers[1](torch.relu(heads.score_head.layers[0](normed)))[..., 0]
+    masks = torch.einsum("bnc,bchw->bnhw", embedding, outputs.mask_features)
+    torch.testing.assert_close(last.mask_logits, masks, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(last.score_logits, score, rtol=1e-4, atol=1e-5)
+
+
+def test_blocks_cycle_over_the_three_scales_with_level_embeddings_sec3_3():
+    """Sec. 3.3: block ``k`` reads ``V_k`` = scale ``(k - 1) mod 3`` (strides 32, 16, 8) flattened, plus the learned
+    level embedding of that scale; its keys get the sine positions of that scale."""
+    model = _model(num_blocks=4)  # the fourth block wraps round to stride 32
+    transformer = model.model.phrase_object_transformer
+    pixel_values, input_ids, attention_mask = _inputs()
+    seen, scales = [], []
+    hooks = [transformer.register_forward_pre_hook(lambda module, args: scales.extend(args[0]))]
+    for block in transformer.blocks:
+        hooks.append(block.register_forward_pre_hook(lambda module, args: seen.append((args[4], args[5]))))
+    with torch.no_grad():
+        model(pixel_values, input_ids, attention_mask)
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) == len(transformer.blocks) >= 4
+    for k, (visual, position) in enumerate(seen):
+        level = k % 3
+        feature = scales[level]
+        expected = feature.flatten(2).transpose(1, 2) + transformer.level_embed.weight[level]
+        torch.testing.assert_close(visual, expected)
+        torch.testing.assert_close(
+            position, transformer.position_embedding(feature).flatten(2).transpose(1, 2)
+        )
+    assert [tuple(s.shape[-2:]) for s in scales] == [(2, 2), (4, 4), (8, 8)]
+
+
+def test_aggregation_and_no_target_predictor_eq8_eq10_to_eq12():
+    """Eq. 8: ``M = sum_i sigmoid(p_i) PReLU(s_i)`` (slope set to 0.3); eq. 10: ``Q_global = sum_i sigmoid(p_i)
+    Q_K^i``; ``T_sen`` the mean of ``T_K`` over real tokens; eq. 11-12: a 2-layer MLP on ``[Q_global, T_sen]``;
+    the BCE of eq. 13 against ``1[M_b = 0]``."""
+    model = _model()
+    with torch.no_grad():
+        model.aggregation.activation.weight.fill_(0.3)
+    pixel_values, input_ids, attention_mask = _inputs()
+    with torch.no_grad():
+        out = model(pixel_values, input_ids, attention_mask, mask_labels=_labels())
+        last = _all_predictions(model, pixel_values, input_ids, attention_mask)[-1]
+    p = out.pred_scores.sigmoid()
+    prelu = torch.where(out.pred_masks >= 0, out.pred_masks, 0.3 * out.pred_masks)
+    torch.testing.assert_close(
+        out.semantic_mask_logits, (p[:, :, None, None] * prelu).sum(1), rtol=1e-4, atol=1e-5
+    )
+
+    q_global = (p[:, :, None] * last.queries).sum(1)
+    weights = attention_mask[:, :, None].float()
+    t_sen = (last.text_features * weights).sum(1) / weights.sum(1)
+    first, second = model.no_target_predictor.mlp.layers
+    expected = second(torch.relu(first(torch.cat([q_global, t_sen], dim=-1))))[:, 0]
+    torch.testing.assert_close(out.no_target_logits, expected, rtol=1e-4, atol=1e-5)
+    is_empty = torch.tensor([0.0, 0.0, 1.0])  # _labels(): images 0 and 1 have targets, image 2 none
+    q = expected.sigmoid()
+    bce = -(is_empty * q.log() + (1 - is_empty) * (1 - q).log()).mean()
+    torch.testing.assert_close(out.loss_dict["loss_nt"], bce, rtol=1e-4, atol=1e-6)
+
+
+def test_object_text_attention_updates_both_sides_from_one_affinity_fig3():
+    """Fig. 3: ``A = (Q W_q)(T W_k)^T / sqrt(d)``; objects read the real words (softmax over words), words read the
+    objects (softmax over objects), both from the layer's inputs, each with a post-norm residual."""
+    model = _model()
+    layer = model.model.phrase_object_transformer.blocks[0].object_text_attention
+    generator = torch.Generator().manual_seed(5)
+    queries = torch.randn(2, 5, 32, generator=generator)
+    query_pos = torch.randn(2, 5, 32, generator=generator)
+    text = torch.randn(2, 6, 32, generator=generator)
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    with torch.no_grad():
+        new_queries, new_text = layer(queries, text, mask, query_pos)
+        heads, d = layer.num_heads, 32 // layer.num_heads
+        for b in range(2):
+            q = layer.query_proj(queries[b] + query_pos[b]).view(5, heads, d).transpose(0, 1)
+            k = layer.text_key_proj(text[b]).view(6, heads, d).transpose(0, 1)
+            affinity = q @ k.transpose(1, 2) / d**0.5  # (h, N, L)
+            words = mask[b].bool()
+            to_text = affinity.masked_fill(~words[None, None, :], float("-inf")).softmax(-1)
+            object_update = to_text @ layer.text_value_proj(text[b]).view(6, heads, d).transpose(0, 1)
+            object_update = object_update.transpose(0, 1).reshape(5, 32)
+            to_objects = affinity.transpose(1, 2).softmax(-1)  # (h, L, N)
+            text_update = to_objects @ layer.query_value_proj(queries[b]).view(5, heads, d).transpose(0, 1)
+            text_update = text_update.transpose(0, 1).reshape(6, 32)
+            expected_q = layer.query_norm(queries[b] + layer.query_out_proj(object_update))
+            expected_t = layer.text_norm(text[b] + layer.text_out_proj(text_update))
+            torch.testing.assert_close(new_queries[b], expected_q, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(new_text[b], expected_t, rtol=1e-5, atol=1e-5)
+
+
+def test_processor_normalises_with_imagenet_statistics():
+    """Swin-B / Mask2Former inputs: rescaled to [0, 1], normalised with the ImageNet mean and std."""
+    processor = InstAlignImageProcessor()
+    pixel_values = processor(constant_image(50, 70))["pixel_values"]
+    assert_imagenet_normalisation(pixel_values)
+
+
+def test_post_processing_thresholds_are_exercised_near_their_values():
+    """``threshold`` on query probabilities 0.55 / 0.65, ``mask_threshold`` on pixel probabilities 0.55 / 0.65 and
+    the no-target decision on 0.45 / 0.55, at the input size (no interpolation)."""
+    processor = InstAlignImageProcessor(size=8)
+    probabilities = torch.full((8, 8), 0.2)
+    probabilities[:3, :3] = 0.65
+    probabilities[5:, 5:] = 0.55
+    masks = torch.stack([torch.logit(probabilities), torch.logit(probabilities).flip(0)])[None].repeat(
+        2, 1, 1, 1
+    )
+    outputs = {
+        "pred_masks": masks,
+        "pred_scores": torch.tensor([[logit(0.65), logit(0.55)]] * 2),
+        "semantic_mask_logits": torch.logit(probabilities)[None].repeat(2, 1, 1),
+        "no_target_logits": torch.tensor([logit(0.45), logit(0.55)]),
+    }
+    loose = processor.post_process_referring_segmentation(outputs, threshold=0.5, instance_nms_threshold=None)
+    strict = processor.post_process_referring_segmentation(
+        outputs, threshold=0.6, mask_threshold=0.6, instance_nms_threshold=None
+    )
+    assert int(loose[0]["mask"].sum()) == 18 and int(strict[0]["mask"].sum()) == 9
+    assert [inst["score"] for inst in loose[0]["instances"]] == pytest.approx([0.65, 0.55], abs=1e-5)
+    assert len(strict[0]["instances"]) == 1 and int(strict[0]["instances"][0]["mask"].sum()) == 9
+    assert [r["no_target"] for r in loose] == [False, True]
+    assert loose[0]["target_score"] == pytest.approx(0.55, abs=1e-6)
