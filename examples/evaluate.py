@@ -41,7 +41,7 @@ from transformers import AutoProcessor
 import refseg  # noqa: F401  (registers the refseg Auto classes)
 from refseg import metrics
 from refseg.data import merge_instances
-from refseg.data.images import load_row_image, without_image_decoding
+from refseg.data.images import load_row_image
 from refseg.pipelines.loading import load_referring_segmentation_model
 
 BENCHMARK_METRICS = {
@@ -94,15 +94,6 @@ def declared_benchmark(dataset: str) -> str | None:
     return None
 
 
-def load_single_split(path: Path, requested: str | None) -> dict[str, datasets.Dataset]:
-    """A ``save_to_disk`` folder of one ``Dataset`` as ``{its split name: dataset}``.
-
-    The name is the dataset's own split (``Dataset.split``), else ``--split``, else the folder's name.
-    """
-    ds = datasets.load_from_disk(str(path))
-    return {str(ds.split) if ds.split is not None else (requested or path.name): ds}
-
-
 def load_split(args) -> tuple[datasets.Dataset, str]:
     if args.dataset == "synthetic":
         try:
@@ -116,21 +107,16 @@ def load_split(args) -> tuple[datasets.Dataset, str]:
         return synthetic_scenes(
             args.synthetic_images, seed=seed, image_size=args.synthetic_size, split=split
         ), split
-    path = Path(args.dataset)
-    if not path.is_dir():
-        raise SystemExit(f"dataset folder not found: {path}")
-    if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
-        dd = load_single_split(path, args.split)
-    elif (path / "dataset_dict.json").is_file():
-        dd = datasets.load_from_disk(str(path))
-    else:
-        dd = datasets.load_dataset(str(path))
+    try:
+        dd = refseg.data.load_referring_dataset(args.dataset, split_name=args.split)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from None
     split = args.split or next((s for s in ("val", "validation", "test") if s in dd), None)
     if split is None and len(dd) == 1:  # a single split: that one
         split = next(iter(dd))
     if split not in dd:
-        raise SystemExit(f"split {split!r} not in {path}; available: {list(dd)}")
-    return without_image_decoding(dd[split]), split  # decoded by refseg's image loader (batch_images)
+        raise SystemExit(f"split {split!r} not in {args.dataset}; available: {list(dd)}")
+    return dd[split], split  # images decoded by refseg's image loader (batch_images)
 
 
 def batch_images(batch: dict) -> list:
@@ -157,13 +143,6 @@ def gt_at(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return mask
     t = torch.from_numpy(mask.astype(np.uint8))[None, None].float()
     return F.interpolate(t, size=size, mode="nearest")[0, 0].bool().numpy()
-
-
-def gt_boxes_xyxy(instances: list[dict], scale: tuple[float, float]) -> list[list[float]]:
-    sy, sx = scale
-    return [
-        [x * sx, y * sy, (x + w) * sx, (y + h) * sy] for x, y, w, h in (inst["bbox"] for inst in instances)
-    ]
 
 
 @torch.no_grad()  # scoped: a caller in the same process (a test, a notebook) keeps autograd
@@ -209,9 +188,10 @@ def evaluate(args) -> dict:
                     scored, gt, gt_no_target=no_target, ref_id=int(batch["ref_id"][k])
                 )
             )
-            boxes = gt_boxes_xyxy(instances, (target[0] / h, target[1] / w))
+            sy, sx = target[0] / h, target[1] / w
+            boxes = metrics.row_gt_boxes({"instances": instances}) * np.array([sx, sy, sx, sy])
             if benchmark == "gres":
-                if not no_target and not boxes:
+                if not no_target and not len(boxes):
                     skipped["grec_target_rows_without_boxes"] += 1
                 else:
                     grec_records.append(

@@ -60,7 +60,7 @@ import refseg
 from refseg.data.images import load_row_image, without_image_decoding
 from refseg.data.sampler import ImageGroupedSampler, image_indices_of
 from refseg.hub import push_to_hub, redact_argv, redact_mapping, write_model_card
-from refseg.metrics import gres_metrics
+from refseg.metrics import batch_mask_counts, gres_metrics
 from refseg.modeling.pretrained import init_beit3_encoder, load_pretrained_encoders
 from refseg.pipelines.loading import load_referring_segmentation_model
 from refseg.training import (
@@ -266,38 +266,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------------------------------------- data
 def load_splits(args: argparse.Namespace, image_size: int) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """(train, validation) datasets in the refseg schema."""
-    if args.dataset_name:
-        ds = datasets.load_dataset(args.dataset_name)
-    elif args.dataset_dir:
-        path = Path(args.dataset_dir)
-        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
-            ds = datasets.load_from_disk(str(path))
-        elif path.is_file() or any(path.rglob("*.parquet")):
-            if path.is_file():
-                files = {args.train_split: str(path)}
-            else:
-                files = {}
-                for split in (args.train_split, args.validation_split):
-                    found = sorted(
-                        str(f) for f in path.rglob("*.parquet") if split in f.stem or split in f.parent.name
-                    )
-                    if found:
-                        files[split] = found
-            ds = datasets.load_dataset("parquet", data_files=files)
-        else:
-            raise ValueError(f"{path} is neither a parquet file/folder nor a save_to_disk folder")
-    else:
-        ds = refseg.data.synthetic_scene_splits(
-            train=args.train_images,
-            validation=args.val_images,
-            test=0,
-            seed=args.data_seed,
-            image_size=image_size,
+    """(train, validation) datasets in the refseg schema (``refseg.data.load_referring_dataset``, or synthetic
+    scenes), the images left encoded for refseg's loader in the collator."""
+    if args.dataset_name or args.dataset_dir:
+        ds = refseg.data.load_referring_dataset(
+            args.dataset_name or args.dataset_dir,
+            hub=bool(args.dataset_name),
+            split_name=args.train_split,
+            splits=(args.train_split, args.validation_split),
         )
-    if isinstance(ds, datasets.Dataset):
-        ds = datasets.DatasetDict({args.train_split: ds})
-    ds = without_image_decoding(ds)  # rows are decoded by refseg's image loader in the collator
+    else:
+        ds = without_image_decoding(
+            refseg.data.synthetic_scene_splits(
+                train=args.train_images,
+                validation=args.val_images,
+                test=0,
+                seed=args.data_seed,
+                image_size=image_size,
+            )
+        )
     if args.train_split not in ds:
         raise ValueError(f"the dataset has no split {args.train_split!r} (splits: {list(ds)})")
     train = ds[args.train_split]
@@ -659,47 +646,40 @@ def card_start_details(args: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------------------------------------- eval
 @torch.no_grad()
 def evaluate(model, dataloader, accelerator) -> dict:
-    """GRES metrics (ReLA) at the model input resolution over the whole validation set."""
+    """GRES metrics (ReLA) at the model input resolution over the whole validation set.
+
+    Each process counts ``[I, U, |P|, |G|]`` of its samples (``refseg.metrics.batch_mask_counts``) with the
+    predicted and true no-target flags; the counts of all processes are gathered and scored by
+    ``refseg.metrics.gres_metrics``.
+    """
     model.eval()
-    columns: dict[str, list[torch.Tensor]] = {
-        k: [] for k in ("intersection", "union", "pred_area", "gt_area")
-    }
-    flags: dict[str, list[torch.Tensor]] = {"pred_no_target": [], "gt_no_target": []}
-    size = None
+    counts, flags, size = [], [], None
     for batch in tqdm(dataloader, desc="eval", disable=not accelerator.is_local_main_process, leave=False):
         labels = batch.pop("mask_labels")
         outputs = model(**batch)
         size = tuple(batch["pixel_values"].shape[-2:])
-        logits = F.interpolate(outputs.semantic_mask_logits[:, None].float(), size=size, mode="bilinear")[
-            :, 0
-        ]
+        logits = F.interpolate(outputs.semantic_mask_logits[:, None].float(), size=size, mode="bilinear")
         pred = (
-            logits.sigmoid() > 0.5
+            logits[:, 0].sigmoid() > 0.5
         )  # the raw merged mask (ReLA keeps it in the union for a wrong no-target)
-        gt = torch.stack(
-            [lab.amax(dim=0) if len(lab) else torch.zeros(size, device=pred.device) for lab in labels]
-        )
-        gt = gt > 0.5
-        counts = torch.stack(
+        gt = torch.stack([lab.amax(dim=0) > 0.5 if len(lab) else pred.new_zeros(size) for lab in labels])
+        sample_flags = torch.stack(
             [
-                (pred & gt).flatten(1).sum(1),
-                (pred | gt).flatten(1).sum(1),
-                pred.flatten(1).sum(1),
-                gt.flatten(1).sum(1),
-                (outputs.no_target_logits.float().sigmoid() > 0.5).long(),
-                torch.tensor([len(lab) == 0 for lab in labels], device=pred.device).long(),
+                outputs.no_target_logits.float().sigmoid() > 0.5,
+                torch.tensor([len(lab) == 0 for lab in labels], device=pred.device),
             ],
             dim=1,
         )
-        counts = accelerator.gather_for_metrics(counts).cpu()
-        for k, name in enumerate(columns):
-            columns[name].append(counts[:, k])
-        flags["pred_no_target"].append(counts[:, 4].bool())
-        flags["gt_no_target"].append(counts[:, 5].bool())
+        counts.append(
+            accelerator.gather_for_metrics(torch.from_numpy(batch_mask_counts(pred, gt)).to(pred.device))
+        )
+        flags.append(accelerator.gather_for_metrics(sample_flags))
     model.train()
-    records = {k: torch.cat(v).numpy() for k, v in {**columns, **flags}.items()}
+    counts, flags = torch.cat(counts).cpu().numpy(), torch.cat(flags).cpu().numpy()
+    records = dict(zip(("intersection", "union", "pred_area", "gt_area"), counts.T))
+    records.update(pred_no_target=flags[:, 0], gt_no_target=flags[:, 1])
     metrics = gres_metrics(records, resolution=f"{size[0]}x{size[1]}")
-    metrics["num_samples"] = int(len(records["union"]))
+    metrics["num_samples"] = int(len(counts))
     return metrics
 
 

@@ -19,6 +19,8 @@ _LAZY: dict[str, str] = {
     "merge_instances": "masks",
     "polygons_to_rle": "masks",
     "referring_features": "schema",
+    # loading a dataset of the row schema (prepared folder, parquet, save_to_disk, Hub)
+    "load_referring_dataset": "loading",
     # benchmark builders (gRefCOCO, Ref-ZOM, R-RefCOCO, RefCOCO/+/g) and preparation
     "BUILDERS": "prepare",
     "build_benchmark": "prepare",
