@@ -684,48 +684,64 @@ def evaluate(model, dataloader, accelerator) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    start_time = time.time()
-    # the recorded command (model card) never holds a credential: --hub_token and hf_... values are redacted
-    command = " ".join(
+def recorded_command(argv: list[str] | None) -> str:
+    """The command line for the model card; it never holds a credential (``--hub_token`` and ``hf_...`` values
+    are redacted)."""
+    return " ".join(
         shlex.quote(a) for a in redact_argv([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
     )
+
+
+def make_accelerator(args: argparse.Namespace) -> Accelerator:
+    """The ``Accelerator`` of the run, with the log levels, the seed and the output folder set up."""
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=args.report_to if args.with_tracking else None,
         project_dir=args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-        # the scheduler is stepped once per optimizer step (below), so its position is in optimizer steps at
+        # the scheduler is stepped once per optimizer step (train_loop), so its position is in optimizer steps at
         # any number of processes (Accelerate's default steps it num_processes times per optimizer step)
         step_scheduler_with_optimizer=False,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    if accelerator.is_local_main_process:
-        datasets.utils.logging.set_verbosity_warning()
-        transformers.utils.logging.set_verbosity_warning()
-    else:
-        datasets.utils.logging.set_verbosity_error()
-        transformers.utils.logging.set_verbosity_error()
+    verbosity = "warning" if accelerator.is_local_main_process else "error"
+    getattr(datasets.utils.logging, f"set_verbosity_{verbosity}")()
+    getattr(transformers.utils.logging, f"set_verbosity_{verbosity}")()
     set_seed(args.seed, device_specific=True)
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
     accelerator.wait_for_everyone()
+    return accelerator
 
-    model, processor = build_model_and_processor(args)
-    model = apply_sync_batchnorm(model, args, accelerator)
-    run_info = run_settings(args, model.config.model_type, accelerator.num_processes)
-    checkpoint = None
-    if args.resume_from_checkpoint:  # refused (another model type, another global batch) before any work
-        checkpoint = resolve_checkpoint_once(args.resume_from_checkpoint, args.output_dir, accelerator)
-        for warning in check_resume(checkpoint, run_info, allow_inexact=args.allow_inexact_resume):
-            logger.warning(warning, main_process_only=True)
-    image_size = processor.image_processor.size["height"]
+
+def resume_checkpoint(args: argparse.Namespace, run_info: dict, accelerator) -> CheckpointInfo | None:
+    """``--resume_from_checkpoint``, refused (another model type, another global batch) before any work."""
+    if not args.resume_from_checkpoint:
+        return None
+    checkpoint = resolve_checkpoint_once(args.resume_from_checkpoint, args.output_dir, accelerator)
+    for warning in check_resume(checkpoint, run_info, allow_inexact=args.allow_inexact_resume):
+        logger.warning(warning, main_process_only=True)
+    return checkpoint
+
+
+class TrainingData:
+    """The splits and their loaders; ``train_collate`` is told each epoch (the augmentation's seed).
+
+    A plain class, not a dataclass: the tests load this script without registering it in ``sys.modules``, where
+    a dataclass cannot resolve its postponed annotations.
+    """
+
+    def __init__(self, train, validation, train_loader: DataLoader, eval_loader: DataLoader, train_collate):
+        self.train, self.validation = train, validation
+        self.train_loader, self.eval_loader, self.train_collate = train_loader, eval_loader, train_collate
+
+
+def build_dataloaders(args: argparse.Namespace, processor, accelerator) -> TrainingData:
+    """The splits (loaded once, main process first) and their loaders, with the augmentation and the order."""
     with accelerator.main_process_first():
-        train_ds, val_ds = load_splits(args, image_size)
+        train_ds, val_ds = load_splits(args, processor.image_processor.size["height"])
     check_dataset_size(len(train_ds), args.per_device_train_batch_size, accelerator.num_processes)
-    collate = make_collate_fn(processor, args.max_text_length)
     # a private generator / seeded sampler: starting an epoch's iterator must not draw from the global RNG,
     # whose state (dropout, matching) is checkpointed, or a resumed run would diverge from an uninterrupted one
     order = (
@@ -741,7 +757,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_collate = make_collate_fn(
         processor, args.max_text_length, share_images=args.group_by_image, augment=augment, seed=args.seed
     )
-    train_dl = DataLoader(
+    train_loader = DataLoader(
         IndexedRows(train_ds) if augment is not None else train_ds,
         collate_fn=train_collate,
         batch_size=args.per_device_train_batch_size,
@@ -751,55 +767,77 @@ def main(argv: list[str] | None = None) -> dict:
         generator=torch.Generator().manual_seed(args.seed),  # the loader's base seed is drawn from it too
         **order,
     )
-    eval_dl = DataLoader(
+    eval_loader = DataLoader(
         val_ds,
-        collate_fn=collate,
+        collate_fn=make_collate_fn(processor, args.max_text_length),
         batch_size=args.per_device_eval_batch_size,
         num_workers=args.dataloader_num_workers,
     )
+    return TrainingData(train_ds, val_ds, train_loader, eval_loader, train_collate)
 
+
+def build_optimization(args: argparse.Namespace, model, train_loader: DataLoader, accelerator):
+    """The recipe, its optimizer and its schedule; fills ``max_train_steps`` / ``num_train_epochs`` into ``args``.
+
+    Steps are optimizer updates, computed from the per-process loader length. The schedule's ``step`` counts
+    optimizer steps: the scheduler is stepped once per optimizer step on every process
+    (``step_scheduler_with_optimizer=False``), so a checkpoint's schedule position does not depend on the number
+    of processes that wrote it.
+    """
     recipe = resolve_recipe(args, model.config)
     optimizer = build_optimizer(model, recipe)
-
-    # steps are optimizer updates; computed from the per-process dataloader length
-    batches_per_process = math.ceil(len(train_dl) / accelerator.num_processes)
+    batches_per_process = math.ceil(len(train_loader) / accelerator.num_processes)
     steps_per_epoch = max(1, math.ceil(batches_per_process / args.gradient_accumulation_steps))
     if args.max_train_steps is None:
         args.max_train_steps = args.num_train_epochs * steps_per_epoch
     args.num_train_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
-    total, schedule_epoch = args.max_train_steps, steps_per_epoch
-
-    def lr_lambda(step: int) -> float:
-        """The recipe's schedule (generic: linear warm-up, then linear decay from lr to min_lr at max_train_steps).
-
-        ``step`` counts optimizer steps: the scheduler is stepped once per optimizer step on every process
-        (``step_scheduler_with_optimizer=False``), so a checkpoint's schedule position does not depend on the
-        number of processes that wrote it.
-        """
-        return recipe.lr_factor(step, total, schedule_epoch)
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    model, optimizer, train_dl, eval_dl, scheduler = accelerator.prepare(
-        model, optimizer, train_dl, eval_dl, scheduler
+    total = args.max_train_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: recipe.lr_factor(step, total, steps_per_epoch)
     )
-    steps_per_epoch = max(1, math.ceil(len(train_dl) / args.gradient_accumulation_steps))
+    return recipe, optimizer, scheduler
 
-    global_batch = (
-        args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    )
+
+def global_batch_size(args: argparse.Namespace, accelerator) -> int:
+    """Samples per optimizer step over all processes and accumulation steps."""
+    return args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+
+
+def print_plan(
+    args, accelerator, model, data: TrainingData, recipe, image_size: int, steps_per_epoch: int
+) -> None:
+    """The run at a glance: samples, batch arithmetic, steps, schedule and the resolved recipe."""
     accelerator.print(
         f"***** Training {type(accelerator.unwrap_model(model)).__name__} *****\n"
-        f"  train samples = {len(train_ds)}, validation samples = {len(val_ds)}, image size = {image_size}\n"
+        f"  train samples = {len(data.train)}, validation samples = {len(data.validation)}, "
+        f"image size = {image_size}\n"
         f"  batch: {args.per_device_train_batch_size} per device x {accelerator.num_processes} process(es) x "
-        f"{args.gradient_accumulation_steps} accumulation step(s) = global batch {global_batch} per optimizer step\n"
+        f"{args.gradient_accumulation_steps} accumulation step(s) = global batch "
+        f"{global_batch_size(args, accelerator)} per optimizer step\n"
         f"  optimizer steps = {args.max_train_steps} ({steps_per_epoch} per epoch, {args.num_train_epochs} epoch(s)), "
         f"lr {args.learning_rate:g} -> {args.min_learning_rate:g} ({recipe.schedule})\n"
         f"  recipe {recipe.describe()}"
     )
-    if args.with_tracking:
-        tracked = {k: v for k, v in redact_mapping(vars(args)).items() if v is not None}
-        accelerator.init_trackers("refseg_train", tracked)
 
+
+def evaluate_and_log(args, accelerator, model, eval_loader, step: int, label: str) -> dict:
+    """:func:`evaluate`, printed as ``label: ...`` and sent to the trackers as ``eval_*`` at ``step``."""
+    metrics = evaluate(model, eval_loader, accelerator)
+    accelerator.print(f"{label}: {format_metrics(metrics)}")
+    if args.with_tracking:
+        accelerator.log({f"eval_{k}": v for k, v in metrics.items() if _is_number(v)}, step=step)
+    return metrics
+
+
+def train_loop(
+    args, accelerator, model, optimizer, scheduler, recipe, data: TrainingData, run_info, checkpoint
+):
+    """The optimizer steps (from the checkpoint's position when resuming): ``(completed_steps, metrics)``.
+
+    Each step's micro-batches divide their losses by the step's global counts (``refseg.training.distributed``);
+    checkpoints are written every ``--checkpointing_steps`` steps or epoch, evaluations every ``--eval_steps``.
+    """
+    steps_per_epoch = max(1, math.ceil(len(data.train_loader) / args.gradient_accumulation_steps))
     completed_steps, starting_epoch, resume_batches = 0, 0, 0
     if checkpoint is not None:
         # only a complete checkpoint (written atomically, with its marker) is resumed; its RNG states are required
@@ -809,7 +847,6 @@ def main(argv: list[str] | None = None) -> dict:
         set_schedule_position(scheduler, completed_steps)
         starting_epoch = completed_steps // steps_per_epoch
         resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
-
     if completed_steps >= args.max_train_steps:
         starting_epoch = args.num_train_epochs  # the checkpoint is the end of training: no step is left
     progress = tqdm(
@@ -819,18 +856,16 @@ def main(argv: list[str] | None = None) -> dict:
     running, running_n = 0.0, 0
     stop = False
     model.train()
+    config, accumulation = accelerator.unwrap_model(model).config, args.gradient_accumulation_steps
     for epoch in range(starting_epoch, args.num_train_epochs):
-        train_dl.set_epoch(epoch)
-        train_collate.set_epoch(epoch)
-        active = train_dl
+        data.train_loader.set_epoch(epoch)
+        data.train_collate.set_epoch(epoch)
+        active = data.train_loader
         if epoch == starting_epoch and resume_batches:
-            active = accelerator.skip_first_batches(train_dl, resume_batches)
-        # each step's micro-batches divide their losses by the step's global counts (refseg.training.distributed)
-        config, accumulation = accelerator.unwrap_model(model).config, args.gradient_accumulation_steps
+            active = accelerator.skip_first_batches(data.train_loader, resume_batches)
         for batch, normalizer in loss_normalized_batches(active, config, accelerator, accumulation):
             with accelerator.accumulate(model), normalizer or nullcontext():
-                outputs = model(**batch)
-                loss = outputs.loss
+                loss = model(**batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and recipe.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
@@ -866,12 +901,9 @@ def main(argv: list[str] | None = None) -> dict:
                     run=run_info,
                 )
             if args.eval_steps and completed_steps % args.eval_steps == 0 and not args.skip_eval:
-                metrics = evaluate(model, eval_dl, accelerator)
-                accelerator.print(f"step {completed_steps}: {format_metrics(metrics)}")
-                if args.with_tracking:
-                    accelerator.log(
-                        {f"eval_{k}": v for k, v in metrics.items() if _is_number(v)}, step=completed_steps
-                    )
+                metrics = evaluate_and_log(
+                    args, accelerator, model, data.eval_loader, completed_steps, f"step {completed_steps}"
+                )
             if completed_steps >= args.max_train_steps or completed_steps == args.stop_after_steps:
                 stop = True
                 break
@@ -887,58 +919,102 @@ def main(argv: list[str] | None = None) -> dict:
         if stop:
             break
     progress.close()
-    if args.stop_after_steps is not None and completed_steps < args.max_train_steps:
-        accelerator.print(f"stopped after {completed_steps} steps (--stop_after_steps)")
-        accelerator.end_training()
-        return {"completed_steps": completed_steps}
+    return completed_steps, metrics
 
-    if not args.skip_eval:
-        metrics = evaluate(model, eval_dl, accelerator)
-        accelerator.print(f"final evaluation: {format_metrics(metrics)}")
-        if args.with_tracking:
-            accelerator.log(
-                {f"eval_{k}": v for k, v in metrics.items() if _is_number(v)}, step=completed_steps
-            )
-    wall_time = time.time() - start_time
 
+def save_outputs(
+    args, accelerator, model, processor, recipe, metrics: dict, completed_steps: int, **card
+) -> None:
+    """Weights and processor (``save_pretrained``), ``all_results.json``, ``training_args.json``, the model card
+    and, with ``--push_to_hub``, the upload; ``card`` holds ``command`` and ``wall_time``."""
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.save_pretrained(
         args.output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save
     )
-    if accelerator.is_main_process:
-        processor.save_pretrained(args.output_dir)
-        results = {**metrics, "completed_steps": completed_steps, "train_wall_time_s": round(wall_time, 1)}
-        with open(os.path.join(args.output_dir, "all_results.json"), "w") as f:
-            json.dump(results, f, indent=2)
-        with open(os.path.join(args.output_dir, "training_args.json"), "w") as f:
-            json.dump({**redact_mapping(vars(args)), "recipe": recipe.to_dict()}, f, indent=2)
-        card_kwargs = dict(
-            model_type=unwrapped.config.model_type,
-            results={k: v for k, v in metrics.items() if k in ("gIoU", "cIoU", "N-acc", "T-acc")},
-            resolution=metrics.get("resolution"),
-            **card_dataset_fields(args),
-            base_model=card_base_models(args),
-            training_command=command,
-            wall_time_s=wall_time,
-            training_details={
-                **card_start_details(args),
-                "processes": accelerator.num_processes,
-                "global batch": global_batch,
-                "optimizer steps": completed_steps,
-                "learning rate": f"{args.learning_rate:g} -> {args.min_learning_rate:g} {recipe.schedule} "
-                f"({'AdamW' if recipe.optimizer == 'adamw' else 'Adam'})",
-                "recipe": recipe.describe(),
-                "validation samples": metrics.get("num_samples", 0),
-                "refseg": refseg.__version__,
-            },
+    if not accelerator.is_main_process:
+        return
+    wall_time = card["wall_time"]
+    processor.save_pretrained(args.output_dir)
+    results = {**metrics, "completed_steps": completed_steps, "train_wall_time_s": round(wall_time, 1)}
+    with open(os.path.join(args.output_dir, "all_results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    with open(os.path.join(args.output_dir, "training_args.json"), "w") as f:
+        json.dump({**redact_mapping(vars(args)), "recipe": recipe.to_dict()}, f, indent=2)
+    write_model_card(
+        args.output_dir,
+        args.hub_model_id or Path(args.output_dir).name,
+        model_type=unwrapped.config.model_type,
+        results={k: v for k, v in metrics.items() if k in ("gIoU", "cIoU", "N-acc", "T-acc")},
+        resolution=metrics.get("resolution"),
+        **card_dataset_fields(args),
+        base_model=card_base_models(args),
+        training_command=card["command"],
+        wall_time_s=wall_time,
+        training_details={
+            **card_start_details(args),
+            "processes": accelerator.num_processes,
+            "global batch": global_batch_size(args, accelerator),
+            "optimizer steps": completed_steps,
+            "learning rate": f"{args.learning_rate:g} -> {args.min_learning_rate:g} {recipe.schedule} "
+            f"({'AdamW' if recipe.optimizer == 'adamw' else 'Adam'})",
+            "recipe": recipe.describe(),
+            "validation samples": metrics.get("num_samples", 0),
+            "refseg": refseg.__version__,
+        },
+    )
+    if args.push_to_hub:
+        url = push_to_hub(
+            args.output_dir, args.hub_model_id, token=args.hub_token, commit_message="End of training"
         )
-        write_model_card(args.output_dir, args.hub_model_id or Path(args.output_dir).name, **card_kwargs)
-        if args.push_to_hub:
-            url = push_to_hub(
-                args.output_dir, args.hub_model_id, token=args.hub_token, commit_message="End of training"
-            )
-            accelerator.print(f"pushed to {url}")
+        accelerator.print(f"pushed to {url}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Build, load the data, optimise, train (resuming if asked), evaluate and save; returns the final metrics."""
+    args = parse_args(argv)
+    start_time, command = time.time(), recorded_command(argv)
+    accelerator = make_accelerator(args)
+
+    model, processor = build_model_and_processor(args)
+    model = apply_sync_batchnorm(model, args, accelerator)
+    run_info = run_settings(args, model.config.model_type, accelerator.num_processes)
+    checkpoint = resume_checkpoint(args, run_info, accelerator)
+    data = build_dataloaders(args, processor, accelerator)
+    recipe, optimizer, scheduler = build_optimization(args, model, data.train_loader, accelerator)
+    model, optimizer, data.train_loader, data.eval_loader, scheduler = accelerator.prepare(
+        model, optimizer, data.train_loader, data.eval_loader, scheduler
+    )
+    steps_per_epoch = max(1, math.ceil(len(data.train_loader) / args.gradient_accumulation_steps))
+    print_plan(
+        args, accelerator, model, data, recipe, processor.image_processor.size["height"], steps_per_epoch
+    )
+    if args.with_tracking:
+        tracked = {k: v for k, v in redact_mapping(vars(args)).items() if v is not None}
+        accelerator.init_trackers("refseg_train", tracked)
+
+    completed_steps, metrics = train_loop(
+        args, accelerator, model, optimizer, scheduler, recipe, data, run_info, checkpoint
+    )
+    if args.stop_after_steps is not None and completed_steps < args.max_train_steps:
+        accelerator.print(f"stopped after {completed_steps} steps (--stop_after_steps)")
+        accelerator.end_training()
+        return {"completed_steps": completed_steps}
+    if not args.skip_eval:
+        metrics = evaluate_and_log(
+            args, accelerator, model, data.eval_loader, completed_steps, "final evaluation"
+        )
+    save_outputs(
+        args,
+        accelerator,
+        model,
+        processor,
+        recipe,
+        metrics,
+        completed_steps,
+        command=command,
+        wall_time=time.time() - start_time,
+    )
     accelerator.end_training()
     return metrics
 
