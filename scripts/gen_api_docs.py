@@ -160,6 +160,15 @@ def _ancestors(cls) -> list:
         return []
 
 
+def _field_default(value):
+    """The default of a field: ``8`` for ``interval(min=1)(default=8)`` or ``positive_multiple_of(32, default=8)``."""
+    if isinstance(value, griffe.ExprCall):
+        for argument in value.arguments:
+            if isinstance(argument, griffe.ExprKeyword) and argument.name == "default":
+                return argument.value
+    return value
+
+
 def _dataclass_init(cls):
     """``__init__(self, field=default, ...)`` from the annotated fields of ``cls`` and its dataclass bases.
 
@@ -180,7 +189,7 @@ def _dataclass_init(cls):
                 member.name,
                 annotation=member.annotation,
                 kind=kind.keyword_only if config else kind.positional_or_keyword,
-                default=member.value,
+                default=_field_default(member.value),
             )
     params = [griffe.Parameter("self", kind=kind.positional_or_keyword), *fields.values()]
     if config:

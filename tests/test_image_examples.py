@@ -9,8 +9,8 @@ import datasets
 import pytest
 import torch
 
-from refseg.data.schema import referring_features
 from refseg.data.images import without_image_decoding
+from refseg.data.schema import referring_features
 from refseg.image_utils import ImageFileError
 from refseg.models.instalign.image_processing_instalign import InstAlignImageProcessor
 from refseg.models.instalign.processing_instalign import InstAlignProcessor

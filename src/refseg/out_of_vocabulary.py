@@ -99,7 +99,9 @@ def _named(items: Sequence[str]) -> str:
 
 def _warn(message: str) -> None:
     """One line, without a source line: the same text in the CLI, the pipeline and a notebook."""
-    warnings.warn_explicit(message, OutOfVocabularyWarning, filename="refseg", lineno=0, module="refseg.out_of_vocabulary")
+    warnings.warn_explicit(
+        message, OutOfVocabularyWarning, filename="refseg", lineno=0, module="refseg.out_of_vocabulary"
+    )
 
 
 def warn_unknown_words(

@@ -28,8 +28,8 @@ from PIL import Image, ImageFile
 
 from ..image_utils import IMAGE_FORMATS, ImageTooLargeError, check_image_pixels
 from .coco import CocoIndex, _require, load_refs, segmentation_to_rle
-from .schema import referring_features
 from .masks import rle_area
+from .schema import referring_features
 from .validate import (
     RefsegDataError,
     as_bbox,

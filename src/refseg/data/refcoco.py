@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datasets
 
-from .builder import RefFormat, ann_id_list, build_from_refs, malformed_ann_id
 from .benchmark_files import annotation_files, image_folder
+from .builder import RefFormat, ann_id_list, build_from_refs, malformed_ann_id
 
 REFCOCO_SPLIT_BYS = {"refcoco": ("unc", "google"), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datasets
 
-from .builder import RefFormat, ann_id_list, build_from_refs
 from .benchmark_files import annotation_files, image_folder
+from .builder import RefFormat, ann_id_list, build_from_refs
 from .validate import as_flag
 
 RREFCOCO_VARIANTS = {

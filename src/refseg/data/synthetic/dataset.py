@@ -17,8 +17,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..schema import referring_features
 from ..masks import encode_mask, mask_to_bbox
+from ..schema import referring_features
 from .expressions import check_kind_weights, sample_expressions
 from .scene import Scene, sample_scene
 from .shapes import SHAPES
