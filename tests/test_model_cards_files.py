@@ -47,3 +47,22 @@ def test_no_card_reports_a_zero_gres_score():
             for metric in result["metrics"]:
                 if metric["type"] in ("giou", "ciou"):
                     assert metric["value"] > 0, f"{path.name} reports {metric['name']} {metric['value']}"
+
+
+def _body_after_title(text: str) -> str:
+    """What follows the card's first heading (after the YAML front matter)."""
+    body = text.split("\n---\n", 1)[1]
+    return body.split("\n# ", 1)[1].split("\n", 1)[1]
+
+
+@pytest.mark.parametrize("path", sorted(CARDS.glob("*.md")), ids=lambda p: p.name)
+def test_every_card_says_at_the_top_that_import_refseg_registers_the_model(path):
+    first_paragraph = _body_after_title(path.read_text()).strip().split("\n\n")[0]
+    assert "import refseg" in first_paragraph and "registers" in first_paragraph, path.name
+
+
+def test_generated_cards_say_it_too():
+    from refseg.hub import model_card
+
+    first_paragraph = _body_after_title(str(model_card("me/m", model_type="instalign"))).strip().split("\n\n")[0]
+    assert "import refseg" in first_paragraph and "registers" in first_paragraph

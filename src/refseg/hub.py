@@ -73,6 +73,8 @@ _TEMPLATE = """---
 
 # {{ model_name }}
 
+> **Needs refseg**: install the refseg library (its README says how), then `import refseg` before loading. The import registers this model type and the `referring-segmentation` pipeline with transformers; without it, transformers does not know the model type and suggests updating Transformers.
+
 {{ description }}
 
 ## Usage
