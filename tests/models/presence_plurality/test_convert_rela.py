@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from refseg.modeling.pretrained.rela_keys import relative_position_index
 from refseg.models.presence_plurality import (
     PresencePluralityConfig,
     PresencePluralityForReferringSegmentation,
@@ -37,7 +38,7 @@ def rela_state_dict(config, text_state, seed=0):
             sd.update({b + "attn.qkv.weight": r(3 * c, c), b + "attn.qkv.bias": r(3 * c)})
             sd.update({b + "attn.proj.weight": r(c, c), b + "attn.proj.bias": r(c)})
             sd[b + "attn.relative_position_bias_table"] = r((2 * window - 1) ** 2, heads)
-            sd[b + "attn.relative_position_index"] = torch.zeros(window**2, window**2, dtype=torch.long)
+            sd[b + "attn.relative_position_index"] = relative_position_index(window)
             sd.update({b + "mlp.fc1.weight": r(4 * c, c), b + "mlp.fc1.bias": r(4 * c)})
             sd.update({b + "mlp.fc2.weight": r(c, 4 * c), b + "mlp.fc2.bias": r(c)})
         f = f"backbone.layers.{i}.fusion."
@@ -89,6 +90,7 @@ def rela_state_dict(config, text_state, seed=0):
     )
     sd.update(
         {
+            "text_encoder.embeddings.position_ids": torch.arange(40)[None],  # saved by transformers < 4.31
             "text_encoder.pooler.dense.weight": r(text_dim, text_dim),
             "sem_seg_head.predictor.query_feat.weight": r(100, hidden),
         }
@@ -129,7 +131,7 @@ def test_every_rela_key_is_mapped_or_dropped_on_purpose(converted):
     assert report.unexpected == [] and len(report.mapped) + len(report.dropped) == len(sd)
     assert all(
         k.startswith(("sem_seg_head.predictor", "text_encoder.pooler"))
-        or k.endswith("relative_position_index")
+        or k.endswith(("relative_position_index", "position_ids"))
         for k in report.dropped
     )
     # what ReLA cannot provide: the target query, the three heads, Swin's unused final LayerNorm
@@ -196,3 +198,20 @@ def test_converted_model_runs_and_unknown_keys_are_errors(converted):
     assert torch.isfinite(out.logits).all()
     with pytest.raises(ValueError, match="have no mapping"):
         convert_rela_state_dict({**sd, "backbone.something_new.weight": torch.zeros(1)})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "backbone.layers.0.blocks.0.attn.relative_position_index",
+            torch.zeros(49, 49, dtype=torch.long),
+            "7x7",
+        ),
+        ("text_encoder.embeddings.position_ids", torch.arange(1, 41)[None], "0, 1, 2"),
+    ],
+)
+def test_recomputed_buffers_must_hold_what_refseg_recomputes(converted, key, value, message):
+    _, sd, _ = converted
+    with pytest.raises(ValueError, match=message):
+        convert_rela_state_dict({**sd, key: value})
