@@ -1,10 +1,11 @@
 """``scripts/new_model.py``: the scaffold writes a working model that passes the shared model tester.
 
 The scaffold runs into a temporary copy of the parts of the repository it edits and the shared tester needs
-(``src/refseg``, the test helpers, ``tests/models/test_all_models.py``, ``mkdocs.yml``, ``CHANGELOG.md``,
-``pyproject.toml``); the repository itself is never written. The shared tester then runs, in a subprocess that
-imports the copy, over the new model: every check of ``tests/models/test_all_models.py`` must pass on it, and a
-copy whose ``forward`` ignores unknown arguments must fail the unknown-arguments check.
+(``src/refseg``, the test helpers, ``tests/models/test_all_models.py``, ``tests/docs/test_snippets.py``,
+``mkdocs.yml``, ``CHANGELOG.md``, ``pyproject.toml``); the repository itself is never written. The shared
+tester then runs, in a subprocess that imports the copy, over the new model: every check of
+``tests/models/test_all_models.py`` must pass on it (and the model card and docs page checks), and a copy
+whose ``forward`` ignores unknown arguments must fail the unknown-arguments check.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ NAME = "probe_scaffold"
 #: a second model, scaffolded and then broken by hand
 BROKEN = "probe_broken"
 SHARED_TESTS = ROOT / "tests" / "models" / "test_all_models.py"
+SNIPPET_TESTS = ROOT / "tests" / "docs" / "test_snippets.py"
 
 
 def _copy_repository(destination: Path) -> None:
@@ -37,8 +39,11 @@ def _copy_repository(destination: Path) -> None:
     for helper in (ROOT / "tests").glob("*.py"):  # conftest.py, model_tester.py, processing_helpers.py, ...
         shutil.copy(helper, destination / "tests" / helper.name)
     shutil.copy(SHARED_TESTS, destination / "tests" / "models" / SHARED_TESTS.name)
+    (destination / "tests" / "docs").mkdir()
+    shutil.copy(SNIPPET_TESTS, destination / "tests" / "docs" / SNIPPET_TESTS.name)
     for name in ("pyproject.toml", "mkdocs.yml", "CHANGELOG.md"):
         shutil.copy(ROOT / name, destination / name)
+    (destination / "README.md").write_text("# refseg\n")  # the snippet test reads it; only the new pages run
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +81,14 @@ def _run_pytest(root: Path, *arguments: str) -> subprocess.CompletedProcess:
 
 def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
     """Every test function of ``tests/models/test_all_models.py`` runs on the scaffolded model and passes, and
-    so do the model's own tests; ``BROKEN`` fails exactly the unknown-arguments check."""
+    so do the model's own tests, its model card's checks and its docs page's snippets; ``BROKEN`` fails
+    exactly the unknown-arguments check."""
     run = _run_pytest(
         copy,
         "tests/models/test_all_models.py",
         f"tests/models/{NAME}",
+        "tests/test_model_cards_files.py",
+        "tests/docs/test_snippets.py",
         "-k",
         f"{NAME} or ({BROKEN} and unknown_keyword)",
     )
@@ -91,6 +99,16 @@ def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
     assert ran == _shared_test_names(), f"shared checks that did not pass on {NAME}:\n{report[-4000:]}"
     own = {test for test in passed if f"tests/models/{NAME}/" in test}
     assert len(own) == 2, report[-4000:]
+    assert (
+        f"tests/test_model_cards_files.py::test_every_card_says_at_the_top_that_import_refseg_registers_the_model[{NAME}.md]"
+        in passed
+    )
+    snippets = {
+        test
+        for test in passed
+        if test.startswith(f"tests/docs/test_snippets.py::test_snippet_runs_as_written[docs/models/{NAME}.md")
+    }
+    assert len(snippets) == 2, report[-4000:]
     assert failed == {
         f"tests/models/test_all_models.py::test_unknown_keyword_arguments_are_refused[{BROKEN}]"
     }, report[-4000:]
