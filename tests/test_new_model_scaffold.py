@@ -79,6 +79,7 @@ def _run_pytest(root: Path, *arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # a scaffold and a pytest run of the shared tester in a subprocess
 def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
     """Every test function of ``tests/models/test_all_models.py`` runs on the scaffolded model and passes, and
     so do the model's own tests, its model card's checks and its docs page's snippets; ``BROKEN`` fails
@@ -114,6 +115,7 @@ def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
     }, report[-4000:]
 
 
+@pytest.mark.slow  # a scaffold and a pytest run of the shared tester in a subprocess
 def test_scaffolded_files_pass_ruff_and_register_the_model(copy):
     model_files = [f"src/refseg/models/{NAME}", f"tests/models/{NAME}", "src/refseg/models/__init__.py"]
     for arguments in (["check"], ["format", "--check"]):

@@ -1,4 +1,4 @@
-"""TemplateModel's own tests: each part of the paper, wired as the paper says (the shared model tester in
+"""TemplateModel's paper-wiring tests: each part of the paper, wired as the paper says (the shared model tester in
 ``tests/models/test_all_models.py`` covers the common contract).
 
 TODO(paper): one test per equation and switch of the paper, on small hand-computed cases, that fails when the
