@@ -64,5 +64,7 @@ def test_every_card_says_at_the_top_that_import_refseg_registers_the_model(path)
 def test_generated_cards_say_it_too():
     from refseg.hub import model_card
 
-    first_paragraph = _body_after_title(str(model_card("me/m", model_type="instalign"))).strip().split("\n\n")[0]
+    first_paragraph = (
+        _body_after_title(str(model_card("me/m", model_type="instalign"))).strip().split("\n\n")[0]
+    )
     assert "import refseg" in first_paragraph and "registers" in first_paragraph

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -40,3 +44,30 @@ def describe(sentence: str, result: dict[str, Any]) -> str:
                 f"     score {inst['score']:.2f}  box [x0={b['xmin']}, y0={b['ymin']}, x1={b['xmax']}, y1={b['ymax']}]"
             )
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence what the libraries print while a command runs: transformers' progress bars and info, the
+    warnings torch's ONNX exporter and onnxscript log on success (their errors still show), deprecation
+    warnings of their internals. The command prints its own result; ``--debug`` is not affected by this."""
+    from transformers.utils import logging as hf_logging
+
+    loggers = {name: logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")}
+    levels = {name: logger.level for name, logger in loggers.items()}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    for logger in loggers.values():
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+            yield
+    finally:
+        for name, logger in loggers.items():
+            logger.setLevel(levels[name])
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()

@@ -43,17 +43,21 @@ def run(args: argparse.Namespace) -> int:
     import refseg
     from refseg.export import compare_with_onnxruntime, example_inputs, export_onnx, load_for_export
 
+    from ._common import quiet_libraries
+
     path = args.model or refseg.demo_model_path()
-    try:
-        model, processor = load_for_export(path)
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"could not load the model {path!r}: {err}") from None
-    inputs = example_inputs(model, processor)
-    output = export_onnx(model, args.output, opset=args.opset, dynamic=not args.static, inputs=inputs)
+    with quiet_libraries():
+        try:
+            model, processor = load_for_export(path)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"could not load the model {path!r}: {err}") from None
+        inputs = example_inputs(model, processor)
+        output = export_onnx(model, args.output, opset=args.opset, dynamic=not args.static, inputs=inputs)
     size_mb = output.stat().st_size / 2**20
     print(f"refseg export onnx: model {path} -> {output} ({size_mb:.1f} MB, opset {args.opset})")
     if not args.no_check:
-        diffs = compare_with_onnxruntime(model, output, inputs)
+        with quiet_libraries():
+            diffs = compare_with_onnxruntime(model, output, inputs)
         worst = max(diffs.values())
         print(
             "max |onnxruntime - PyTorch| per output: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())

@@ -16,7 +16,7 @@ from refseg.data import (
     prepare_dataset,
     write_parquet,
 )
-from refseg.data import command as data_command
+from refseg_cli import data as data_command
 from tests.data.refer_fixtures import (
     IMAGES,
     MASK_1,

@@ -6,8 +6,8 @@ import datasets
 import numpy as np
 import pytest
 
-from refseg.data import command as data_command
 from refseg.data import decode_rle, merge_instances, prepare_dataset
+from refseg_cli import data as data_command
 from tests.data.refer_fixtures import MASK_1, MASK_2, make_grefcoco, make_refzom
 
 

@@ -107,3 +107,28 @@ def test_cli_exports_and_checks(tiny_dir, tmp_path, capsys):
             assert max(compare_with_onnxruntime(model, out, other).values()) < 1e-4, (batch, sentence)
     with pytest.raises(SystemExit, match="--opset must be at least 16"):
         main(["export", "onnx", "--model", tiny_dir, "--output", str(out), "--opset", "13"])
+
+
+def test_cli_prints_only_its_result(tiny_dir, tmp_path):
+    """A successful ``refseg export onnx`` prints its two result lines and nothing on stderr (no exporter logs,
+    progress bars or library warnings), in a fresh process as a user runs it."""
+    import subprocess
+    import sys
+
+    _require_onnx()
+    out = tmp_path / "quiet.onnx"
+    code = "import sys; from refseg_cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "export", "onnx", "--model", tiny_dir, "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert (
+        len(lines) == 2
+        and lines[0].startswith("refseg export onnx: model")
+        and "max |onnxruntime" in lines[1]
+    )
