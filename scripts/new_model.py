@@ -99,18 +99,55 @@ def check_name(name: str, prefix: str, root: Path) -> None:
         )
 
 
-def _rename(text: str, name: str, prefix: str) -> str:
-    return text.replace(TEMPLATE_PREFIX, prefix).replace(TEMPLATE_NAME, name)
+def _rename(text: str, renames: tuple[tuple[str, str], ...]) -> str:
+    """``text`` with each ``(old, new)`` applied where ``old`` is a whole name: not inside a longer word
+    (``rela`` is renamed in ``convert_rela.py`` and ``RelaConfig``, never in ``relative`` or ``Relation``)."""
+    for old, new in renames:
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(old)}(?![a-z0-9])", new, text)
+    return text
 
 
-def _template_files(name: str, prefix: str, root: Path) -> dict[Path, str]:
+def _copy_tree(source: Path, base: Path, root: Path, renames: tuple[tuple[str, str], ...]) -> dict[Path, str]:
+    """The files under ``source`` (a file or a folder), at their path relative to ``base`` under ``root``,
+    with ``renames`` applied to the paths and the contents."""
     files = {}
-    for part in TEMPLATE_PARTS:
-        for source in sorted((TEMPLATE / part).rglob("*")):
-            if source.is_dir() or "__pycache__" in source.parts:
-                continue
-            relative = Path(_rename(str(source.relative_to(TEMPLATE)), name, name))
-            files[root / relative] = _rename(source.read_text(), name, prefix)
+    for path in sorted(source.rglob("*")) if source.is_dir() else [source]:
+        if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".pyc", ".so"):
+            continue
+        relative = _rename(str(path.relative_to(base)), tuple((o, n) for o, n in renames if o.islower()))
+        files[root / relative] = _rename(path.read_text(), renames)
+    return files
+
+
+def _like_prefix(like: str, root: Path) -> str:
+    """The class prefix of the existing model ``like``, read from its configuration file."""
+    config = root / "src" / "refseg" / "models" / like / f"configuration_{like}.py"
+    found = re.search(r"^class (\w+)Config\b", config.read_text(), re.M) if config.is_file() else None
+    if found is None:
+        raise ScaffoldError(f"--like {like}: {config.relative_to(root)} defines no <Prefix>Config class")
+    return found.group(1)
+
+
+def _source_files(name: str, prefix: str, root: Path, like: str | None) -> dict[Path, str]:
+    """The new files: the template's, or with ``like`` the package and tester of that model (renamed) and the
+    template's docs page and model card."""
+    template = ((TEMPLATE_PREFIX, prefix), (TEMPLATE_NAME, name))
+    if like is None:
+        files = {}
+        for part in TEMPLATE_PARTS:
+            files.update(_copy_tree(TEMPLATE / part, TEMPLATE, root, template))
+    else:
+        existing = _existing_model_types(root)
+        if like not in existing:
+            raise ScaffoldError(
+                f"--like {like!r} is not a model of this repository; choose one of {sorted(existing)}"
+            )
+        renames = ((_like_prefix(like, root), prefix), (like, name))
+        tester = root / "tests" / "models" / like / f"tester_{like}.py"
+        files = _copy_tree(root / "src" / "refseg" / "models" / like, root, root, renames)
+        files.update(_copy_tree(tester, root, root, renames))
+        for part in ("docs", "model_cards"):
+            files.update(_copy_tree(TEMPLATE / part, TEMPLATE, root, template))
     for path in files:
         if path.exists():
             raise ScaffoldError(
@@ -130,8 +167,9 @@ def _architecture_line(names: list[str]) -> list[str]:
     return ["    Architecture(", *(f"        {n}," for n in names), "    ),"]
 
 
-def registry_source(source: str, name: str, prefix: str) -> str:
-    """``src/refseg/models/__init__.py`` with the model imported, in ``_ARCHITECTURES`` and in ``__all__``."""
+def registry_source(source: str, name: str, prefix: str, like: str | None = None) -> str:
+    """``src/refseg/models/__init__.py`` with the model imported, in ``_ARCHITECTURES`` and in ``__all__``: the
+    five classes of the template, or with ``like`` the names that model imports here, renamed."""
     tree = ast.parse(source)
     lines = source.splitlines()
     imports = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module]
@@ -151,6 +189,12 @@ def registry_source(source: str, name: str, prefix: str) -> str:
     public = [f"{prefix}{suffix}" for suffix in ("Config", "ForReferringSegmentation", "ImageProcessor")]
     public += [f"{prefix}Output", f"{prefix}Processor"]
     architecture = [public[0], public[1], public[2], public[4]]
+    if like is not None:
+        (node,) = [n for n in imports if n.module == like] or [None]
+        if node is None:
+            raise ScaffoldError(f"src/refseg/models/__init__.py does not import the model {like!r}")
+        like_prefix = node.names[0].name.removesuffix("Config")
+        public = [alias.name.replace(like_prefix, prefix, 1) for alias in node.names]
     # bottom to top, so that the line numbers of the nodes above stay valid
     starred = [ast.get_source_segment(source, e) for e in all_names.value.elts if isinstance(e, ast.Starred)]
     strings = [e.value for e in all_names.value.elts if isinstance(e, ast.Constant)]
@@ -205,14 +249,21 @@ def changelog_source(source: str, name: str, prefix: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plan(name: str, root: Path = ROOT, prefix: str | None = None, title: str | None = None) -> Scaffold:
-    """Everything the scaffold of ``name`` writes under ``root``, checked, without writing anything."""
+def plan(
+    name: str,
+    root: Path = ROOT,
+    prefix: str | None = None,
+    title: str | None = None,
+    like: str | None = None,
+) -> Scaffold:
+    """Everything the scaffold of ``name`` (from the template, or ``like`` an existing model) writes under
+    ``root``, checked, without writing anything."""
     root = Path(root)
     prefix = prefix or class_prefix(name)
     check_name(name, prefix, root)
-    result = Scaffold(name, prefix, root, new_files=_template_files(name, prefix, root))
+    result = Scaffold(name, prefix, root, new_files=_source_files(name, prefix, root, like))
     edits = {
-        root / "src" / "refseg" / "models" / "__init__.py": lambda s: registry_source(s, name, prefix),
+        root / "src" / "refseg" / "models" / "__init__.py": lambda s: registry_source(s, name, prefix, like),
         root / "mkdocs.yml": lambda s: mkdocs_source(s, name, title or prefix),
         root / "CHANGELOG.md": lambda s: changelog_source(s, name, prefix),
     }
@@ -244,13 +295,14 @@ def scaffold(
     prefix: str | None = None,
     title: str | None = None,
     api_docs: bool = True,
+    like: str | None = None,
 ) -> Scaffold:
     """Write the model ``name`` into the repository at ``root``; returns what was written.
 
     The new Python files are formatted with ``ruff`` (a test dependency) so that ``ruff format --check`` passes
     whatever the length of ``name``; ``api_docs`` regenerates ``docs/api/`` with ``scripts/gen_api_docs.py``.
     """
-    result = plan(name, root, prefix, title)
+    result = plan(name, root, prefix, title, like)
     for path, text in {**result.new_files, **result.edited_files}.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -314,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         "name", metavar="NAME", help="the new model_type, snake_case (e.g. presence_plurality)"
     )
     parser.add_argument("--class-prefix", help="class name prefix (default: NAME in CamelCase)")
+    parser.add_argument(
+        "--like",
+        metavar="MODEL_TYPE",
+        help="start from a copy of this existing model (its package and tester, renamed) instead of the template",
+    )
     parser.add_argument("--title", help="the model's name in the docs nav (default: the class prefix)")
     parser.add_argument(
         "--root", type=Path, default=ROOT, help="the repository to write into (default: this one)"
@@ -324,7 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = scaffold(
-            args.name, args.root, args.class_prefix, args.title, api_docs=not args.skip_api_docs
+            args.name,
+            args.root,
+            args.class_prefix,
+            args.title,
+            api_docs=not args.skip_api_docs,
+            like=args.like,
         )
     except ScaffoldError as error:
         print(f"new_model.py: error: {error}", file=sys.stderr)

@@ -28,6 +28,8 @@ import new_model  # noqa: E402
 NAME = "probe_scaffold"
 #: a second model, scaffolded and then broken by hand
 BROKEN = "probe_broken"
+#: a third, scaffolded ``--like rela`` (a renamed copy of ReLA's package and tester)
+LIKE = "probe_like"
 SHARED_TESTS = ROOT / "tests" / "models" / "test_all_models.py"
 SNIPPET_TESTS = ROOT / "tests" / "docs" / "test_snippets.py"
 
@@ -39,6 +41,9 @@ def _copy_repository(destination: Path) -> None:
     for helper in (ROOT / "tests").glob("*.py"):  # conftest.py, model_tester.py, processing_helpers.py, ...
         shutil.copy(helper, destination / "tests" / helper.name)
     shutil.copy(SHARED_TESTS, destination / "tests" / "models" / SHARED_TESTS.name)
+    for tester in (ROOT / "tests" / "models").glob("*/tester_*.py"):  # what --like copies
+        (destination / "tests" / "models" / tester.parent.name).mkdir()
+        shutil.copy(tester, destination / "tests" / "models" / tester.parent.name / tester.name)
     (destination / "tests" / "docs").mkdir()
     shutil.copy(SNIPPET_TESTS, destination / "tests" / "docs" / SNIPPET_TESTS.name)
     for name in ("pyproject.toml", "mkdocs.yml", "CHANGELOG.md"):
@@ -48,12 +53,13 @@ def _copy_repository(destination: Path) -> None:
 
 @pytest.fixture(scope="module")
 def copy(tmp_path_factory) -> Path:
-    """A copy of the repository with ``NAME`` scaffolded, and ``BROKEN`` scaffolded then made to accept any
-    keyword argument in its ``forward``."""
+    """A copy of the repository with ``NAME`` scaffolded, ``BROKEN`` scaffolded then made to accept any
+    keyword argument in its ``forward``, and ``LIKE`` scaffolded from ReLA."""
     root = tmp_path_factory.mktemp("repository")
     _copy_repository(root)
     new_model.scaffold(NAME, root, api_docs=False)
     new_model.scaffold(BROKEN, root, api_docs=False)
+    new_model.scaffold(LIKE, root, api_docs=False, like="rela")
     modeling = root / "src" / "refseg" / "models" / BROKEN / f"modeling_{BROKEN}.py"
     source = modeling.read_text()
     assert source.count("reject_unknown_kwargs(kwargs, self.forward)") == 2
@@ -83,7 +89,8 @@ def _run_pytest(root: Path, *arguments: str) -> subprocess.CompletedProcess:
 def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
     """Every test function of ``tests/models/test_all_models.py`` runs on the scaffolded model and passes, and
     so do the model's own tests, its model card's checks and its docs page's snippets; ``BROKEN`` fails
-    exactly the unknown-arguments check."""
+    exactly the unknown-arguments check; ``LIKE`` (a renamed ReLA) is registered with its tester and returns
+    the output contract."""
     run = _run_pytest(
         copy,
         "tests/models/test_all_models.py",
@@ -91,7 +98,7 @@ def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
         "tests/test_model_cards_files.py",
         "tests/docs/test_snippets.py",
         "-k",
-        f"{NAME} or ({BROKEN} and unknown_keyword)",
+        f"{NAME} or ({BROKEN} and unknown_keyword) or ({LIKE} and (has_a_tester or shared_contract))",
     )
     report = run.stdout + run.stderr
     passed = set(re.findall(r"^PASSED (\S+)", report, re.M))
@@ -110,6 +117,11 @@ def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
         if test.startswith(f"tests/docs/test_snippets.py::test_snippet_runs_as_written[docs/models/{NAME}.md")
     }
     assert len(snippets) == 2, report[-4000:]
+    like = {test.split("::")[-1] for test in passed if LIKE in _parameters(test)}
+    assert like == {
+        f"test_every_registered_model_has_a_tester[{LIKE}]",
+        f"test_outputs_are_the_shared_contract[{LIKE}]",
+    }, report[-4000:]
     assert failed == {
         f"tests/models/test_all_models.py::test_unknown_keyword_arguments_are_refused[{BROKEN}]"
     }, report[-4000:]
@@ -129,7 +141,8 @@ def test_scaffolded_files_pass_ruff_and_register_the_model(copy):
         r"Architecture\(\s*ProbeScaffoldConfig,\s*ProbeScaffoldForReferringSegmentation,", registry
     )
     nav = (
-        f"      - ProbeScaffold: models/{NAME}.md\n      - ProbeBroken: models/{BROKEN}.md\n  - Data: data.md"
+        f"      - ProbeScaffold: models/{NAME}.md\n      - ProbeBroken: models/{BROKEN}.md\n"
+        f"      - ProbeLike: models/{LIKE}.md\n  - Data: data.md"
     )
     assert nav in (copy / "mkdocs.yml").read_text()  # the last pages of the Models section
     changelog = (copy / "CHANGELOG.md").read_text()
@@ -159,6 +172,22 @@ def test_scaffolded_files_pass_ruff_and_register_the_model(copy):
 def test_a_bad_or_existing_name_is_refused_before_anything_is_written(name, message):
     with pytest.raises(new_model.ScaffoldError, match=message):
         new_model.plan(name, ROOT)
+
+
+def test_like_must_name_an_existing_model():
+    with pytest.raises(
+        new_model.ScaffoldError, match=r"--like 'nope' is not a model of this repository; choose one of \["
+    ):
+        new_model.plan("probe_new", ROOT, like="nope")
+
+
+def test_renaming_touches_whole_names_only():
+    renames = (("Rela", "Foo"), ("rela", "foo"))
+    text = "RelaConfig, convert_rela.py, models.rela, relative, Relation, ReLA, correlation"
+    assert (
+        new_model._rename(text, renames)
+        == "FooConfig, convert_foo.py, models.foo, relative, Relation, ReLA, correlation"
+    )
 
 
 def test_a_taken_class_prefix_is_refused():
