@@ -6,96 +6,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from refseg.modeling.pretrained.rela_keys import relative_position_index
 from refseg.models.presence_plurality import (
     PresencePluralityConfig,
     PresencePluralityForReferringSegmentation,
 )
 from refseg.models.presence_plurality.convert_rela import convert_rela_state_dict, load_rela_checkpoint
-
-
-def rela_state_dict(config, text_state, seed=0):
-    """Random tensors under ReLA's detectron2 names, with ReLA's shapes (Conv1d, fused qkv, d2 FPN convs)."""
-    gen = torch.Generator().manual_seed(seed)
-    r = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
-    swin, hidden = config.backbone_config, config.hidden_dim
-    window, embed = swin.window_size, swin.embed_dim
-    text_dim = config.text_config.hidden_size
-    sd = {"backbone.patch_embed.proj.weight": r(embed, 3, 4, 4), "backbone.patch_embed.proj.bias": r(embed)}
-    sd.update({"backbone.patch_embed.norm.weight": r(embed), "backbone.patch_embed.norm.bias": r(embed)})
-    for i, (depth, heads) in enumerate(zip(swin.depths, swin.num_heads)):
-        c = embed * 2**i
-        for j in range(depth):
-            b = f"backbone.layers.{i}.blocks.{j}."
-            sd.update(
-                {
-                    b + "norm1.weight": r(c),
-                    b + "norm1.bias": r(c),
-                    b + "norm2.weight": r(c),
-                    b + "norm2.bias": r(c),
-                }
-            )
-            sd.update({b + "attn.qkv.weight": r(3 * c, c), b + "attn.qkv.bias": r(3 * c)})
-            sd.update({b + "attn.proj.weight": r(c, c), b + "attn.proj.bias": r(c)})
-            sd[b + "attn.relative_position_bias_table"] = r((2 * window - 1) ** 2, heads)
-            sd[b + "attn.relative_position_index"] = relative_position_index(window)
-            sd.update({b + "mlp.fc1.weight": r(4 * c, c), b + "mlp.fc1.bias": r(4 * c)})
-            sd.update({b + "mlp.fc2.weight": r(c, 4 * c), b + "mlp.fc2.bias": r(c)})
-        f = f"backbone.layers.{i}.fusion."
-        for name, cin in (
-            ("vis_project.0", c), ("project_mm.0", c), ("image_lang_att.f_query.0", c),
-            ("image_lang_att.f_key.0", text_dim), ("image_lang_att.f_value.0", text_dim), ("image_lang_att.W.0", c),
-        ):  # fmt: skip
-            sd.update({f + name + ".weight": r(c, cin, 1), f + name + ".bias": r(c)})
-        if i < 3:
-            d = f"backbone.layers.{i}."
-            sd.update(
-                {d + "downsample.reduction.weight": r(2 * c, 4 * c), d + "downsample.norm.weight": r(4 * c)}
-            )
-            sd.update(
-                {
-                    d + "downsample.norm.bias": r(4 * c),
-                    d + "res_gate.0.weight": r(c, c),
-                    d + "res_gate.2.weight": r(c, c),
-                }
-            )
-        sd.update({f"backbone.norm{i}.weight": r(c), f"backbone.norm{i}.bias": r(c)})
-    p = "sem_seg_head.pixel_decoder."
-    for k, c in enumerate([embed * 8, embed * 4, embed * 2]):
-        sd.update({f"{p}input_proj.{k}.0.weight": r(hidden, c, 1, 1), f"{p}input_proj.{k}.0.bias": r(hidden)})
-        sd.update({f"{p}input_proj.{k}.1.weight": r(hidden), f"{p}input_proj.{k}.1.bias": r(hidden)})
-    sd[f"{p}transformer.level_embed"] = r(3, hidden)
-    heads, points, ffn = config.num_heads, config.pixel_decoder_num_points, config.pixel_decoder_ffn_dim
-    for k in range(config.pixel_decoder_layers):
-        e = f"{p}transformer.encoder.layers.{k}."
-        for name, shape in (
-            ("self_attn.sampling_offsets", (heads * 3 * points * 2, hidden)), ("self_attn.attention_weights", (heads * 3 * points, hidden)),
-            ("self_attn.value_proj", (hidden, hidden)), ("self_attn.output_proj", (hidden, hidden)),
-            ("linear1", (ffn, hidden)), ("linear2", (hidden, ffn)),
-        ):  # fmt: skip
-            sd.update({e + name + ".weight": r(*shape), e + name + ".bias": r(shape[0])})
-        for name in ("norm1", "norm2"):
-            sd.update({e + name + ".weight": r(hidden), e + name + ".bias": r(hidden)})
-    sd.update({f"{p}adapter_1.weight": r(hidden, embed, 1, 1), f"{p}adapter_1.norm.weight": r(hidden)})
-    sd.update({f"{p}adapter_1.norm.bias": r(hidden), f"{p}layer_1.weight": r(hidden, hidden, 3, 3)})
-    sd.update({f"{p}layer_1.norm.weight": r(hidden), f"{p}layer_1.norm.bias": r(hidden)})
-    sd.update(
-        {
-            f"{p}mask_features.weight": r(config.mask_dim, hidden, 1, 1),
-            f"{p}mask_features.bias": r(config.mask_dim),
-        }
-    )
-    sd.update(
-        {f"text_encoder.{k}": r(*v.shape) if v.is_floating_point() else v for k, v in text_state.items()}
-    )
-    sd.update(
-        {
-            "text_encoder.embeddings.position_ids": torch.arange(40)[None],  # saved by transformers < 4.31
-            "text_encoder.pooler.dense.weight": r(text_dim, text_dim),
-            "sem_seg_head.predictor.query_feat.weight": r(100, hidden),
-        }
-    )
-    return sd
+from tests.models.rela.original_checkpoint import rela_state_dict
 
 
 def rela_pwam(x, words, l_mask, sd, prefix):
@@ -120,6 +36,13 @@ def converted(tmp_path_factory):
     model = PresencePluralityForReferringSegmentation(config).eval()
     text_state = model.model.text_encoder.model.state_dict()
     sd = rela_state_dict(config, text_state)
+    sd.update(
+        {
+            "text_encoder.embeddings.position_ids": torch.arange(40)[None],  # saved by transformers < 4.31
+            "text_encoder.pooler.dense.weight": torch.randn(32, 32),
+            "sem_seg_head.predictor.query_feat.weight": torch.randn(100, config.hidden_dim),
+        }
+    )
     path = tmp_path_factory.mktemp("rela") / "gres_tiny.pth"
     torch.save({"model": sd, "iteration": 1}, path)
     report = load_rela_checkpoint(model, path)

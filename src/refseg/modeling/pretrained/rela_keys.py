@@ -43,6 +43,7 @@ import torch
 
 __all__ = [
     "FILLED_ENCODER_KEYS",
+    "OPTIONAL_BUFFERS",
     "RECOMPUTED_BUFFERS",
     "check_recomputed_buffer",
     "encoder_state_dict_from_rela",
@@ -62,6 +63,8 @@ ORIGINAL_PIXEL_DECODER = "sem_seg_head.pixel_decoder."
 FILLED_ENCODER_KEYS = re.compile(
     r"model\.backbone\.model\.swin\.layernorm\.(weight|bias)|model\.backbone\.model\..*\.num_batches_tracked"
 )
+#: buffers that only files saved with transformers < 4.31 hold (optional in a ReLA file)
+OPTIONAL_BUFFERS = re.compile(r"text_encoder\.embeddings\.(position_ids|token_type_ids)")
 #: ReLA buffers that refseg recomputes (checked, not mapped)
 RECOMPUTED_BUFFERS = re.compile(
     r"backbone\.layers\.\d+\.blocks\.\d+\.attn\.relative_position_index"

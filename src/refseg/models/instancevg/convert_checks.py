@@ -25,6 +25,12 @@ from typing import Any
 import torch
 from huggingface_hub.errors import StrictDataclassError
 
+from ...modeling.pretrained.checkpoint_checks import (
+    check_finite,
+    check_keys,
+    shape_message,
+    shape_problems,
+)
 from .configuration_instancevg import InstanceVGConfig
 from .convert_sizes import (
     DECODER_LAYER,
@@ -34,37 +40,6 @@ from .convert_sizes import (
     encoder_width,
     read_sizes,
 )
-
-_SHOWN = 8
-
-
-def _names(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN])
-    return shown + (f" ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
-
-
-def _finite(tensor: torch.Tensor) -> bool:
-    """No NaN or inf in ``tensor`` (min and max in one pass: NaN propagates, inf shows at an end)."""
-    if not tensor.is_floating_point() or tensor.numel() == 0:
-        return True
-    low, high = torch.aminmax(tensor.detach())
-    return bool(torch.isfinite(low) and torch.isfinite(high))
-
-
-def check_finite(state_dict: dict[str, torch.Tensor]) -> None:
-    """Refuse NaN or infinite values (a corrupt file or a diverged run), naming the tensors that hold them."""
-    bad = [key for key, tensor in state_dict.items() if not _finite(tensor)]
-    if bad:
-        floating = sum(1 for tensor in state_dict.values() if tensor.is_floating_point())
-        where = (
-            f"in every one of its {floating} floating-point tensors"
-            if len(bad) == floating > 1
-            else f"in {len(bad)} of its {len(state_dict)} tensors ({_names(bad)})"
-        )
-        raise ValueError(
-            f"the checkpoint holds NaN or infinite values {where}: the file is corrupt or comes from a diverged "
-            "training run, and cannot be converted"
-        )
 
 
 def infer_preset(state_dict: dict[str, torch.Tensor]) -> str:
@@ -163,16 +138,6 @@ def check_layer_counts(
         )
 
 
-def _shape_problems(
-    state_dict: dict[str, torch.Tensor], layout: dict[str, tuple[int, ...]]
-) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
-    return [
-        (key, tuple(state_dict[key].shape), shape)
-        for key, shape in layout.items()
-        if key in state_dict and tuple(state_dict[key].shape) != shape
-    ]
-
-
 def check_layout(
     state_dict: dict[str, torch.Tensor],
     config: InstanceVGConfig,
@@ -186,35 +151,21 @@ def check_layout(
     config does not is blamed on ``overrides``.
     """
     layout = expected_layout(config)
-    missing = [key for key in layout if key not in state_dict]
-    extra = [key for key in state_dict if key not in layout]
-    if missing:
-        raise ValueError(f"the checkpoint lacks {len(missing)} tensor(s) of the {source}: {_names(missing)}")
-    if extra:
-        raise ValueError(
-            f"the checkpoint has {len(extra)} tensor(s) that are not InstanceVG parameters: {_names(extra)}"
-        )
-    problems = _shape_problems(state_dict, layout)
+    check_keys(state_dict, layout, source, "InstanceVG")
+    problems = shape_problems(state_dict, layout)
     if not problems:
         return
     if (
         overrides
         and without_overrides is not None
-        and not _shape_problems(state_dict, expected_layout(without_overrides))
+        and not shape_problems(state_dict, expected_layout(without_overrides))
     ):
         key, found, expected = problems[0]
         raise ValueError(
             f"--config_overrides {json.dumps(overrides)} contradicts the weights: {key} has shape {found} in the "
             f"checkpoint, the overridden config expects {expected}"
         )
-    key, found, expected = problems[0]
-    transposed = len(found) == 2 and found == expected[::-1]
-    more = f" ({len(problems) - 1} more tensor(s) of other shapes)" if len(problems) > 1 else ""
-    raise ValueError(
-        f"{key} has shape {found} in the checkpoint, the {source} expects {expected}"
-        + (": the tensor is transposed" if transposed else "")
-        + more
-    )
+    raise ValueError(shape_message(problems, source))
 
 
 def _overridden(overrides: dict[str, Any]) -> dict[str, Any]:

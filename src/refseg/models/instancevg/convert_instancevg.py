@@ -16,10 +16,7 @@ See ``docs/models/instancevg.md`` for the full table.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from ...modeling.beit3.pretrained import (
     beit3_state_dict_from_original,
     beit3_state_dict_to_original,
 )
+from ...modeling.pretrained.converted_folder import check_destination, parse_overrides, write_folder
 from ...modeling.pretrained.files import read_state_dict
 from .configuration_instancevg import InstanceVGConfig
 from .convert_checks import checked_config
@@ -298,52 +296,6 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
     return converted
 
 
-def _check_destination(output_dir: Path) -> None:
-    """Refuse to replace a folder that holds anything but a previous conversion."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output {output_dir} is a file, not a folder")
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        try:
-            model_type = json.loads((output_dir / "config.json").read_text()).get("model_type")
-        except (OSError, ValueError, AttributeError):
-            model_type = None
-        if model_type != InstanceVGConfig.model_type:
-            raise ValueError(
-                f"--output {output_dir} exists and holds other files (not a converted InstanceVG folder): "
-                "choose a new or empty folder"
-            )
-
-
-def _write_folder(output_dir: Path, write: Any) -> None:
-    """Run ``write(folder)`` on a temporary folder next to ``output_dir``, then put it in place.
-
-    On any error the temporary folder is removed and ``output_dir`` is left as it was; a previous conversion in
-    ``output_dir`` is replaced only once the new one is complete.
-    """
-    output_dir = output_dir.resolve()
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.converting-", dir=output_dir.parent))
-    try:
-        write(staging)
-        if output_dir.is_dir() and not any(output_dir.iterdir()):
-            output_dir.rmdir()
-        if output_dir.exists():
-            previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.previous-", dir=output_dir.parent))
-            previous.rmdir()
-            output_dir.rename(previous)
-            try:
-                staging.rename(output_dir)
-            except OSError:
-                previous.rename(output_dir)  # put the previous conversion back
-                raise
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            staging.rename(output_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-
-
 def convert_checkpoint(
     checkpoint: str | Path,
     output_dir: str | Path,
@@ -359,7 +311,7 @@ def convert_checkpoint(
     written next to ``output_dir`` and renamed at the end, so an error leaves no half-written folder.
     """
     output_dir = Path(output_dir)
-    _check_destination(output_dir)
+    check_destination(output_dir, InstanceVGConfig.model_type, "InstanceVG")
     text_tokenizer = None
     if tokenizer is not None:  # cheap refusals (missing, corrupt, BPE file) before reading the checkpoint
         text_tokenizer = load_beit3_tokenizer(tokenizer, model_max_length=1)
@@ -388,21 +340,8 @@ def convert_checkpoint(
         else:
             image_processor.save_pretrained(folder)
 
-    _write_folder(output_dir, write)
+    write_folder(output_dir, write)
     return model
-
-
-def parse_overrides(text: str | None) -> dict[str, Any]:
-    """``--config_overrides`` JSON -> dict (clear error on bad JSON)."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--config_overrides is not valid JSON: {err}") from err
-    if not isinstance(value, dict):
-        raise ValueError(f"--config_overrides must be a JSON object, got {type(value).__name__}")
-    return value
 
 
 __all__ = [
