@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-MODEL_TYPES = ("instalign", "instancevg", "metris", "presence_plurality")
+MODEL_TYPES = ("instalign", "instancevg", "metris", "presence_plurality", "rela")
 SIZE, LENGTH, STEPS, LR = 64, 7, 3, 0.01
 INSTANCES = (1, 0, 3, 2, 1, 2, 0, 1, 3, 1, 2, 1)  # per sample: no-target, single and multi-target samples
 

@@ -2,7 +2,7 @@
 
 ``snapshot()`` records it on the tiny preset of every registered paper model; the committed
 ``tests/fixtures/recipes/parameter_groups.json`` holds the snapshot taken before the recipes moved next to
-their models, and ``tests/training/test_recipe_snapshot.py`` compares against it. Regenerate (only for a
+their models (ReLA's: when its recipe was added), and ``tests/training/test_recipe_snapshot.py`` compares against it. Regenerate (only for a
 deliberate, documented change) with ``PYTHONPATH=src python tests/training/recipe_snapshot.py``.
 """
 
@@ -19,7 +19,7 @@ import refseg  # noqa: F401  (registers the models)
 from refseg.training import available_recipes, build_optimizer, get_recipe
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "recipes" / "parameter_groups.json"
-MODEL_TYPES = ("instalign", "instancevg", "metris", "presence_plurality")
+MODEL_TYPES = ("instalign", "instancevg", "metris", "presence_plurality", "rela")
 # (step, total_steps, steps_per_epoch) at which each schedule's factor is recorded
 SCHEDULE_POINTS = ((0, 100, 10), (1, 100, 10), (9, 100, 10), (50, 100, 10), (69, 100, 10), (70, 100, 10))
 SCHEDULE_POINTS += ((99, 100, 10), (100, 100, 10), (31, 40, 2))

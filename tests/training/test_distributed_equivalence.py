@@ -1,4 +1,4 @@
-"""2 processes x batch b and accumulation 2 x b train as 1 process x batch 2b (all four models, tiny presets).
+"""2 processes x batch b and accumulation 2 x b train as 1 process x batch 2b (all five models, tiny presets).
 
 The runs (``tests/training/equivalence_helpers.py``) take 3 SGD steps with dropout off; the gap is the relative
 weight difference as a share of the run's movement. Before the global loss normalisation and the synced

@@ -10,9 +10,9 @@ from transformers import AutoConfig, AutoModel
 
 import refseg  # noqa: F401  (registers the models)
 from refseg.training import available_recipes, build_optimizer, get_recipe, parameter_groups
-from refseg.training.recipes import GENERIC, LearningRateGroup, TrainingRecipe
+from refseg.training.recipes import GENERIC, LearningRateGroup, TrainingRecipe, frozen_parameters, submodules
 
-MODEL_TYPES = ("instalign", "instancevg", "metris", "presence_plurality")
+MODEL_TYPES = ("instalign", "instancevg", "metris", "presence_plurality", "rela")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,10 @@ def _assignment(model, recipe):
 @pytest.mark.parametrize("recipe_name", ["generic", "paper"])
 def test_every_trainable_parameter_is_in_exactly_one_group(tiny_models, model_type, recipe_name):
     model = tiny_models[model_type]
-    assignment = _assignment(model, get_recipe(recipe_name, model_type))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    recipe = get_recipe(recipe_name, model_type)
+    assignment = _assignment(model, recipe)
+    frozen = {id(p) for p in frozen_parameters(model, recipe)}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad and id(p) not in frozen}
     assert set(assignment) == trainable and trainable
 
 
@@ -193,7 +195,9 @@ def test_overrides_scale_the_groups_and_replace_the_other_values():
 def test_recipe_record_and_description():
     recipe = get_recipe("paper", "instancevg")
     record = recipe.to_dict()
-    assert record["groups"] == [{"name": "beit3", "learning_rate": 5e-5, "modules": ["model.encoder"]}]
+    assert record["groups"] == [
+        {"name": "beit3", "learning_rate": 5e-5, "modules": ["model.encoder"], "no_decay": None}
+    ]
     assert record["model_config"] == {}
     assert record["optimizer"] == "adam" and record["amsgrad"] is True and record["milestones"] == [7]
     assert record["model_types"] == ["instancevg"]
@@ -271,3 +275,114 @@ def test_metris_grefcoco_recipe_trains_the_no_target_classifier_of_appendix_a(ti
     assert "no_target_head=True" in grefcoco.describe() and grefcoco.to_dict()["model_config"] == {
         "no_target_head": True
     }
+
+
+def _rela_model(text_layers: int):
+    """A tiny ReLA whose BERT has ``text_layers`` layers (the released one has 12)."""
+    from refseg.models.rela import RelaConfig
+
+    config = RelaConfig.preset("tiny")
+    config.text_config.num_hidden_layers = text_layers
+    torch.manual_seed(0)
+    return AutoModel.from_config(config)
+
+
+def test_rela_recipe_is_the_released_optimizer():
+    """AdamW 1e-5, decay 0.05 except norms / embeddings / Swin tables; BERT layers 0-9 decay everything;
+    BERT embeddings and layers 10-11 frozen (in no group, no gradient); clip 0.01."""
+    model = _rela_model(12)
+    recipe = get_recipe("paper", "rela")
+    assignment = _assignment(model, recipe)
+    bert = "model.text_encoder.model."
+    for name, _ in model.named_parameters():
+        if name.startswith(bert + "embeddings.") or any(
+            name.startswith(f"{bert}encoder.layer.{i}.") for i in (10, 11)
+        ):
+            assert name not in assignment, name
+        elif name.startswith(bert):
+            assert assignment[name] == ("text_encoder", 1e-5, 0.05), name
+        else:
+            assert assignment[name][1] == 1e-5, name
+    # the BERT group decays its LayerNorms (it is one plain group in the released optimizer)
+    assert assignment[bert + "encoder.layer.9.output.LayerNorm.weight"] == ("text_encoder", 1e-5, 0.05)
+    # detectron2's rule elsewhere: norm layers, nn.Embedding tables and relative-position tables are exempt
+    for name in (
+        "decoder.query_feat.weight",
+        "decoder.query_embed.weight",
+        "decoder.level_embed.weight",
+        "decoder.heads.decoder_norm.weight",
+        "model.pixel_decoder.input_projections.0.1.weight",  # GroupNorm
+        "model.backbone.model.swin.encoder.layers.0.blocks.0.attention.relative_position_bias."
+        "relative_position_bias_table",
+    ):
+        assert assignment[name] == ("rest/no_decay", 1e-5, 0.0), name
+    # ... but the pixel decoder's level embedding is a plain parameter: decayed, as released
+    assert assignment["model.pixel_decoder.level_embed"] == ("rest", 1e-5, 0.05)
+    assert assignment["decoder.heads.minimap_embed.bias"] == ("rest", 1e-5, 0.05)
+    assert assignment["model.backbone.language_gates.0.fc1.weight"] == ("rest", 1e-5, 0.05)
+    optimizer = build_optimizer(model, recipe)
+    assert type(optimizer) is torch.optim.AdamW
+    assert [(g["name"], g["weight_decay"]) for g in optimizer.param_groups] == [
+        ("text_encoder", 0.05),
+        ("rest", 0.05),
+        ("rest/no_decay", 0.0),
+    ]
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n in model.state_dict() if n.startswith(bert) and n not in assignment} & set(
+        dict(model.named_parameters())
+    )
+    assert len(frozen) == 5 + 2 * 16  # embeddings (3 tables + LayerNorm) and two BERT layers
+    assert recipe.max_grad_norm == 0.01 and (recipe.batch_size, recipe.train_steps) == (48, 150_000)
+    assert "global batch 48, 150000 steps" in recipe.describe()
+
+
+def test_rela_recipe_on_a_two_layer_text_encoder_trains_both_layers():
+    """The released code trains BERT layers 0-9: a shorter text encoder has every layer trained."""
+    model = _rela_model(2)
+    assignment = _assignment(model, get_recipe("paper", "rela"))
+    assert assignment["model.text_encoder.model.encoder.layer.1.output.dense.weight"][0] == "text_encoder"
+    assert "model.text_encoder.model.embeddings.word_embeddings.weight" not in assignment
+
+
+def test_rela_step_schedule_drops_at_110k_and_140k_of_150k():
+    """detectron2's WarmupMultiStepLR (warm-up factor 1): x0.1 from iteration 110000 on, x0.01 from 140000."""
+    recipe = get_recipe("paper", "rela")
+    assert [recipe.lr_factor(s, 150_000) for s in (0, 109_999, 110_000, 139_999)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.1]
+    )
+    assert recipe.lr_factor(140_000, 150_000) == pytest.approx(0.01)
+    # a 15-step run drops at the same fractions: 11/15 and 14/15
+    assert [recipe.lr_factor(s, 15) for s in range(15)] == pytest.approx([1.0] * 11 + [0.1] * 3 + [0.01])
+    # steps_per_epoch does not matter (milestones are optimizer steps)
+    assert recipe.lr_factor(11, 15, steps_per_epoch=4) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="multistep_steps schedule needs train_steps"):
+        TrainingRecipe(name="x", source="y", schedule="multistep_steps", milestones=(5,))
+
+
+def test_module_paths_slice_module_lists_and_refuse_what_is_not_one():
+    model = nn.Module()
+    model.layers = nn.ModuleList(nn.Linear(1, 1) for _ in range(4))
+    model.head = nn.Linear(1, 1)
+    assert submodules(model, "layers[:3]") == list(model.layers)[:3]
+    assert submodules(model, "layers[-1:]") == [model.layers[3]]
+    assert submodules(model, "layers[10:]") == []
+    assert submodules(model, "head") == [model.head]
+    with pytest.raises(ValueError, match="'head\\[:1\\]': 'head' is a Linear, not a module list"):
+        submodules(model, "head[:1]")
+    with pytest.raises(ValueError, match="has no submodule 'tail'"):
+        submodules(model, "tail[:1]")
+    recipe = TrainingRecipe(
+        name="t",
+        source="test",
+        groups=(LearningRateGroup("low", 0.5, ("layers[1:3]",), no_decay="none"),),
+        frozen_modules=("layers[3:]",),
+        no_decay="generic",
+    )
+    assignment = _assignment(model, recipe)
+    assert assignment["layers.1.bias"] == ("low", 0.5, 0.01)  # the group's own rule: every parameter decays
+    assert assignment["layers.0.bias"] == ("rest/no_decay", 1e-4, 0.0)  # the recipe's rule
+    assert "layers.3.weight" not in assignment and model.layers[3].weight.requires_grad
+    build_optimizer(model, recipe)
+    assert not model.layers[3].weight.requires_grad and model.layers[2].weight.requires_grad
+    with pytest.raises(ValueError, match="no_decay must be one of"):
+        LearningRateGroup("x", 0.1, ("head",), no_decay="norms")

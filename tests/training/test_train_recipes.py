@@ -124,3 +124,41 @@ def test_metris_grefcoco_recipe_builds_the_paper_model_with_its_no_target_classi
     # a model without the classifier (loaded, or turned off by --config_overrides) is refused in one line
     with pytest.raises(SystemExit, match="recipe 'paper-grefcoco' trains metris with no_target_head=True"):
         train_script.resolve_recipe(args, refcoco)
+
+
+@pytest.mark.slow
+def test_rela_paper_recipe_trains_the_tiny_model_and_never_updates_the_frozen_text_modules(tmp_path):
+    """3 steps of the released ReLA recipe: the loss is finite, the step schedule drops at 11/15 of the run,
+    and BERT's embeddings (frozen by the recipe) are the initial ones while its layers moved."""
+    args = ["--model_type", "rela", "--config_preset", "tiny", "--per_device_train_batch_size", "2"]
+    args += ["--logging_steps", "1", "--train_images", "2", "--val_images", "2", "--skip_eval", "--seed", "3"]
+    args += [
+        "--recipe",
+        "paper",
+        "--learning_rate",
+        "1e-3",
+    ]  # a larger rate, so that 3 steps move the weights
+    trained = _train(*args, "--max_train_steps", "3", "--output_dir", str(tmp_path / "trained"))
+    assert "recipe paper (the released ReLA code" in trained and "clip 0.01" in trained
+    assert "frozen: model.text_encoder.model.embeddings" in trained
+    # 3 steps: milestones at 3 * 110/150 = 2.2 and 3 * 140/150 = 2.8 -> steps 1-2 at 1e-3, step 3 at 1e-5
+    assert "step 2: train_loss" in trained and "lr 0.001, epoch 0" in trained and "lr 1e-05" in trained
+    # the same seed at learning rate 0 saves the initial weights (AdamW's decay is scaled by the rate too)
+    initial = [a if a != "1e-3" else "0" for a in args]
+    _train(*initial, "--max_train_steps", "1", "--output_dir", str(tmp_path / "initial"))
+    start = load_file(str(tmp_path / "initial" / "model.safetensors"))
+    end = load_file(str(tmp_path / "trained" / "model.safetensors"))
+    embeddings = [k for k in start if k.startswith("model.text_encoder.model.embeddings.")]
+    assert embeddings and all(torch.equal(start[k], end[k]) for k in embeddings)
+    layer = "model.text_encoder.model.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(start[layer], end[layer])
+    record = json.loads((tmp_path / "trained" / "training_args.json").read_text())["recipe"]
+    assert record["frozen_modules"] == [
+        "model.text_encoder.model.embeddings",
+        "model.text_encoder.model.encoder.layer[10:]",
+    ]
+    assert (record["schedule"], record["milestones"], record["train_steps"]) == (
+        "multistep_steps",
+        [110000, 140000],
+        150000,
+    )

@@ -41,11 +41,18 @@ def _presence_plurality(batch: Mapping[str, Any], config) -> dict[str, float]:
     return loss_counts(batch["mask_labels"], batch.get("pixel_mask"))
 
 
+def _rela(batch: Mapping[str, Any], config) -> dict[str, float]:
+    from ..models.rela.criterion import loss_counts
+
+    return loss_counts(batch["mask_labels"], config.minimap_size)
+
+
 LOSS_COUNTS: dict[str, Callable[[Mapping[str, Any], Any], dict[str, float]]] = {
     "instalign": _instalign,
     "instancevg": _instancevg,
     "metris": _metris,
     "presence_plurality": _presence_plurality,
+    "rela": _rela,
 }
 
 

@@ -4,12 +4,18 @@ A :class:`TrainingRecipe` says how a model is optimised, independent of the trai
 
 * the optimizer (AdamW, or Adam with AMSGrad) and its betas, epsilon and weight decay;
 * learning-rate groups selected by module (:class:`LearningRateGroup`: e.g. the pretrained backbones, the
-  parameters of ``model.get_submodule("model.backbone.model")``, at a tenth of the learning rate), every other
+  parameters of ``model.get_submodule("model.backbone.model")``, at a tenth of the learning rate; a path may
+  end in a slice of a module list, ``"model.text_encoder.model.encoder.layer[:10]"``), every other
   trainable parameter in the ``rest`` group;
-* which parameters get no weight decay (``no_decay``): ``"generic"`` (1-d parameters and names with
-  ``norm``), ``"norms_and_position_tables"`` (the parameters of normalisation layers and position tables,
-  as in LAVT's optimizer) or ``"none"``;
+* modules the recipe never updates (``frozen_modules``: left out of the optimizer and set to
+  ``requires_grad=False`` by :func:`build_optimizer`, so that clipping and DDP ignore them too);
+* which parameters get no weight decay (``no_decay``, per recipe, or per group): ``"generic"`` (1-d
+  parameters and names with ``norm``), ``"norms_and_position_tables"`` (the parameters of normalisation
+  layers and position tables, as in LAVT's optimizer), ``"norms_embeddings_and_position_tables"`` (also
+  ``nn.Embedding`` tables, as in detectron2's optimizers) or ``"none"``;
 * the schedule (:mod:`refseg.training.schedules`) and the gradient-clipping norm (0: none);
+* the paper's global batch and number of optimizer steps (``batch_size``, ``train_steps``; 0 where unstated),
+  printed with the recipe; ``train.py`` does not impose them;
 * the model settings the recipe trains with (``model_config``, e.g. METRIS's no-target classifier on
   gRefCOCO), applied to a model built from scratch and required of a model that is loaded.
 
@@ -33,24 +39,49 @@ from typing import Any
 import torch
 from torch import nn
 
-from .schedules import linear_factor, multistep_warmup_factor, poly_factor
+from .schedules import linear_factor, multistep_steps_factor, multistep_warmup_factor, poly_factor
 
 __all__ = [
     "LearningRateGroup",
     "TrainingRecipe",
     "available_recipes",
     "build_optimizer",
+    "frozen_parameters",
     "get_recipe",
     "parameter_groups",
+    "submodules",
 ]
 
 _OPTIMIZERS = ("adamw", "adam")
-_SCHEDULES = ("linear", "poly", "multistep")
-_NO_DECAY_RULES = ("generic", "norms_and_position_tables", "none")
+_SCHEDULES = ("linear", "poly", "multistep", "multistep_steps")
+_NO_DECAY_RULES = ("generic", "norms_and_position_tables", "norms_embeddings_and_position_tables", "none")
 # parameter names of position tables (Swin's absolute_pos_embed / relative_position_bias_table, BERT's and
 # BEiT-3's position_embeddings) that the "norms_and_position_tables" rule keeps free of weight decay
 _POSITION_TABLE = re.compile(r"pos_embed|position_embedding|relative_position_bias_table")
 _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)
+# "path[a:b]": the modules a:b of the module list at path
+_SLICE = re.compile(r"^(?P<path>.+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+
+def submodules(model: nn.Module, path: str) -> list[nn.Module]:
+    """The submodule of ``model`` at the attribute path ``path``, or the modules of a slice of a module list
+    (``"model.text_encoder.model.encoder.layer[:10]"``: the first 10 BERT layers, fewer if it has fewer).
+
+    Raises:
+        ValueError: if ``model`` has no submodule at the path, or a sliced one is not a module list.
+    """
+    match = _SLICE.match(path)
+    base = match["path"] if match else path
+    try:
+        module = model.get_submodule(base)
+    except AttributeError:
+        raise ValueError(f"{type(model).__name__} has no submodule {base!r}") from None
+    if not match:
+        return [module]
+    if not isinstance(module, (nn.ModuleList, nn.Sequential)):
+        raise ValueError(f"{path!r}: {base!r} is a {type(module).__name__}, not a module list to slice")
+    start, stop = (int(v) if v else None for v in (match["start"], match["stop"]))
+    return list(module)[start:stop]
 
 
 @dataclass(frozen=True)
@@ -61,12 +92,20 @@ class LearningRateGroup:
         name: the group's name (kept in the optimizer's ``param_groups`` as ``"name"``).
         learning_rate: the group's initial learning rate.
         modules: attribute paths of submodules of the task model (``model.get_submodule(path)``), e.g.
-            ``("model.backbone.model", "model.text_encoder.model")``; a path the model lacks is an error.
+            ``("model.backbone.model", "model.text_encoder.model")``, or slices of module lists
+            (:func:`submodules`); a path the model lacks is an error.
+        no_decay: the group's own weight-decay exemption rule (``None``: the recipe's), e.g. ``"none"`` for
+            ReLA's text-encoder group, whose LayerNorms decay too.
     """
 
     name: str
     learning_rate: float
     modules: tuple[str, ...]
+    no_decay: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.no_decay is not None and self.no_decay not in _NO_DECAY_RULES:
+            raise ValueError(f"no_decay must be one of {_NO_DECAY_RULES} or None, got {self.no_decay!r}")
 
     def parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """The parameters of the group's submodules of ``model``.
@@ -77,12 +116,11 @@ class LearningRateGroup:
         params = []
         for path in self.modules:
             try:
-                module = model.get_submodule(path)
-            except AttributeError:
-                raise ValueError(
-                    f"learning-rate group {self.name!r}: {type(model).__name__} has no submodule {path!r}"
-                ) from None
-            params.extend(module.parameters())
+                modules = submodules(model, path)
+            except ValueError as error:
+                raise ValueError(f"learning-rate group {self.name!r}: {error}") from None
+            for module in modules:
+                params.extend(module.parameters())
         return params
 
 
@@ -94,7 +132,10 @@ class TrainingRecipe:
     group). The schedule is ``"linear"`` (warm-up ``warmup_steps``, then linear to ``min_learning_rate``),
     ``"poly"`` (``(1 - t / T) ** power`` per optimizer step, down to ``min_learning_rate``) or
     ``"multistep"`` (epoch-wise: ``warmup_epochs``, then x ``gamma`` at each of ``milestones``, 1-based
-    epochs). ``max_grad_norm`` 0 means no clipping. ``model_config`` holds ``(field, value)`` pairs of the
+    epochs) or ``"multistep_steps"`` (x ``gamma`` from each of ``milestones``, optimizer steps of a
+    ``train_steps``-step run, moved proportionally to the run's length). ``max_grad_norm`` 0 means no clipping.
+    ``frozen_modules`` (paths as in :class:`LearningRateGroup`) are never updated. ``batch_size`` and
+    ``train_steps`` are the paper's global batch and optimizer steps (0: unstated). ``model_config`` holds ``(field, value)`` pairs of the
     model config the recipe trains with (:meth:`check_model_config`).
     """
 
@@ -116,6 +157,9 @@ class TrainingRecipe:
     gamma: float = 0.1
     warmup_epochs: int = 0
     max_grad_norm: float = 0.0
+    frozen_modules: tuple[str, ...] = ()
+    batch_size: int = 0
+    train_steps: int = 0
     model_config: tuple[tuple[str, Any], ...] = ()
     model_types: tuple[str, ...] = field(default=(), compare=False)
 
@@ -130,6 +174,10 @@ class TrainingRecipe:
             raise ValueError("learning rates and max_grad_norm must be >= 0")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule == "multistep_steps" and self.train_steps <= 0:
+            raise ValueError(
+                f"recipe {self.name!r}: the multistep_steps schedule needs train_steps (its milestones' run length)"
+            )
         if self.schedule == "multistep" and self.warmup_steps:
             raise ValueError(
                 f"recipe {self.name!r} warms up per epoch (warmup_epochs={self.warmup_epochs}); "
@@ -188,6 +236,15 @@ class TrainingRecipe:
             return multistep_warmup_factor(
                 step, steps_per_epoch, self.milestones, gamma=self.gamma, warmup_epochs=self.warmup_epochs
             )
+        if self.schedule == "multistep_steps":
+            return multistep_steps_factor(
+                step,
+                total_steps,
+                self.milestones,
+                self.train_steps,
+                gamma=self.gamma,
+                warmup_steps=self.warmup_steps,
+            )
         floor = self.min_learning_rate / self.learning_rate if self.learning_rate > 0 else 1.0
         if self.schedule == "poly":
             return poly_factor(step, total_steps, self.power, warmup_steps=self.warmup_steps, floor=floor)
@@ -206,6 +263,11 @@ class TrainingRecipe:
                 f"x{self.gamma:g} at epoch(s) {', '.join(map(str, self.milestones))}, "
                 f"{self.warmup_epochs} warm-up epoch(s)"
             )
+        elif self.schedule == "multistep_steps":
+            schedule = (
+                f"x{self.gamma:g} at step(s) {', '.join(map(str, self.milestones))} of {self.train_steps} "
+                "(at the same fractions of a run of another length)"
+            )
         elif self.schedule == "poly":
             schedule = f"poly {self.power:g} per step to {self.min_learning_rate:g}"
         else:
@@ -214,15 +276,22 @@ class TrainingRecipe:
             schedule += f", {self.warmup_steps} warm-up step(s)"
         clip = f"clip {self.max_grad_norm:g}" if self.max_grad_norm > 0 else "no clipping"
         settings = "".join(f", {key}={value!r}" for key, value in self.model_config)
+        exempt = "".join(f"; {g.name}: {g.no_decay}" for g in self.groups if g.no_decay is not None)
+        frozen = f", frozen: {', '.join(self.frozen_modules)}" if self.frozen_modules else ""
+        paper = [f"global batch {self.batch_size}"] if self.batch_size else []
+        paper += [f"{self.train_steps} steps"] if self.train_steps else []
+        paper_run = f", paper: {', '.join(paper)}" if paper else ""
         return (
             f"{self.name} ({self.source}): {optimizer} betas {self.betas} eps {self.eps:g}, lr {rates}, "
-            f"weight decay {self.weight_decay:g} (no decay: {self.no_decay}), {schedule}, {clip}{settings}"
+            f"weight decay {self.weight_decay:g} (no decay: {self.no_decay}{exempt}), {schedule}, {clip}"
+            f"{frozen}{paper_run}{settings}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (saved with the training arguments)."""
         data = asdict(self)
         data["groups"] = [{**asdict(g), "modules": list(g.modules)} for g in self.groups]
+        data["frozen_modules"] = list(self.frozen_modules)
         data["betas"] = list(self.betas)
         data["milestones"] = list(self.milestones)
         data["model_config"] = dict(self.model_config)
@@ -286,8 +355,13 @@ def _no_decay_names(model: nn.Module, rule: str) -> set[str]:
     if rule == "generic":
         return {n for n, p in named.items() if not (p.ndim > 1 and "norm" not in n.lower())}
     names = {n for n in named if "norm" in n.lower() or _POSITION_TABLE.search(n)}
+    embeddings = rule == "norms_embeddings_and_position_tables"
     for module_name, module in model.named_modules():
-        if isinstance(module, _NORM_TYPES) or type(module).__name__.lower().endswith("norm"):
+        if (
+            isinstance(module, _NORM_TYPES)
+            or type(module).__name__.lower().endswith("norm")
+            or (embeddings and isinstance(module, nn.Embedding))
+        ):
             prefix = f"{module_name}." if module_name else ""
             names.update(prefix + n for n, _ in module.named_parameters(recurse=False))
     return names & set(named)
@@ -296,12 +370,16 @@ def _no_decay_names(model: nn.Module, rule: str) -> set[str]:
 def parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict[str, Any]]:
     """The optimizer's parameter groups for ``model`` under ``recipe``.
 
-    Every trainable parameter lands in exactly one group: the first :class:`LearningRateGroup` whose
-    modules hold it, else ``rest``; each of these splits into a decayed part and a ``no_decay``
-    part (``"<group>"`` and ``"<group>/no_decay"``). Empty groups are left out. Each dict holds
-    ``params``, ``lr``, ``weight_decay`` and ``name``.
+    Every trainable parameter outside the recipe's ``frozen_modules`` lands in exactly one group: the first
+    :class:`LearningRateGroup` whose modules hold it, else ``rest``; each of these splits into a decayed part
+    and a ``no_decay`` part (``"<group>"`` and ``"<group>/no_decay"``) by the group's rule (the recipe's unless
+    the group has its own). Empty groups are left out. Each dict holds ``params``, ``lr``, ``weight_decay``
+    and ``name``.
     """
-    no_decay = _no_decay_names(model, recipe.no_decay)
+    rules = {g.name: g.no_decay or recipe.no_decay for g in recipe.groups} | {"rest": recipe.no_decay}
+    exempt = {rule: _no_decay_names(model, rule) for rule in set(rules.values())}
+    no_decay = {group: exempt[rule] for group, rule in rules.items()}
+    frozen = {id(p) for p in frozen_parameters(model, recipe)}
     group_of: dict[int, str] = {}
     for g in reversed(recipe.groups):  # the first group that holds a parameter wins
         group_of.update((id(p), g.name) for p in g.parameters(model))
@@ -310,10 +388,10 @@ def parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict[str,
     order = [(g.name, decay) for g in recipe.groups for decay in (True, False)]
     order += [("rest", True), ("rest", False)]
     for name, param in model.named_parameters():
-        if not param.requires_grad:
+        if not param.requires_grad or id(param) in frozen:
             continue
         group = group_of.get(id(param), "rest")
-        buckets.setdefault((group, name not in no_decay), []).append(param)
+        buckets.setdefault((group, name not in no_decay[group]), []).append(param)
     groups = []
     for group, decay in order:
         params = buckets.get((group, decay))
@@ -329,8 +407,31 @@ def parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict[str,
     return groups
 
 
+def frozen_parameters(model: nn.Module, recipe: TrainingRecipe) -> list[nn.Parameter]:
+    """The parameters of the recipe's ``frozen_modules`` (paths as in :func:`submodules`).
+
+    Raises:
+        ValueError: if ``model`` lacks one of the modules.
+    """
+    params = []
+    for path in recipe.frozen_modules:
+        try:
+            modules = submodules(model, path)
+        except ValueError as error:
+            raise ValueError(f"recipe {recipe.name!r}, frozen modules: {error}") from None
+        for module in modules:
+            params.extend(module.parameters())
+    return params
+
+
 def build_optimizer(model: nn.Module, recipe: TrainingRecipe) -> torch.optim.Optimizer:
-    """``torch.optim.AdamW`` or ``Adam`` over :func:`parameter_groups` with the recipe's hyper-parameters."""
+    """``torch.optim.AdamW`` or ``Adam`` over :func:`parameter_groups` with the recipe's hyper-parameters.
+
+    The parameters of the recipe's ``frozen_modules`` are set to ``requires_grad=False`` first: they get no
+    gradient, so gradient clipping and DDP leave them out as the optimizer does.
+    """
+    for param in frozen_parameters(model, recipe):
+        param.requires_grad_(False)
     groups = parameter_groups(model, recipe)
     if not groups:
         raise ValueError("the model has no trainable parameters")

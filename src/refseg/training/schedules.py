@@ -9,14 +9,17 @@ group's initial learning rate, for ``torch.optim.lr_scheduler.LambdaLR``:
   presence & plurality, Sec. 4.2: power 0.9);
 * :func:`multistep_warmup_factor`: the released InstanceVG code's epoch-wise step schedule (a linear
   warm-up over the first epochs, then x ``gamma`` from each milestone epoch on; paper Sec. 4.3: "reduced by
-  a factor of 10 at the 7th epoch").
+  a factor of 10 at the 7th epoch");
+* :func:`multistep_steps_factor`: a step schedule counted in optimizer steps, its milestones given for a run of
+  ``reference_steps`` steps and moved proportionally to the run's length (the released ReLA code: x0.1 at
+  110k and 140k of 150k iterations, detectron2's ``WarmupMultiStepLR`` with a no-op warm-up).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["linear_factor", "multistep_warmup_factor", "poly_factor"]
+__all__ = ["linear_factor", "multistep_steps_factor", "multistep_warmup_factor", "poly_factor"]
 
 
 def linear_factor(step: int, total_steps: int, warmup_steps: int = 0, floor: float = 0.0) -> float:
@@ -59,3 +62,22 @@ def multistep_warmup_factor(
     if epoch < warmup_epochs:
         return (epoch + 1) / (warmup_epochs + 1)
     return gamma ** sum(1 for m in milestones if epoch + 1 >= m)
+
+
+def multistep_steps_factor(
+    step: int,
+    total_steps: int,
+    milestones: Sequence[int],
+    reference_steps: int,
+    gamma: float = 0.1,
+    warmup_steps: int = 0,
+) -> float:
+    """``gamma ** k``, ``k`` the milestones reached: ``m`` (a step of a ``reference_steps``-step run) is reached
+    once ``step * reference_steps >= m * total_steps``, i.e. at the same fraction of this run.
+
+    With ``total_steps == reference_steps`` this is detectron2's ``WarmupMultiStepLR`` (warm-up factor 1): the
+    rate drops from step ``m`` (0-based) on. ``(step + 1) / warmup_steps`` during an optional linear warm-up.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return gamma ** sum(1 for m in milestones if step * reference_steps >= m * total_steps)
