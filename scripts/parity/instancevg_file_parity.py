@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkout", help="path of the original InstanceVG checkout")
-    parser.add_argument("--mode", choices=("preprocessing", "images", "evaluators"), required=True)
+    parser.add_argument(
+        "--mode", choices=("preprocessing", "images", "evaluators", "test-loop"), required=True
+    )
     parser.add_argument("--spm", help="a Unigram sentencepiece model (beit3.spm or a small one)")
     parser.add_argument("--transformers-444", help="folder with transformers 4.44.2 (pip install --target)")
     parser.add_argument("--fixture", help="preprocessing: write the CI fixture (.npz) here")
@@ -276,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             from instancevg_eval_parity import evaluator_parity
 
             ok = evaluator_parity(args.checkout, seed=args.seed)
+        elif args.mode == "test-loop":
+            from instancevg_test_loop_parity import test_loop_parity
+
+            ok = test_loop_parity(args, Path(folder))
         else:
             from instancevg_images_parity import image_file_parity
 

@@ -17,6 +17,7 @@ calls the original's own code from the checkout the user gives:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -30,7 +31,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from instancevg_original import import_original  # noqa: E402
+from instancevg_original import (  # noqa: E402
+    build_original_model,
+    import_original,
+    load_official_checkpoint,
+)
 
 CONFIGS = (
     "configs/gres/InstanceVG-grefcoco.py",
@@ -166,4 +171,82 @@ def original_predict_file(
         "scores": boxes["scores"].float(),
         "boxes": boxes["boxes"].float(),
         "merged_mask": torch.from_numpy(mask),
+    }
+
+
+def run_original_test_loop(
+    checkout: str | os.PathLike,
+    annsfile: str | os.PathLike,
+    imgsfile: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    *,
+    config_name: str = CONFIGS[0],
+    which_set: str = "val",
+    image_size: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    samples_per_gpu: int = 4,
+) -> dict[str, float]:
+    """``tools/test.py`` of the original on CPU for one gRefCOCO split: its dataset class (``GRefCOCO`` on a
+    seqtr-type ``annsfile``), the config's ``val_pipeline`` (decode, tokenise with ``pretrain_weights/beit3.spm``
+    relative to the working directory, ``Resize`` to ``image_size``, ``Normalize``, formatting), its
+    ``build_dataloader`` and mmcv ``collate``, the model loaded from an official-format ``checkpoint``, and
+    ``instancevg.apis.test.evaluate_model`` (post-processing with the config's ``post_params``, then
+    ``grec_evaluate_f1_nacc`` and ``gres_evaluate``). Needs transformers 4.x (the loader's
+    ``XLMRobertaTokenizer``). ``model_kwargs`` go to ``build_original_model`` (reduced sizes).
+
+    Two CPU substitutions, nothing else: ``extract_data`` keeps tensors on the CPU (the original moves them to
+    CUDA), and the dataset's GloVe vocabulary (``datasets.utils.tokenize``, read from pickles next to the
+    annotations and unused with BEiT-3 tokens) is an empty one. ``evaluate_model`` returns GREC's N-acc / T-acc
+    and drops those of ``gres_evaluate``; a wrapper records them.
+    """
+    import_original(checkout)
+    from instancevg.datasets import build_dataloader, build_dataset
+    from mmcv import Config
+
+    base = importlib.import_module("instancevg.datasets.base")
+    base.tokenize = lambda annsfile, anns_all, word_emb_cfg=None: (
+        {"PAD": 0, "UNK": 1, "CLS": 2},
+        {0: "PAD", 1: "UNK", 2: "CLS"},
+        np.zeros((0,)),
+    )
+    test_module = importlib.import_module("instancevg.apis.test")
+    test_module.extract_data = lambda inputs: {key: value.data[0] for key, value in inputs.items()}
+    gres_evaluate, gres_results = test_module.gres_evaluate, []
+
+    def recording_gres_evaluate(*args, **kwargs):  # evaluate_model drops its T-acc / N-acc: keep them
+        gres_results.append(gres_evaluate(*args, **kwargs))
+        return gres_results[-1]
+
+    test_module.gres_evaluate = recording_gres_evaluate
+
+    cfg = Config.fromfile(os.path.join(os.fspath(checkout), config_name))
+    if cfg.dataset != "GRefCOCO":
+        raise ValueError(f"{config_name}: only the gRefCOCO test loop is run here, not {cfg.dataset}")
+    pipeline = [dict(step) for step in cfg.val_pipeline]
+    if image_size is not None:
+        pipeline[1]["img_scale"] = (image_size, image_size)
+    cfg.data.val.update(
+        annsfile=os.fspath(annsfile),
+        imgsfile=os.fspath(imgsfile),
+        which_set=which_set,
+        pipeline=pipeline,
+        word_emb_cfg=None,
+    )
+    cfg.data.samples_per_gpu, cfg.data.workers_per_gpu = samples_per_gpu, 0
+    cfg.distributed, cfg.rank, cfg.world_size, cfg.seed = False, 0, 1, None
+    dataset = build_dataset(cfg.data.val)
+    loader = build_dataloader(cfg, dataset)
+    model = build_original_model(checkout, config_name, **(model_kwargs or {}))
+    load_official_checkpoint(model, checkpoint)
+    f1, n_acc, t_acc, giou, ciou, pr = test_module.evaluate_model(which_set, cfg, model, loader)
+    return {
+        "samples": len(dataset),
+        "GREC Pr@(F1=1, IoU>=0.5)": float(f1),
+        "GREC N-acc": float(n_acc),
+        "GREC T-acc": float(t_acc),
+        "GRES gIoU": float(giou),
+        "GRES cIoU": float(ciou),
+        "GRES T-acc": float(gres_results[-1][2]),
+        "GRES N-acc": float(gres_results[-1][3]),
+        **{f"GRES Pr@{t}": float(v) for t, v in zip((0.7, 0.8, 0.9), pr)},
     }

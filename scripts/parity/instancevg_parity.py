@@ -316,7 +316,7 @@ def build(checkout: str, full: bool, seed: int, inputs):
 def main(argv: list[str] | None = None) -> int:
     mode_parser = argparse.ArgumentParser(add_help=False)
     mode_parser.add_argument(
-        "--mode", choices=("model", "preprocessing", "images", "evaluators"), default="model"
+        "--mode", choices=("model", "preprocessing", "images", "evaluators", "test-loop"), default="model"
     )
     mode, _ = mode_parser.parse_known_args(argv)
     if mode.mode != "model":  # pre-processing and image-file parity (instancevg_file_parity.py)
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--mode",
-        choices=("model", "preprocessing", "images", "evaluators"),
+        choices=("model", "preprocessing", "images", "evaluators", "test-loop"),
         default="model",
         help="model: random-weight tensors (default); preprocessing: image files and token ids through the "
         "original's test pipeline; images: image files and sentences through the original's test-time path vs "
