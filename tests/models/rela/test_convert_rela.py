@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import refseg.hub
 from refseg.modeling.pretrained.rela_keys import relative_position_index
 from refseg.models.rela import RelaConfig, RelaForReferringSegmentation, RelaProcessor
 from refseg.models.rela.convert_checks import config_value, expected_layout, infer_preset, read_sizes
@@ -385,3 +386,33 @@ def test_an_unrelated_folder_is_not_replaced(files, tmp_path, capsys):
     assert _cli(checkpoint, tmp_path, "--tokenizer", str(vocab)) == 1
     assert "not a converted ReLA folder" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_push_to_hub_uploads_the_folder_with_a_rela_model_card(files, tmp_path, monkeypatch, capsys):
+    checkpoint, vocab = files
+    calls = []
+
+    class RecordingApi:  # stands in for huggingface_hub.HfApi: no network
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
+            calls.append(("create_repo", repo_id, private))
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, commit_message=None, **kwargs):
+            calls.append(("upload_folder", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+            return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(refseg.hub, "HfApi", RecordingApi)
+    output = tmp_path / "rela-tiny"
+    assert _cli(checkpoint, output, "--tokenizer", str(vocab), "--push-to-hub", "my-org/rela-tiny") == 0
+    assert "uploaded" in capsys.readouterr().out
+    assert calls[0] == ("create_repo", "my-org/rela-tiny", None)
+    assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(calls[1][2])
+    card = (output / "README.md").read_text()
+    assert (
+        "ReLA (GRES) converted for refseg" in card
+        and "gres_tiny.pth" in card
+        and "docs/models/rela.md" in card
+    )
