@@ -43,7 +43,8 @@ class RelaConversionReport:
         recomputed: checkpoint buffers that refseg recomputes, checked equal to what it computes (Swin's
             ``relative_position_index``, BERT's ``position_ids``).
         filled: model keys the file cannot hold, left at their initial values (Swin's final LayerNorm, which
-            no output reads; the ResNet batch norms' training counters).
+            no output reads; a ResNet's batch-norm counters, absent from detectron2's frozen batch norms, are
+            set to 0 by PyTorch's loading and not listed).
         language_gates_closed: whether every language gate matrix is zero (as the released training leaves
             them: zero-initialised, they get no gradient); ``None`` for the R-50, which has none.
         parameters: the converted model's parameter count.
