@@ -15,7 +15,8 @@ from refseg.models.rela.convert_keys import (
     refseg_key_to_predictor,
     rela_state_dict_to_original,
 )
-from refseg.models.rela.convert_rela import load_rela_checkpoint, read_rela_state_dict
+from refseg.models.rela.convert_rela import convert_checkpoint, load_rela_checkpoint, read_rela_state_dict
+from refseg.models.rela.convert_tokenizer import load_bert_tokenizer
 from refseg_cli import main
 from tests.models.rela.original_checkpoint import rela_checkpoint
 
@@ -416,3 +417,22 @@ def test_push_to_hub_uploads_the_folder_with_a_rela_model_card(files, tmp_path, 
         and "gres_tiny.pth" in card
         and "docs/models/rela.md" in card
     )
+
+
+def test_tokenizer_folder_vocab_file_and_refusals(files, tmp_path):
+    checkpoint, vocab = files
+    folder = tmp_path / "bert"
+    load_bert_tokenizer(vocab).save_pretrained(folder)  # a folder as `hf download` gives (tokenizer.json...)
+    tokenizer = load_bert_tokenizer(folder)
+    assert tokenizer("The red circle")["input_ids"] == [2, 5, 6, 7, 3]  # lower-cased word pieces
+    no_cls = tmp_path / "no_cls.txt"
+    no_cls.write_text("\n".join(t for t in VOCAB if t != "[CLS]"))
+    with pytest.raises(ValueError, match=r"is not a BERT tokenizer: it lacks \[CLS\]"):
+        load_bert_tokenizer(no_cls)
+    with pytest.raises(ValueError, match="holds no tokenizer.json"):
+        load_bert_tokenizer(tmp_path)
+    big = tmp_path / "big.txt"
+    big.write_text("\n".join(VOCAB + [f"word{i}" for i in range(100)]))
+    with pytest.raises(ValueError, match="has 112 tokens, more than the 100 rows"):
+        convert_checkpoint(checkpoint, tmp_path / "out", tokenizer=big, preset="tiny")
+    assert not (tmp_path / "out").exists()

@@ -46,16 +46,13 @@ def load_bert_tokenizer(path: str | Path) -> Any:
             raise ValueError("the folder holds no tokenizer.json, tokenizer_config.json or vocab.txt")
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"--tokenizer {path} is not a BERT tokenizer: {one_line(error)}") from error
-    missing = [
-        name for name in ("cls_token", "sep_token", "pad_token") if getattr(tokenizer, name, None) is None
-    ]
-    unknown = [
-        t for t in ("[CLS]", "[SEP]", "[PAD]") if tokenizer.convert_tokens_to_ids(t) == tokenizer.unk_token_id
-    ]
-    if missing or unknown:
+    # BERT's special tokens must be word pieces of the vocabulary, not tokens the tokenizer appended to it
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pieces = backend.get_vocab(with_added_tokens=False) if backend is not None else tokenizer.get_vocab()
+    missing = [token for token in ("[CLS]", "[SEP]", "[PAD]") if token not in pieces]
+    if missing:
         raise ValueError(
-            f"--tokenizer {path} is not a BERT tokenizer: it lacks {', '.join(missing + unknown)} "
-            "(use bert-base-uncased's)"
+            f"--tokenizer {path} is not a BERT tokenizer: it lacks {', '.join(missing)} (use bert-base-uncased's)"
         )
     return tokenizer
 
