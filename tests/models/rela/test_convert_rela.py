@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -291,7 +292,12 @@ def test_pickle_files_are_refused_and_released_files_are_read_as_saved(swin_chec
     # detectron2's checkpointer: {"model": ..., "iteration": ...}, plus position_ids from transformers < 4.31
     path = tmp_path / "gres_tiny.pth"
     old_bert = {"text_encoder.embeddings.position_ids": torch.arange(40)[None]}
-    torch.save({"model": swin_checkpoint | old_bert, "iteration": 149999}, path)
+    training_state = {
+        "optimizer": {"state": {}, "param_groups": [{"lr": 1e-5, "weight_decay": 0.05, "params": [0]}]},
+        "scheduler": {"last_epoch": 149999, "base_lrs": [1e-5]},
+        "iteration": np.int64(149999),  # a numpy scalar: read through the safe allow-list
+    }
+    torch.save({"model": swin_checkpoint | old_bert, **training_state}, path)
     model, report = load_rela_checkpoint(path, preset="tiny")
     assert "text_encoder.embeddings.position_ids" in report.recomputed
     assert not model.training
