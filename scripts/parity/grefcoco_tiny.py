@@ -52,8 +52,22 @@ def _polygon(kind: str, x0: float, y0: float, size: float) -> list[float]:
     return [round(float(v), 2) for point in points for v in point]
 
 
-def make_dataset(folder: Path, seed: int = 0) -> dict[str, Path]:
-    """Write the images and both annotation layouts; returns their paths and the sentence count."""
+def make_dataset(
+    folder: Path,
+    seed: int = 0,
+    target_boxes: dict[int, list[list[float]]] | None = None,
+    target_masks: dict[int, np.ndarray] | None = None,
+) -> dict[str, Path]:
+    """Write the images and both annotation layouts; returns their paths and the sentence count.
+
+    ``target_boxes`` (ref id -> ``[x0, y0, x1, y1]`` boxes in image pixels) replaces the referred objects of those
+    refs by rectangles with these boxes (e.g. a model's predictions, so that box matching happens); images,
+    sentences and ids stay those of the same ``seed`` without it. ``target_masks`` (ref id -> bool (h, w) mask)
+    replaces them by one object with that mask, written as COCO RLE (which refseg's builder reads, and
+    InstanceVG's seqtr-type loader does not: use it for ReLA only).
+    """
+    target_boxes, target_masks = target_boxes or {}, target_masks or {}
+    rectangle_id = 100000
     rng = np.random.default_rng(seed)
     image_dir = folder / "images" / "train2014"
     image_dir.mkdir(parents=True)
@@ -73,7 +87,9 @@ def make_dataset(folder: Path, seed: int = 0) -> dict[str, Path]:
             draw.polygon(polygon, fill=COLOURS[colour])
             xs, ys = polygon[0::2], polygon[1::2]
             bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
-            objects.append({"id": ann_id, "kind": kind, "colour": colour, "polygon": polygon, "bbox": bbox})
+            objects.append(
+                {"id": ann_id, "kind": kind, "colour": colour, "segmentation": [polygon], "bbox": bbox}
+            )
             annotations.append(
                 {
                     "id": ann_id,
@@ -102,6 +118,25 @@ def make_dataset(folder: Path, seed: int = 0) -> dict[str, Path]:
             else:
                 sentences = ["the small dog", "a woman holding an umbrella"]
             sentences = sentences[: 1 + int(rng.integers(0, 2))]
+            replacement = _replacement(ref_id, target_boxes, target_masks) if group else None
+            if replacement is not None:
+                group = []
+                for segmentation, bbox in replacement:
+                    group.append(
+                        {"id": rectangle_id, "kind": "square", "segmentation": segmentation, "bbox": bbox}
+                    )
+                    annotations.append(
+                        {
+                            "id": rectangle_id,
+                            "image_id": image_id,
+                            "category_id": CATEGORIES["square"],
+                            "segmentation": segmentation,
+                            "bbox": bbox,
+                            "area": bbox[2] * bbox[3],
+                            "iscrowd": 0,
+                        }
+                    )
+                    rectangle_id += 1
             records = []
             for sentence in sentences:
                 records.append(
@@ -115,7 +150,7 @@ def make_dataset(folder: Path, seed: int = 0) -> dict[str, Path]:
                         "ref_id": ref_id,
                         "sent_id": sent_id,
                         "expressions": {"raw": sentence},
-                        "annotations": [{"bbox": o["bbox"], "segmentation": [o["polygon"]]} for o in group]
+                        "annotations": [{"bbox": o["bbox"], "segmentation": o["segmentation"]} for o in group]
                         or [{"bbox": None, "segmentation": None}],
                     }
                 )
@@ -150,6 +185,26 @@ def make_dataset(folder: Path, seed: int = 0) -> dict[str, Path]:
         "sentences": len(seqtr),
         "refs": len(refs),
     }
+
+
+def _replacement(
+    ref_id: int, target_boxes: dict, target_masks: dict
+) -> list[tuple[object, list[float]]] | None:
+    """``[(segmentation, bbox xywh)]`` replacing a ref's objects, or None to keep the drawn ones."""
+    if ref_id in target_boxes:
+        out = []
+        for x0, y0, x1, y1 in target_boxes[ref_id]:
+            polygon = [round(float(v), 2) for v in (x0, y0, x1, y0, x1, y1, x0, y1)]
+            xs, ys = polygon[0::2], polygon[1::2]
+            out.append(([polygon], [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]))
+        return out
+    if ref_id in target_masks:
+        import pycocotools.mask as mask_utils
+
+        rle = mask_utils.encode(np.asfortranarray(target_masks[ref_id].astype(np.uint8)))
+        bbox = [float(v) for v in mask_utils.toBbox(rle)]
+        return [({"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}, bbox)]
+    return None
 
 
 def image_name(image_id: int) -> str:
