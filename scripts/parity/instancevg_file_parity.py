@@ -1,7 +1,8 @@
 """Pre-processing and image-file parity of refseg's InstanceVG with the ORIGINAL test-time path.
 
-Modes of ``instancevg_parity.py`` (``--mode preprocessing`` / ``images`` / ``evaluators``), dispatched here
-(``evaluators``: ``instancevg_eval_parity.py``):
+Modes of ``instancevg_parity.py`` (``--mode preprocessing`` / ``images`` / ``evaluators`` / ``test-loop``),
+dispatched here (``evaluators``: ``instancevg_eval_parity.py``; ``test-loop``: ``instancevg_test_loop_parity.py``,
+the original's ``tools/test.py`` loop vs ``examples/evaluate.py`` on a generated gRefCOCO set):
 
 * ``preprocessing``: deterministic odd-sized images written as PNG / JPEG / grey / RGBA / palette / 16-bit files go
   through every released config's own test transforms (decode, ``Resize``, ``Normalize``:

@@ -23,6 +23,10 @@ test-time path with refseg's image processor and pipeline (``instancevg_file_par
 
     PYTHONPATH=src /work/parity-venv/bin/python scripts/parity/instancevg_parity.py /path/to/InstanceVG \\
         --mode images [--spm beit3.spm] [--transformers-444 /tmp/tf444]
+
+``--mode evaluators`` compares the original's evaluator functions with ``refseg.metrics`` on constructed
+predictions; ``--mode test-loop --transformers-444 /tmp/tf444`` runs the original's whole test loop and
+``examples/evaluate.py`` on one generated gRefCOCO-format dataset.
 """
 
 from __future__ import annotations
