@@ -6,9 +6,11 @@ it imports (``utils.comm``'s ``all_gather`` / ``is_main_process`` / ``synchroniz
 ``PathManager``, ``evaluation.evaluator``'s ``DatasetEvaluator``) given as single-process stand-ins, so neither
 detectron2 nor the rest of the original is needed. Nothing of it is copied.
 
-A tiny gRefCOCO-format dataset (``grefcoco_tiny.py``) is built with ``refseg.data.build_grefcoco`` and saved to
-disk; a tiny refseg ReLA model with random weights (``RelaConfig.preset("tiny")``, no-target bias set so that
-about half of the sentences are predicted no-target) is saved with its processor. Then:
+A tiny refseg ReLA model with random weights (``RelaConfig.preset("tiny")``, no-target bias set so that about
+half of the sentences of a tiny gRefCOCO-format dataset (``grefcoco_tiny.py``) are predicted no-target) is saved
+with its processor. The dataset is then written again with, for each single-target ref, the mask the model
+predicts for its first sentence as ground truth (so that IoUs near 1 occur), built with ``refseg.data.build_grefcoco``
+and saved to disk. Then:
 
 * refseg: ``python examples/evaluate.py --benchmark gres --resolution model`` (subprocess);
 * original: the same model's predictions on the same rows (``examples/evaluate.py``'s own image decoding, ground
@@ -18,7 +20,7 @@ about half of the sentences are predicted no-target) is saved with its processor
 
 gIoU / cIoU / Pr@0.7-0.9 (percent in both) and T-acc / N-acc (fractions in ReLA, percent in refseg) must agree.
 A last column, not compared, shows the original evaluator with the ground truth ReLA's own test mapper makes
-(polygons scaled to the square input and rasterised there, ``polygon_gt``) instead of ``examples/evaluate.py``'s
+(polygons scaled to the square input and rasterised there, ``rela_gt``) instead of ``examples/evaluate.py``'s
 nearest resize of the merged mask: the one definitional difference between the two protocols.
 
     PYTHONPATH=src python scripts/parity/rela_eval_parity.py --original /path/to/ReLA
@@ -107,22 +109,52 @@ def load_refer_evaluator(original: str | os.PathLike) -> type:
     return module.ReferEvaluator
 
 
-def polygon_gt(
-    polygons: list[list[list[float]]], height: int, width: int, size: tuple[int, int]
-) -> np.ndarray:
-    """Ground truth as ReLA's test mapper makes it: every instance's polygons scaled to the square input
-    (``ResizeTransform.apply_coords``) and rasterised there (``convert_coco_poly_to_mask``), merged by a clamped
-    sum. Our restatement of those two steps, used only to show how far it is from refseg's nearest resize."""
+def rela_gt(segmentations: list, height: int, width: int, size: tuple[int, int]) -> np.ndarray:
+    """Ground truth as ReLA's test mapper makes it from polygons: every instance's polygons scaled to the square
+    input (``ResizeTransform.apply_coords``) and rasterised there (``convert_coco_poly_to_mask``), merged by a
+    clamped sum. Our restatement of those two steps, only to show how far it is from refseg's nearest resize; an
+    RLE instance is resized nearest-neighbour (as refseg does)."""
     import pycocotools.mask as mask_utils
 
     out = np.zeros(size, dtype=bool)
     scale = np.array([size[1] / width, size[0] / height])
-    for instance in polygons:
+    for segmentation in segmentations:
+        if isinstance(segmentation, dict):
+            rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
+            out |= _load_evaluate_script().gt_at(mask_utils.decode(rle).astype(bool), size)
+            continue
         scaled = [
-            (np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale).reshape(-1).tolist() for p in instance
+            (np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale).reshape(-1).tolist()
+            for p in segmentation
         ]
-        rles = mask_utils.frPyObjects(scaled, size[0], size[1])
-        out |= mask_utils.decode(rles).any(-1).astype(bool) if len(rles) else False
+        out |= mask_utils.decode(mask_utils.frPyObjects(scaled, size[0], size[1])).any(-1).astype(bool)
+    return out
+
+
+@torch.no_grad()
+def predicted_masks(model_dir: Path, rows) -> dict[int, np.ndarray]:
+    """Per single-target ref, the mask the model predicts for its first sentence (image size; non-empty ones
+    only): used as that ref's ground truth, so that the IoU thresholds are crossed. Multi-target refs keep their
+    polygons (whose rasterisation differs between ReLA and refseg)."""
+    from transformers import AutoProcessor
+
+    from refseg.pipelines.loading import load_referring_segmentation_model
+
+    evaluate_script = _load_evaluate_script()
+    model = load_referring_segmentation_model(os.fspath(model_dir)).eval()
+    processor = AutoProcessor.from_pretrained(os.fspath(model_dir))
+    out: dict[int, np.ndarray] = {}
+    for row in rows:
+        if len(row["instances"]) != 1 or row["ref_id"] in out:
+            continue
+        image = evaluate_script.batch_images({"image": [row["image"]], "instances": [row["instances"]]})[0]
+        outputs = model(**processor(images=[image], text=[row["sentence"]]))
+        mask = processor.post_process_referring_segmentation(
+            outputs, target_sizes=[(image.height, image.width)]
+        )
+        mask = mask[0]["semantic_mask"].numpy().astype(bool)
+        if mask.any():
+            out[int(row["ref_id"])] = mask
     return out
 
 
@@ -190,7 +222,7 @@ def original_metrics(
     """The model's predictions on ``rows`` (as ``examples/evaluate.py --resolution model`` computes them) through
     the original ``ReferEvaluator``; the original's T-acc / N-acc are fractions, returned here in percent. The
     ground truth is ``examples/evaluate.py``'s (nearest resize of the merged mask), or with ``polygons``
-    (annotation id -> polygons) the one ReLA's mapper rasterises (:func:`polygon_gt`)."""
+    (annotation id -> segmentation) the one ReLA's mapper rasterises (:func:`rela_gt`)."""
     from transformers import AutoProcessor
 
     from refseg.pipelines.loading import load_referring_segmentation_model
@@ -215,7 +247,7 @@ def original_metrics(
                 gt = evaluate_script.gt_at(merge_instances(batch["instances"][k], height, width), size)
             else:
                 ids = [int(inst["ann_id"]) for inst in batch["instances"][k]]
-                gt = polygon_gt([polygons[i] for i in ids], height, width, size)
+                gt = rela_gt([polygons[i] for i in ids], height, width, size)
             mask = pred["semantic_mask"].bool()
             inputs.append(
                 {
@@ -257,12 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         data = make_dataset(folder / "data", seed=args.seed)
+        rows = build_grefcoco(data["root"])[0]["val"]
+        model_dir = build_model(folder / "rela-tiny", rows, seed=args.seed)
+        masks = predicted_masks(model_dir, rows)
+        data = make_dataset(folder / "data_masks", seed=args.seed, target_masks=masks)
         dataset, _ = build_grefcoco(data["root"])
         dataset_dir = folder / "grefcoco_hf"
         dataset.save_to_disk(os.fspath(dataset_dir))
         rows = dataset["val"]
         print(f"dataset: {len(IMAGE_SHAPES)} images, {data['refs']} refs, {len(rows)} sentences", flush=True)
-        model_dir = build_model(folder / "rela-tiny", rows, seed=args.seed)
+        print(
+            f"{len(masks)} single-target refs take the mask predicted for their first sentence as ground truth"
+        )
         ours, command = refseg_metrics(model_dir, dataset_dir, folder)
         reference, counts = original_metrics(args.original, model_dir, rows)
         coco = json.loads((Path(data["root"]) / "grefcoco" / "instances.json").read_text())
@@ -272,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     print(
         "| metric | original ReferEvaluator | examples/evaluate.py | abs diff "
-        "| ReferEvaluator, GT polygons rasterised at the input size (not compared) |"
+        "| ReferEvaluator, ReLA's ground truth (polygons rasterised at the input size; not compared) |"
     )
     print("|---|---|---|---|---|")
     ok = True
