@@ -68,3 +68,41 @@ def test_generated_cards_say_it_too():
         _body_after_title(str(model_card("me/m", model_type="instalign"))).strip().split("\n\n")[0]
     )
     assert "import refseg" in first_paragraph and "registers" in first_paragraph
+
+
+@pytest.mark.parametrize("name", ["swin-base", "swin-tiny", "r50"])
+def test_rela_cards_are_mit_and_carry_the_reported_val_numbers(name):
+    """ReLA README, gRefCOCO val cIoU / gIoU: R-50 39.53 / 38.62, Swin-T 57.73 / 56.86, Swin-B 62.42 / 63.60."""
+    data = ModelCard.load(CARDS / f"rela-{name}.md").data.to_dict()
+    assert data["license"] == "mit" and data["library_name"] == "refseg"
+    values = {
+        (r["dataset"]["split"], m["type"]): m["value"]
+        for r in data["model-index"][0]["results"]
+        for m in r["metrics"]
+    }
+    expected = {"swin-base": (62.42, 63.60), "swin-tiny": (57.73, 56.86), "r50": (39.53, 38.62)}[name]
+    assert (values[("val", "ciou")], values[("val", "giou")]) == expected
+    results = data["model-index"][0]["results"]
+    assert all(m["verified"] is False for r in results for m in r["metrics"])
+    assert all("not measured by refseg" in r["source"]["name"] for r in results)
+    text = (CARDS / f"rela-{name}.md").read_text()
+    checkpoint = {
+        "swin-base": "gres_swin_base.pth",
+        "swin-tiny": "gres_swin_tiny.pth",
+        "r50": "gres_r50.pth",
+    }[name]
+    assert f'RelaConfig.preset("{name}")' in text and f"refseg convert rela {checkpoint}" in text
+
+
+def test_rela_swin_base_card_has_the_papers_three_splits():
+    """The paper's Swin-B row: val 63.60 / 62.42 / 56.37, testA 70.03 / 69.26 / 59.02, testB 61.02 / 59.88 / 58.40."""
+    data = ModelCard.load(CARDS / "rela-swin-base.md").data.to_dict()
+    rows = {
+        r["dataset"]["split"]: tuple(m["value"] for m in r["metrics"])
+        for r in data["model-index"][0]["results"]
+    }
+    assert rows == {
+        "val": (63.60, 62.42, 56.37),
+        "testA": (70.03, 69.26, 59.02),
+        "testB": (61.02, 59.88, 58.40),
+    }
