@@ -1,10 +1,11 @@
 """``scripts/new_model.py``: the scaffold writes a working model that passes the shared model tester.
 
 The scaffold runs into a temporary copy of the parts of the repository it edits and the shared tester needs
-(``src/refseg``, the test helpers, ``tests/models/test_all_models.py``, ``tests/docs/test_snippets.py``,
-``mkdocs.yml``, ``CHANGELOG.md``, ``pyproject.toml``); the repository itself is never written. The shared
-tester then runs, in a subprocess that imports the copy, over the new model: every check of
-``tests/models/test_all_models.py`` must pass on it (and the model card and docs page checks), and a copy
+(``src/refseg``, the test helpers, ``tests/models/test_all_models.py`` and ``test_model_contract.py``,
+``tests/docs/test_snippets.py``, ``mkdocs.yml``, ``CHANGELOG.md``, ``pyproject.toml``); the repository itself
+is never written. The shared tester then runs, in a subprocess that imports the copy, over the new model: every
+check of ``tests/models/test_all_models.py`` and ``test_model_contract.py`` must pass on it (and the model card
+and docs page checks), and a copy
 whose ``forward`` ignores unknown arguments must fail the unknown-arguments check.
 """
 
@@ -31,6 +32,7 @@ BROKEN = "probe_broken"
 #: a third, scaffolded ``--like rela`` (a renamed copy of ReLA's package and tester)
 LIKE = "probe_like"
 SHARED_TESTS = ROOT / "tests" / "models" / "test_all_models.py"
+CONTRACT_TESTS = ROOT / "tests" / "models" / "test_model_contract.py"
 SNIPPET_TESTS = ROOT / "tests" / "docs" / "test_snippets.py"
 
 
@@ -40,7 +42,8 @@ def _copy_repository(destination: Path) -> None:
     (destination / "tests" / "models").mkdir(parents=True)
     for helper in (ROOT / "tests").glob("*.py"):  # conftest.py, model_tester.py, processing_helpers.py, ...
         shutil.copy(helper, destination / "tests" / helper.name)
-    shutil.copy(SHARED_TESTS, destination / "tests" / "models" / SHARED_TESTS.name)
+    for shared in (SHARED_TESTS, CONTRACT_TESTS):
+        shutil.copy(shared, destination / "tests" / "models" / shared.name)
     for tester in (ROOT / "tests" / "models").glob("*/tester_*.py"):  # what --like copies
         (destination / "tests" / "models" / tester.parent.name).mkdir()
         shutil.copy(tester, destination / "tests" / "models" / tester.parent.name / tester.name)
@@ -67,10 +70,14 @@ def copy(tmp_path_factory) -> Path:
     return root
 
 
-def _shared_test_names() -> set[str]:
-    tree = ast.parse(SHARED_TESTS.read_text())
+def _test_names(path: Path, argument: str | None = None) -> set[str]:
+    """The test functions of ``path`` (those taking ``argument``, when given)."""
     return {
-        node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        node.name
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef)
+        and node.name.startswith("test_")
+        and (argument is None or argument in {a.arg for a in node.args.args})
     }
 
 
@@ -88,12 +95,13 @@ def _run_pytest(root: Path, *arguments: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow  # a scaffold and a pytest run of the shared tester in a subprocess
 def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
     """Every test function of ``tests/models/test_all_models.py`` runs on the scaffolded model and passes, and
-    so do the model's own tests, its model card's checks and its docs page's snippets; ``BROKEN`` fails
-    exactly the unknown-arguments check; ``LIKE`` (a renamed ReLA) is registered with its tester and returns
-    the output contract."""
+    so do the per-model checks of ``tests/models/test_model_contract.py``, the model's own tests, its model
+    card's checks and its docs page's snippets; ``BROKEN`` fails exactly the two unknown-arguments checks;
+    ``LIKE`` (a renamed ReLA) is registered with its tester and returns the output contract."""
     run = _run_pytest(
         copy,
         "tests/models/test_all_models.py",
+        "tests/models/test_model_contract.py",
         f"tests/models/{NAME}",
         "tests/test_model_cards_files.py",
         "tests/docs/test_snippets.py",
@@ -103,8 +111,17 @@ def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
     report = run.stdout + run.stderr
     passed = set(re.findall(r"^PASSED (\S+)", report, re.M))
     failed = set(re.findall(r"^FAILED (\S+?)(?: - |$)", report, re.M))
-    ran = {test.split("::")[-1].split("[")[0] for test in passed if NAME in _parameters(test)}
-    assert ran == _shared_test_names(), f"shared checks that did not pass on {NAME}:\n{report[-4000:]}"
+
+    def ran(path: Path) -> set[str]:
+        prefix = f"{path.relative_to(ROOT)}::"
+        return {
+            t[len(prefix) :].split("[")[0] for t in passed if t.startswith(prefix) and NAME in _parameters(t)
+        }
+
+    assert ran(SHARED_TESTS) == _test_names(SHARED_TESTS), (
+        f"shared checks failed on {NAME}:\n{report[-4000:]}"
+    )
+    assert ran(CONTRACT_TESTS) == _test_names(CONTRACT_TESTS, "tiny"), report[-4000:]
     own = {test for test in passed if f"tests/models/{NAME}/" in test}
     assert len(own) == 2, report[-4000:]
     assert (
@@ -122,8 +139,9 @@ def test_scaffolded_model_passes_every_check_of_the_shared_tester(copy):
         f"test_every_registered_model_has_a_tester[{LIKE}]",
         f"test_outputs_are_the_shared_contract[{LIKE}]",
     }, report[-4000:]
-    assert failed == {
-        f"tests/models/test_all_models.py::test_unknown_keyword_arguments_are_refused[{BROKEN}]"
+    assert failed == {  # both checks of the forward prologue catch it
+        f"tests/models/test_all_models.py::test_unknown_keyword_arguments_are_refused[{BROKEN}]",
+        f"tests/models/test_model_contract.py::test_unknown_keyword_arguments_are_refused_the_same_way[{BROKEN}]",
     }, report[-4000:]
 
 

@@ -12,24 +12,10 @@ import pytest
 import torch
 
 import refseg
-from refseg import (
-    InstAlignConfig,
-    InstAlignForReferringSegmentation,
-    InstanceVGConfig,
-    InstanceVGForReferringSegmentation,
-    MetrisConfig,
-    MetrisForReferringSegmentation,
-    PresencePluralityConfig,
-    PresencePluralityForReferringSegmentation,
-    ReferringSegmentationOutput,
-)
+from refseg import ReferringSegmentationOutput
 
-MODELS = {
-    "instalign": (InstAlignConfig, InstAlignForReferringSegmentation),
-    "instancevg": (InstanceVGConfig, InstanceVGForReferringSegmentation),
-    "metris": (MetrisConfig, MetrisForReferringSegmentation),
-    "presence_plurality": (PresencePluralityConfig, PresencePluralityForReferringSegmentation),
-}
+#: every registered architecture (``refseg.models.architectures()``), so a new model is held to the contract
+MODELS = {arch.model_type: (arch.config_class, arch.model_class) for arch in refseg.models.architectures()}
 SHARED_FIELDS = [f.name for f in dataclasses.fields(ReferringSegmentationOutput)]
 
 

@@ -45,7 +45,7 @@ from .presence_plurality import (
     PresencePluralityOutput,
     PresencePluralityProcessor,
 )
-from .rela import RelaConfig, RelaForReferringSegmentation, RelaImageProcessor, RelaProcessor
+from .rela import RelaConfig, RelaForReferringSegmentation, RelaImageProcessor, RelaOutput, RelaProcessor
 
 
 class Architecture(NamedTuple):
@@ -152,5 +152,6 @@ __all__ = [
     "RelaConfig",
     "RelaForReferringSegmentation",
     "RelaImageProcessor",
+    "RelaOutput",
     "RelaProcessor",
 ]

@@ -3,7 +3,7 @@ with region-image and region-language attention, a minimap and a no-target head.
 
 from .configuration_rela import RelaConfig
 from .image_processing_rela import RelaImageProcessor
-from .modeling_rela import RelaForReferringSegmentation, RelaModel, RelaPreTrainedModel
+from .modeling_rela import RelaForReferringSegmentation, RelaModel, RelaOutput, RelaPreTrainedModel
 from .processing_rela import RelaProcessor
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "RelaForReferringSegmentation",
     "RelaImageProcessor",
     "RelaModel",
+    "RelaOutput",
     "RelaPreTrainedModel",
     "RelaProcessor",
 ]
