@@ -392,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"new_model.py: error: {error}", file=sys.stderr)
         return 2
     print(_report(result))
+    if not args.skip_api_docs:
+        print("regenerated docs/api/ (scripts/gen_api_docs.py)")
     return 0
 
 
