@@ -42,7 +42,9 @@ ALLOWED: dict[str, set[str]] = {
     "refseg.data": _FOUNDATION,
     "refseg.metrics": _FOUNDATION | {"refseg.data"},
     "refseg.modeling": _FOUNDATION | {"refseg.kernels"},
-    "refseg.image_processing_utils": _FOUNDATION | {"refseg.data"},
+    # the base image processor carries the one post_process_referring_segmentation of modeling.post_processing
+    "refseg.image_processing_utils": _FOUNDATION
+    | {"refseg.data", "refseg.modeling.post_processing", "refseg.modeling.outputs"},
     "refseg.processing_utils": _FOUNDATION,
     # a model's recipe.py describes its paper's training with refseg.training.recipes' data classes; the
     # rest of refseg.training (the distributed loss counts) sits above the models

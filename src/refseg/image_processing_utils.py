@@ -7,7 +7,9 @@ instances (the dataset rows' COCO RLE masks) into ``mask_labels``: one float {0,
 per sample at the model input resolution (nearest-neighbour resize), ``n_b = 0`` for a no-target sample.
 :class:`ReferringSegmentationImageProcessorBase` implements the square (stretching) resize; a model
 that letterboxes overrides :meth:`~ReferringSegmentationImageProcessorBase.content_size` and ``preprocess``.
-Each model adds its own ``post_process_referring_segmentation``.
+``post_process_referring_segmentation`` comes from
+:class:`~refseg.modeling.post_processing.ReferringSegmentationPostProcessor`: it checks its arguments once and
+calls the model's ``_post_process`` hook.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .image_utils import check_image_input, image_size, make_list_of_images, resize_to_chw_float
+from .modeling.post_processing import ReferringSegmentationPostProcessor
 from .validation import check_image_statistics, check_positive_size
 
 __all__ = ["ReferringSegmentationImageProcessorBase", "instance_to_mask"]
@@ -50,7 +53,7 @@ def instance_to_mask(instance: Any, size: tuple[int, int] | None = None) -> torc
     )
 
 
-class ReferringSegmentationImageProcessorBase(BaseImageProcessor):
+class ReferringSegmentationImageProcessorBase(ReferringSegmentationPostProcessor, BaseImageProcessor):
     r"""Resize to a fixed size, rescale to [0, 1] and normalise; optionally build ``mask_labels``.
 
     Args:

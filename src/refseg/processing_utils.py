@@ -167,14 +167,14 @@ class ReferringSegmentationProcessorBase(ProcessorMixin):
         self,
         outputs: Any,
         target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-        threshold: float = 0.5,
-        mask_threshold: float = 0.5,
-        no_target_threshold: float = 0.5,
+        threshold: float | None = None,
+        mask_threshold: float | None = None,
+        no_target_threshold: float | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
         """Model outputs -> one dict per sample; see the image processor's
-        ``post_process_referring_segmentation`` (``docs/pipeline.md``). Other keyword arguments (e.g.
-        ``instance_nms_threshold``) go to it as given."""
+        ``post_process_referring_segmentation`` (``docs/pipeline.md``): a threshold left ``None`` takes the
+        model's default. Other keyword arguments (e.g. ``instance_nms_threshold``) go to it as given."""
         return self.image_processor.post_process_referring_segmentation(
             outputs,
             target_sizes=target_sizes,

@@ -7,8 +7,9 @@ import torch
 
 from refseg.boxes import masks_to_boxes
 from refseg.modeling.input_checks import check_attention_mask, check_mask_labels, check_pixel_values
+from refseg.modeling.outputs import ReferringSegmentationOutput
 from refseg.modeling.post_processing import (
-    output_field,
+    as_referring_segmentation_output,
     referring_segmentation_result,
     target_size_list,
     upsample_logits,
@@ -48,9 +49,16 @@ def test_forward_input_checks_name_the_problem():
 
 
 def test_post_processing_helpers():
-    assert output_field({"x": torch.ones(2, dtype=torch.float16)}, "x").dtype == torch.float32
-    with pytest.raises(ValueError, match="the model outputs have no 'y'"):
-        output_field({"x": torch.ones(1)}, "y")
+    logits = torch.ones(2, 3, 3)
+    converted = as_referring_segmentation_output({"semantic_mask_logits": logits})
+    assert type(converted) is ReferringSegmentationOutput and converted.semantic_mask_logits is logits
+    assert as_referring_segmentation_output(converted) is converted
+    with pytest.raises(
+        ValueError, match=r"fields \['masks'\] that ReferringSegmentationOutput does not have"
+    ):
+        as_referring_segmentation_output({"masks": logits})
+    with pytest.raises(TypeError, match="outputs must be the model's output .* got tuple"):
+        as_referring_segmentation_output((logits,))
     assert target_size_list(None, 2, (4, 5)) == [(4, 5), (4, 5)]
     assert target_size_list(torch.tensor([[3, 2]]), 1, (4, 5)) == [(3, 2)]
     with pytest.raises(ValueError, match="got 1 target sizes for a batch of 2"):

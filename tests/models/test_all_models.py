@@ -6,6 +6,11 @@ picked up here and fails until ``tests/models/<model_type>/tester_<model_type>.p
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
+from pathlib import Path
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -21,6 +26,7 @@ from transformers import (
 
 import refseg  # noqa: F401  (registers the Auto classes and the pipeline task)
 from refseg.modeling.outputs import ReferringSegmentationOutput
+from refseg.modeling.post_processing import ReferringSegmentationPostProcessor
 from tests.model_tester import (
     ModelTester,
     constant_outputs,
@@ -290,6 +296,120 @@ def test_no_target_threshold_is_applied_near_its_value(tester, outputs, given, s
         assert not result["no_target"] and result["mask"].all() and len(result["instances"]) == 1
 
 
+def _with_extra_field(outputs: ReferringSegmentationOutput) -> ReferringSegmentationOutput:
+    """``outputs`` as an instance of a subclass of its class that appends a field (a model adding outputs)."""
+
+    @dataclasses.dataclass
+    class WithExtraField(type(outputs)):
+        extra_logits: torch.Tensor | None = None
+
+    fields = {name: getattr(outputs, name) for name in outputs.keys()}
+    return WithExtraField(**fields, extra_logits=torch.full((2, 3), float("nan")))
+
+
+def test_post_processing_is_the_shared_method_with_the_models_hook(tester, outputs):
+    """Every image processor inherits the one ``post_process_referring_segmentation`` and declares its model's
+    output class and fields; the model returns exactly that class."""
+    image_processor = tester.processor.image_processor
+    assert (
+        type(image_processor).post_process_referring_segmentation
+        is ReferringSegmentationPostProcessor.post_process_referring_segmentation
+    )
+    assert type(image_processor)._post_process is not ReferringSegmentationPostProcessor._post_process
+    assert type(outputs) is image_processor.output_class
+    field_names = {field.name for field in dataclasses.fields(image_processor.output_class)}
+    assert set(image_processor.post_processing_fields()) <= field_names
+    assert set(image_processor.required_output_fields) <= {
+        name for name, v in outputs.items() if v is not None
+    }
+
+
+def test_post_processing_reads_the_output_object_by_its_fields(tester, outputs):
+    """The model's output object, the same object as a subclass with one more field (NaN, never read), and
+    the mapping of the fields post-processing declares give the same results."""
+    expected = tester.processor.post_process_referring_segmentation(outputs, target_sizes=[TARGET_SIZE] * 2)
+    fields = tester.processor.image_processor.post_processing_fields()
+    declared = {name: value for name, value in outputs.items() if name in fields}
+    for given in (_with_extra_field(outputs), declared):
+        results = tester.processor.post_process_referring_segmentation(given, target_sizes=[TARGET_SIZE] * 2)
+        assert len(results) == len(expected) == 2
+        for got, want in zip(results, expected):
+            assert got.keys() == want.keys()
+            assert torch.equal(got["mask"], want["mask"]) and torch.equal(
+                got["semantic_mask"], want["semantic_mask"]
+            )
+            assert got["no_target"] == want["no_target"] and got["target_score"] == want["target_score"]
+            assert [i["score"] for i in got["instances"]] == [i["score"] for i in want["instances"]]
+
+
+def test_post_processing_refuses_a_wrong_type_and_bad_arguments_naming_them(tester, outputs):
+    post_process = tester.processor.image_processor.post_process_referring_segmentation
+    for wrong in (outputs.to_tuple(), outputs.semantic_mask_logits, [outputs]):
+        with pytest.raises(
+            TypeError, match=rf"outputs must be the model's output .* got {type(wrong).__name__}"
+        ):
+            post_process(wrong)
+    for name in ("threshold", "mask_threshold", "no_target_threshold", "instance_nms_threshold"):
+        for value in (1.5, -0.1, float("nan")):
+            with pytest.raises(ValueError, match=rf"^{name} must be a finite number in \[0, 1\], got"):
+                post_process(outputs, **{name: value})
+    with pytest.raises(ValueError, match="got 1 target sizes for a batch of 2"):
+        post_process(outputs, target_sizes=[TARGET_SIZE])
+    with pytest.raises(ValueError, match=r"target size \(0, 44\) of sample 1 must be positive"):
+        post_process(outputs, target_sizes=[TARGET_SIZE, (0, 44)])
+    required = tester.processor.image_processor.required_output_fields[0]
+    with pytest.raises(ValueError, match=f"the model outputs have no '{required}'"):
+        post_process({name: value for name, value in outputs.items() if name != required})
+
+
+_READS_BY_NAME = {"get", "items", "keys", "values", "to_tuple"}
+
+
+def _reads_outputs_by_string(tree: ast.AST) -> list[str]:
+    """Places where a parameter named ``outputs`` is read other than by attribute: ``outputs["x"]``,
+    ``outputs.get(...)`` and the like, ``getattr(outputs, ...)``; and any use of the removed ``output_field``."""
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "outputs"
+        ):
+            found.append(f"line {node.lineno}: outputs[...]")
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "outputs"
+        ):
+            if node.attr in _READS_BY_NAME:
+                found.append(f"line {node.lineno}: outputs.{node.attr}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
+            if node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "outputs":
+                found.append(f"line {node.lineno}: getattr(outputs, ...)")
+        elif isinstance(node, ast.Name | ast.alias) and "output_field" in {
+            getattr(node, "id", None),
+            getattr(node, "name", None),
+        }:
+            found.append(f"line {node.lineno}: output_field")
+    return found
+
+
+def test_image_processors_read_outputs_by_attribute_only(tester):
+    """The model's post-processing reads the output dataclass's attributes (``outputs.pred_masks``), never a
+    field by its name as a string; the conversion of a mapping happens once, in the shared method."""
+    path = Path(inspect.getsourcefile(type(tester.processor.image_processor)))
+    assert _reads_outputs_by_string(ast.parse(path.read_text())) == [], path.name
+    # the check sees the patterns it forbids
+    assert (
+        len(
+            _reads_outputs_by_string(
+                ast.parse('outputs["pred_masks"]; outputs.get("x"); getattr(outputs, "y")')
+            )
+        )
+        == 3
+    )
+
+
 # ---------------------------------------------------------------------------------------------- pipeline
 def test_pipeline_returns_the_result_contract(tester, model, saved_dir):
     """``pipeline("referring-segmentation", model=folder)`` returns the documented result, equal to the
@@ -323,5 +443,11 @@ def test_pipeline_returns_the_result_contract(tester, model, saved_dir):
     np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, direct["mask"].numpy())
     assert result["score"] == pytest.approx(direct["target_score"], abs=1e-6)
     assert len(result["instances"]) == len(direct["instances"])
+    # _forward hands post-processing the fields it declares, not every tensor of the output
+    forwarded = segmenter.forward(segmenter.preprocess({"image": image, "text": sentence}))
+    declared = set(tester.processor.image_processor.post_processing_fields())
+    assert set(forwarded) == {name for name, v in direct_outputs.items() if name in declared} | {
+        "target_size"
+    }
     batch = segmenter([image, image], list(tester.sentences), batch_size=2)
     assert len(batch) == 2 and all(set(r) == {"mask", "score", "no_target", "instances"} for r in batch)

@@ -218,18 +218,18 @@ class ReferringSegmentationPipeline(Pipeline):
     def _forward(self, model_inputs: dict) -> dict:
         target_size = model_inputs.pop("target_size")
         outputs = self.model(**model_inputs)
-        # every tensor the model returns reaches its processor's post-processing: models without instance
-        # queries (e.g. METRIS) have no pred_masks, others add fields (e.g. InstanceVG's box and class heads)
-        result = {
-            key: value for key, value in outputs.items() if isinstance(value, torch.Tensor) and key != "loss"
-        }
+        # the fields post-processing declares it reads (the image processor's post_processing_fields), not every
+        # tensor of the output; flat, so that transformers' batching splits them per sample
+        wanted = self.processor.image_processor.post_processing_fields()
+        result = {name: value for name, value in outputs.items() if name in wanted}
         result["target_size"] = target_size
         return result
 
     def postprocess(self, model_outputs: dict, **thresholds: float) -> dict:
         """One result dict; the thresholds the caller gave go to the processor, which has each model's defaults."""
+        fields = {name: value for name, value in model_outputs.items() if name != "target_size"}
         processed = self.processor.post_process_referring_segmentation(
-            model_outputs, target_sizes=model_outputs["target_size"].tolist(), **thresholds
+            fields, target_sizes=model_outputs["target_size"].tolist(), **thresholds
         )[0]
         instances = []
         for inst in processed["instances"]:

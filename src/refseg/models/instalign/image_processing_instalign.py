@@ -20,21 +20,15 @@ with their boxes; ``InstAlignProcessor`` forwards to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ...boxes import masks_to_boxes
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
-from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
-from ...modeling.post_processing import (
-    output_field,
-    referring_segmentation_result,
-    target_size_list,
-    upsample_logits,
-)
-from ...validation import check_probability
+from ...modeling.instance_nms import suppress_duplicate_instances
+from ...modeling.post_processing import referring_segmentation_result, upsample_logits
+from .modeling_instalign import InstAlignOutput
 
 __all__ = ["InstAlignImageProcessor", "masks_to_boxes"]
 
@@ -45,59 +39,47 @@ class InstAlignImageProcessor(ReferringSegmentationImageProcessorBase):
     Takes the arguments of :class:`~refseg.image_processing_utils.ReferringSegmentationImageProcessorBase`.
     """
 
-    def post_process_referring_segmentation(
-        self,
-        outputs: Any,
-        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-        threshold: float = 0.5,
-        mask_threshold: float = 0.5,
-        no_target_threshold: float = 0.5,
-        instance_nms_threshold: float | None = 0.5,
-    ) -> list[dict[str, Any]]:
-        """Model outputs -> one dict per sample (``docs/pipeline.md``).
+    output_class = InstAlignOutput
+    required_output_fields = ("pred_masks", "pred_scores", "semantic_mask_logits", "no_target_logits")
+    # InstAlign's training does not suppress duplicate queries (docs/models/instalign.md)
+    default_instance_nms_threshold = 0.5
 
-        Args:
-            outputs: an ``InstAlignOutput`` (or a dict) with ``pred_masks`` (B, N, h, w),
-                ``pred_scores`` (B, N), ``semantic_mask_logits`` (B, h, w) and ``no_target_logits`` (B,).
-            target_sizes: per sample ``(height, width)`` of the original image; ``None`` keeps the
-                model input size.
-            threshold: an instance query is kept when ``sigmoid(pred_scores) > threshold``.
-            mask_threshold: a pixel is foreground when the sigmoid of its upsampled logit exceeds it.
-            no_target_threshold: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
-                The three thresholds must be finite numbers in [0, 1].
-            instance_nms_threshold: mask NMS of the instance list (:mod:`refseg.modeling.instance_nms`): an
-                instance whose mask IoU with a kept higher-scoring one exceeds it is dropped. On by default
-                (0.5): InstAlign's training does not suppress duplicate queries (``docs/models/instalign.md``);
-                ``None`` or 1.0 turns it off. The union mask and ``semantic_mask`` do not change.
+    def _post_process(
+        self,
+        outputs: InstAlignOutput,
+        target_sizes: list[tuple[int, int]],
+        threshold: float,
+        mask_threshold: float,
+        no_target_threshold: float,
+        instance_nms_threshold: float | None,
+    ) -> list[dict[str, Any]]:
+        """InstAlign's part of ``post_process_referring_segmentation`` (``docs/pipeline.md``).
+
+        Reads ``pred_masks`` (B, N, h, w), ``pred_scores`` (B, N), ``semantic_mask_logits`` (B, h, w) and
+        ``no_target_logits`` (B,). Defaults: every threshold 0.5; ``instance_nms_threshold`` 0.5 (mask NMS of
+        the instance list, :mod:`refseg.modeling.instance_nms`: InstAlign's training does not suppress
+        duplicate queries, ``docs/models/instalign.md``; ``None`` or 1.0 turns it off; the union mask and
+        ``semantic_mask`` do not change).
+
+        - ``threshold``: an instance query is kept when ``sigmoid(pred_scores) > threshold``.
+        - ``mask_threshold``: a pixel is foreground when the sigmoid of its upsampled logit exceeds it.
+        - ``no_target_threshold``: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float,
-            "instances": [{"mask": bool (H, W), "box": float [x0, y0, x1, y1], "score": float}]}]``.
-            Logits are upsampled bilinearly to the model input size, then to the target size. The
-            union mask is all False and ``instances`` is empty when the sample is judged no-target;
-            instances are sorted by decreasing score and empty instance masks are dropped.
-            ``"semantic_mask"`` is the thresholded merged mask *before* the no-target decision: ReLA's
-            evaluator counts it in the union of a target sample wrongly judged no-target
-            (``docs/metrics.md``), so metrics should be computed from it.
-            Instance masks are upsampled one at a time, so memory stays O(image size) at any threshold.
-
-        Raises:
-            ValueError: a threshold outside [0, 1], non-finite (NaN, +inf, -inf) model outputs, or mismatched batch
-                sizes.
+            "instances": [{"mask": bool (H, W), "box": float [x0, y0, x1, y1], "score": float}]}]``. Logits are
+            upsampled bilinearly to the model input size, then to the target size (the merged mask of the
+            Adaptive Instance Aggregation, eq. 8; the no-target decision, eq. 10-12). The union mask is all
+            False and ``instances`` is empty when the sample is judged no-target; instances are sorted by
+            decreasing score and empty instance masks are dropped. ``"semantic_mask"`` is the thresholded merged
+            mask *before* the no-target decision: ReLA's evaluator counts it in the union of a target sample
+            wrongly judged no-target (``docs/metrics.md``), so metrics should be computed from it. Instance
+            masks are upsampled one at a time, so memory stays O(image size) at any threshold.
         """
-        threshold = check_probability(threshold, "threshold")
-        mask_threshold = check_probability(mask_threshold, "mask_threshold")
-        no_target_threshold = check_probability(no_target_threshold, "no_target_threshold")
-        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
-        pred_masks = output_field(outputs, "pred_masks")
-        pred_scores = output_field(outputs, "pred_scores")
-        semantic = output_field(outputs, "semantic_mask_logits")
-        no_target_logits = output_field(outputs, "no_target_logits").reshape(-1)
-        batch = pred_masks.shape[0]
-        if pred_scores.shape[0] != batch or semantic.shape[0] != batch or no_target_logits.shape[0] != batch:
-            raise ValueError("the model outputs disagree on the batch size")
+        pred_masks, pred_scores = outputs.pred_masks, outputs.pred_scores
+        semantic = outputs.semantic_mask_logits
+        no_target_logits = outputs.no_target_logits.reshape(-1)
         input_size = (self.size["height"], self.size["width"])
-        sizes = target_size_list(target_sizes, batch, input_size)
 
         def query_instances(b: int, size: tuple[int, int]):
             def instances(_union: torch.Tensor) -> list[dict[str, Any]]:
@@ -122,7 +104,7 @@ class InstAlignImageProcessor(ReferringSegmentationImageProcessorBase):
                 no_target_threshold,
                 query_instances(b, size),
             )
-            for b, size in enumerate(sizes)
+            for b, size in enumerate(target_sizes)
         ]
 
     @staticmethod

@@ -27,9 +27,9 @@ from transformers.feature_extraction_utils import BatchFeature
 
 from ...boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, masks_to_boxes
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
-from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
-from ...modeling.post_processing import output_field
-from ...validation import check_finite_logits
+from ...modeling.instance_nms import suppress_duplicate_instances
+from ...modeling.outputs import ReferringSegmentationOutput
+from .modeling_instancevg import InstanceVGOutput
 from .resize_instancevg import RESAMPLE_BACKENDS, resized_values
 
 __all__ = ["InstanceVGImageProcessor"]
@@ -145,35 +145,52 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
             labels.append(box_xyxy_to_cxcywh(xyxy))
         return labels
 
-    def post_process_referring_segmentation(
+    output_class = InstanceVGOutput
+    required_output_fields = ("pred_masks", "semantic_mask_logits")
+    # the two-way class logits when present, else the contract's pred_scores / no_target_logits (_probabilities)
+    optional_output_fields = (
+        "pred_boxes",
+        "pred_class_logits",
+        "no_target_class_logits",
+        "pred_scores",
+        "no_target_logits",
+    )
+
+    def _default_thresholds(self) -> dict[str, float | None]:
+        """``threshold`` and ``mask_threshold`` default to the processor's ``score_threshold`` (``thr_q``, 0.7)
+        and ``mask_threshold`` (``thr_m``, 0.5)."""
+        defaults = super()._default_thresholds()
+        defaults.update(threshold=self.score_threshold, mask_threshold=self.mask_threshold)
+        return defaults
+
+    def _post_process(
         self,
-        outputs: Any,
-        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-        threshold: float | None = None,
-        mask_threshold: float | None = None,
-        no_target_threshold: float | None = None,
+        outputs: InstanceVGOutput,
+        target_sizes: list[tuple[int, int]],
+        threshold: float,
+        mask_threshold: float,
+        no_target_threshold: float,
+        instance_nms_threshold: float | None,
         score_weighted: bool | None = None,
         mask_merge: str | None = None,
-        instance_nms_threshold: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Model outputs -> one dict per sample (Sec. 3.5, Fig. 5).
+        """InstanceVG's part of ``post_process_referring_segmentation`` (Sec. 3.5, Fig. 5).
 
-        Args:
-            outputs: an ``InstanceVGOutput`` (or a dict) with ``pred_masks`` (B, N, S, S), ``pred_boxes``
-                (B, N, 4), ``semantic_mask_logits`` (B, S, S), ``pred_class_logits`` (B, N, 2) and
-                ``no_target_class_logits`` (B, 2). ``pred_scores`` / ``no_target_logits`` are used when those
-                two are missing, and boxes are derived from the binary instance masks when ``pred_boxes`` is.
-            target_sizes: per sample ``(height, width)`` of the original image; ``None`` keeps ``S x S``.
-            threshold: ``thr_q`` (default: the processor's ``score_threshold``, 0.7); a query is kept when its
-                score is strictly above it.
-            mask_threshold: ``thr_m`` (default 0.5); a pixel is foreground when its probability is ``>=`` it.
-            no_target_threshold: accepted for the common pipeline interface and not used: InstanceVG judges a
-                sample no-target when no query is kept.
-            score_weighted, mask_merge: override the processor's settings.
-            instance_nms_threshold: mask NMS of the ``instances`` list (:mod:`refseg.modeling.instance_nms`); off
-                by default (``None``), as the released models are evaluated: the paper's point-guided matching
-                keeps queries apart and NMS did not help its masks (Table 15, ``docs/models/instancevg.md``).
-                It filters ``instances`` only; ``mask``, ``semantic_mask``, ``boxes`` and ``scores`` do not change.
+        Reads ``pred_masks`` (B, N, S, S), ``semantic_mask_logits`` (B, S, S), ``pred_boxes`` (B, N, 4) and the
+        two-way ``pred_class_logits`` (B, N, 2) / ``no_target_class_logits`` (B, 2) of an ``InstanceVGOutput``;
+        ``pred_scores`` / ``no_target_logits`` are used when those two are missing, and boxes are derived from
+        the binary instance masks when ``pred_boxes`` is.
+
+        - ``threshold``: ``thr_q`` (default: the processor's ``score_threshold``, 0.7); a query is kept when its
+          score is strictly above it.
+        - ``mask_threshold``: ``thr_m`` (default 0.5); a pixel is foreground when its probability is ``>=`` it.
+        - ``no_target_threshold``: accepted for the common pipeline interface and not used: InstanceVG judges a
+          sample no-target when no query is kept.
+        - ``score_weighted``, ``mask_merge``: override the processor's settings.
+        - ``instance_nms_threshold``: mask NMS of the ``instances`` list (:mod:`refseg.modeling.instance_nms`);
+          off by default (``None``), as the released models are evaluated: the paper's point-guided matching
+          keeps queries apart and NMS did not help its masks (Table 15, ``docs/models/instancevg.md``). It
+          filters ``instances`` only; ``mask``, ``semantic_mask``, ``boxes`` and ``scores`` do not change.
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float, "instances": [{"mask", "box",
@@ -184,37 +201,20 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
             scores ``>= 0.7``. Instances are the kept queries sorted by score, without zero-area boxes.
         """
         del no_target_threshold
-        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
-        threshold = self.score_threshold if threshold is None else float(threshold)
-        mask_threshold = self.mask_threshold if mask_threshold is None else float(mask_threshold)
         score_weighted = self.score_weighted if score_weighted is None else bool(score_weighted)
         mask_merge = self.mask_merge if mask_merge is None else mask_merge
         if mask_merge not in MASK_MERGE:
             raise ValueError(f"mask_merge must be one of {MASK_MERGE}, got {mask_merge!r}")
-        pred_masks = output_field(outputs, "pred_masks").detach().float().cpu()
-        get = outputs.get if isinstance(outputs, dict) else lambda k: getattr(outputs, k, None)
-        pred_boxes = get("pred_boxes")
-        semantic = output_field(outputs, "semantic_mask_logits").detach().float().cpu()
+        pred_masks, pred_boxes, semantic = (
+            outputs.pred_masks,
+            outputs.pred_boxes,
+            outputs.semantic_mask_logits,
+        )
         object_prob, target_prob = _probabilities(outputs)
-        batch = pred_masks.shape[0]
-        if pred_boxes is not None:
-            pred_boxes = pred_boxes.detach().float().cpu()
-            check_finite_logits(pred_boxes, "boxes (pred_boxes)")
-        if any(
-            t is not None and t.shape[0] != batch for t in (pred_boxes, semantic, object_prob, target_prob)
-        ):
-            raise ValueError("the model outputs disagree on the batch size")
         input_size = (self.size["height"], self.size["width"])
-        if target_sizes is None:
-            target_sizes = [input_size] * batch
-        if isinstance(target_sizes, torch.Tensor):
-            target_sizes = target_sizes.tolist()
-        if len(target_sizes) != batch:
-            raise ValueError(f"got {len(target_sizes)} target sizes for a batch of {batch}")
 
         results = []
-        for b in range(batch):
-            height, width = int(target_sizes[b][0]), int(target_sizes[b][1])
+        for b, (height, width) in enumerate(target_sizes):
             scores = object_prob[b] * target_prob[b] if score_weighted else object_prob[b]
             keep = torch.nonzero(scores > threshold).flatten()
             keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
@@ -257,22 +257,25 @@ class InstanceVGImageProcessor(ReferringSegmentationImageProcessorBase):
         return results
 
 
-def _probabilities(outputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(p_obj (B, N), p_target (B,)[:, None])`` from the two-way logits, or from the contract fields
-    (``sigmoid(pred_scores)`` and ``1 - sigmoid(no_target_logits)``, equal up to rounding)."""
-    get = outputs.get if isinstance(outputs, dict) else lambda k: getattr(outputs, k, None)
-    class_logits, nt_logits = get("pred_class_logits"), get("no_target_class_logits")
-    if class_logits is not None and nt_logits is not None:
-        class_logits, nt_logits = class_logits.detach().float().cpu(), nt_logits.detach().float().cpu()
-        check_finite_logits(class_logits, "class logits (pred_class_logits)")
-        check_finite_logits(nt_logits, "no-target logits (no_target_class_logits)")
-        object_prob = class_logits.softmax(-1)[..., 0]
-        target_prob = nt_logits[:, 0].sigmoid()
+def _probabilities(outputs: ReferringSegmentationOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(p_obj (B, N), p_target (B,)[:, None])`` from the two-way logits of an ``InstanceVGOutput``, or from the
+    contract fields (``sigmoid(pred_scores)`` and ``1 - sigmoid(no_target_logits)``, equal up to rounding)."""
+    if (
+        isinstance(outputs, InstanceVGOutput)
+        and outputs.pred_class_logits is not None
+        and outputs.no_target_class_logits is not None
+    ):
+        object_prob = outputs.pred_class_logits.softmax(-1)[..., 0]
+        target_prob = outputs.no_target_class_logits[:, 0].sigmoid()
+    elif outputs.pred_scores is not None and outputs.no_target_logits is not None:
+        object_prob = outputs.pred_scores.sigmoid()
+        target_prob = (-outputs.no_target_logits.reshape(-1)).sigmoid()
     else:
-        object_prob = output_field(outputs, "pred_scores").detach().float().cpu().sigmoid()
-        target_prob = (
-            -output_field(outputs, "no_target_logits").detach().float().cpu().reshape(-1)
-        ).sigmoid()
+        missing = "pred_scores" if outputs.pred_scores is None else "no_target_logits"
+        raise ValueError(
+            f"the model outputs have no '{missing}' (nor pred_class_logits and no_target_class_logits); "
+            "post_process_referring_segmentation needs them"
+        )
     return object_prob, target_prob[:, None]
 
 

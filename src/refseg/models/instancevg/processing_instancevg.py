@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers.feature_extraction_utils import BatchFeature
 
 from ...processing_utils import ReferringSegmentationProcessorBase
@@ -113,23 +112,3 @@ class InstanceVGProcessor(ReferringSegmentationProcessorBase):
             if is_blank(c):
                 raise ValueError(f"the expression {t!r} is empty after cleaning")
         return cleaned
-
-    def post_process_referring_segmentation(
-        self,
-        outputs: Any,
-        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-        threshold: float | None = None,
-        mask_threshold: float | None = None,
-        no_target_threshold: float | None = None,
-        **kwargs,
-    ) -> list[dict[str, Any]]:
-        """Model outputs -> one dict per sample; see
-        :meth:`InstanceVGImageProcessor.post_process_referring_segmentation`."""
-        return self.image_processor.post_process_referring_segmentation(
-            outputs,
-            target_sizes=target_sizes,
-            threshold=threshold,
-            mask_threshold=mask_threshold,
-            no_target_threshold=no_target_threshold,
-            **kwargs,
-        )

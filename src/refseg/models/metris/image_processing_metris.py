@@ -10,22 +10,17 @@ with boxes from their masks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
 from typing import Any
 
 import torch
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.connected_components import connected_component_instances
-from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
-from ...modeling.post_processing import (
-    output_field,
-    referring_segmentation_result,
-    target_size_list,
-    upsample_logits,
-)
-from ...validation import check_finite_logits, check_probability
+from ...modeling.instance_nms import suppress_duplicate_instances
+from ...modeling.post_processing import referring_segmentation_result, upsample_logits
 from .criterion import upsample_logits as upsample_like_the_loss
+from .modeling_metris import MetrisOutput
 
 __all__ = ["MetrisImageProcessor"]
 
@@ -36,28 +31,35 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
     Takes the arguments of :class:`~refseg.image_processing_utils.ReferringSegmentationImageProcessorBase`.
     """
 
-    def post_process_referring_segmentation(
-        self,
-        outputs: Any,
-        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-        threshold: float = 0.5,
-        mask_threshold: float = 0.5,
-        no_target_threshold: float = 0.5,
-        instance_nms_threshold: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Model outputs -> one dict per sample.
+    output_class = MetrisOutput
 
-        Args:
-            outputs: a ``MetrisOutput`` (or a dict) with ``semantic_mask_logits`` (B, h, w) and
-                ``no_target_logits`` (B,).
-            target_sizes: per sample ``(height, width)`` of the original image; ``None`` keeps the model input size.
-            threshold: instances (connected components) whose mean foreground probability is not above it are
-                dropped.
-            mask_threshold: a pixel is foreground when the sigmoid of its upsampled logit exceeds it.
-            no_target_threshold: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
-            instance_nms_threshold: mask NMS of the instances (:mod:`refseg.modeling.instance_nms`); off by
-                default (``None``): connected components never overlap, so it cannot drop one
-                (``docs/models/metris.md``). Accepted so that every model takes the same arguments.
+    def _check_finite(self, outputs: MetrisOutput) -> None:
+        """As every model, except that ``no_target_logits`` of ``-inf`` for every sample is MetrisOutput's
+        "no no-target classifier" (never no-target)."""
+        if bool(torch.isneginf(outputs.no_target_logits).all()):
+            outputs = dataclasses.replace(
+                outputs, no_target_logits=torch.zeros_like(outputs.no_target_logits)
+            )
+        super()._check_finite(outputs)
+
+    def _post_process(
+        self,
+        outputs: MetrisOutput,
+        target_sizes: list[tuple[int, int]],
+        threshold: float,
+        mask_threshold: float,
+        no_target_threshold: float,
+        instance_nms_threshold: float | None,
+    ) -> list[dict[str, Any]]:
+        """METRIS's part of ``post_process_referring_segmentation``: reads ``semantic_mask_logits`` (B, h, w)
+        and ``no_target_logits`` (B,). Every threshold defaults to 0.5.
+
+        - ``threshold``: instances (connected components) whose mean foreground probability is not above it are
+          dropped.
+        - ``mask_threshold``: a pixel is foreground when the sigmoid of its upsampled logit exceeds it.
+        - ``no_target_threshold``: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
+        - ``instance_nms_threshold``: off by default (``None``): connected components never overlap, so it
+          cannot drop one (``docs/models/metris.md``). Accepted so that every model takes the same arguments.
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float, "instances": [{"mask": bool (H, W),
@@ -67,21 +69,11 @@ class MetrisImageProcessor(ReferringSegmentationImageProcessorBase):
             no-target, ``mask`` is all False and ``instances`` is empty; ``semantic_mask`` is the thresholded
             map before that decision (ReLA's GRES evaluator counts it for a wrongly rejected target).
         """
-        threshold = check_probability(threshold, "threshold")
-        mask_threshold = check_probability(mask_threshold, "mask_threshold")
-        no_target_threshold = check_probability(no_target_threshold, "no_target_threshold")
-        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
-        semantic = output_field(outputs, "semantic_mask_logits")
-        no_target_logits = output_field(outputs, "no_target_logits", finite=False).reshape(-1)
-        # -inf for every sample is MetrisOutput's "no no-target classifier"; anything else must be finite
-        if not bool(torch.isneginf(no_target_logits).all()):
-            check_finite_logits(no_target_logits, "no-target logits (no_target_logits)")
-        batch = semantic.shape[0]
-        if no_target_logits.shape[0] != batch:
-            raise ValueError("the model outputs disagree on the batch size")
+        semantic = outputs.semantic_mask_logits
+        no_target_logits = outputs.no_target_logits.reshape(-1)
         input_size = (self.size["height"], self.size["width"])
         results = []
-        for b, size in enumerate(target_size_list(target_sizes, batch, input_size)):
+        for b, size in enumerate(target_sizes):
             at_input = upsample_like_the_loss(semantic[b][None, None], input_size)[0, 0]
             probabilities = upsample_logits(at_input, input_size, size).sigmoid()
             results.append(

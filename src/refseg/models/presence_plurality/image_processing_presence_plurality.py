@@ -18,7 +18,6 @@ Decoding, validation and the instance-mask conversion come from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,8 +25,9 @@ import torch.nn.functional as F
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.connected_components import connected_component_instances
-from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
-from ...modeling.post_processing import output_field, referring_segmentation_result, target_size_list
+from ...modeling.instance_nms import suppress_duplicate_instances
+from ...modeling.post_processing import referring_segmentation_result
+from .modeling_presence_plurality import PresencePluralityOutput
 
 __all__ = ["PresencePluralityImageProcessor", "letterbox_size"]
 
@@ -78,29 +78,32 @@ class PresencePluralityImageProcessor(ReferringSegmentationImageProcessorBase):
             pixel_mask[b, :h, :w] = 1
         return {"pixel_values": pixel_values, "pixel_mask": pixel_mask}, canvas, contents
 
-    def post_process_referring_segmentation(
-        self,
-        outputs: Any,
-        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-        threshold: float = 0.5,
-        mask_threshold: float = 0.5,
-        no_target_threshold: float = 0.5,
-        instance_nms_threshold: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Model outputs -> one dict per sample (the referring-segmentation contract of ``docs/``).
+    output_class = PresencePluralityOutput
 
-        Args:
-            outputs: a ``PresencePluralityOutput`` (or a dict) with ``semantic_mask_logits`` (B, H, W) on the
-                letterboxed canvas and ``no_target_logits`` (B,).
-            target_sizes: per sample ``(height, width)`` of the original image, from which the image part of
-                the canvas is recomputed; ``None`` keeps the canvas (no cropping).
-            threshold: unused (the model has one target, no instance scores); accepted for the shared pipeline.
-            mask_threshold: a pixel is foreground when its foreground probability exceeds it (Sec. 3.4: 0.5).
-            no_target_threshold: the sample is no-target when the probability that nothing is referred to
-                exceeds it, i.e. the presence probability is below ``1 - no_target_threshold`` (Sec. 3.4: 0.5).
-            instance_nms_threshold: mask NMS of the instances (:mod:`refseg.modeling.instance_nms`); off by
-                default (``None``): connected components never overlap, so it cannot drop one
-                (``docs/models/presence_plurality.md``). Accepted so that every model takes the same arguments.
+    def _default_target_size(self, outputs: PresencePluralityOutput) -> tuple[int, int]:
+        """Without ``target_sizes`` the results keep the letterboxed canvas of the logits (no cropping)."""
+        return tuple(outputs.semantic_mask_logits.shape[-2:])
+
+    def _post_process(
+        self,
+        outputs: PresencePluralityOutput,
+        target_sizes: list[tuple[int, int]],
+        threshold: float,
+        mask_threshold: float,
+        no_target_threshold: float,
+        instance_nms_threshold: float | None,
+    ) -> list[dict[str, Any]]:
+        """The model's part of ``post_process_referring_segmentation`` (the referring-segmentation contract of
+        ``docs/``): reads ``semantic_mask_logits`` (B, H, W) on the letterboxed canvas and ``no_target_logits``
+        (B,). The image part of the canvas is recomputed from each target size. Every threshold defaults to 0.5.
+
+        - ``threshold``: unused (the model has one target, no instance scores); accepted for the shared pipeline.
+        - ``mask_threshold``: a pixel is foreground when its foreground probability exceeds it (Sec. 3.4: 0.5).
+        - ``no_target_threshold``: the sample is no-target when the probability that nothing is referred to
+          exceeds it, i.e. the presence probability is below ``1 - no_target_threshold`` (Sec. 3.4: 0.5).
+        - ``instance_nms_threshold``: off by default (``None``): connected components never overlap, so it
+          cannot drop one (``docs/models/presence_plurality.md``). Accepted so that every model takes the same
+          arguments.
 
         Returns:
             ``[{"mask": bool (H, W), "no_target": bool, "target_score": float, "instances": [{"mask", "box",
@@ -109,15 +112,11 @@ class PresencePluralityImageProcessor(ReferringSegmentationImageProcessorBase):
             (exclusive ends) and the presence probability as score; ``semantic_mask`` is the thresholded mask
             before the presence decision (what GRES metrics count for a wrong no-target decision).
         """
-        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
-        semantic = output_field(outputs, "semantic_mask_logits")
-        no_target_logits = output_field(outputs, "no_target_logits").reshape(-1)
-        batch = semantic.shape[0]
-        if no_target_logits.shape[0] != batch:
-            raise ValueError("the model outputs disagree on the batch size")
+        semantic = outputs.semantic_mask_logits
+        no_target_logits = outputs.no_target_logits.reshape(-1)
         canvas = tuple(semantic.shape[-2:])
         results = []
-        for b, size in enumerate(target_size_list(target_sizes, batch, canvas)):
+        for b, size in enumerate(target_sizes):
             content = self.content_size(*size, {"height": canvas[0], "width": canvas[1]})
             logits = semantic[b, : content[0], : content[1]]
             if tuple(logits.shape) != size:

@@ -14,7 +14,6 @@ queries; its region queries tile the image and are not objects).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,13 +22,9 @@ import torch
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.connected_components import connected_component_instances
-from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
-from ...modeling.post_processing import (
-    output_field,
-    referring_segmentation_result,
-    target_size_list,
-    upsample_logits,
-)
+from ...modeling.instance_nms import suppress_duplicate_instances
+from ...modeling.post_processing import referring_segmentation_result, upsample_logits
+from .modeling_rela import RelaOutput
 
 __all__ = ["RelaImageProcessor", "pil_bilinear_resize"]
 
@@ -97,27 +92,26 @@ class RelaImageProcessor(ReferringSegmentationImageProcessorBase):
                 return pixels * args["rescale_factor"]
         return super()._pixels(image, resize_to, args)
 
-    def post_process_referring_segmentation(
-        self,
-        outputs: Any,
-        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-        threshold: float = 0.5,
-        mask_threshold: float = 0.5,
-        no_target_threshold: float = 0.5,
-        instance_nms_threshold: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Model outputs -> one dict per sample (the contract of ``docs/pipeline.md``).
+    output_class = RelaOutput
 
-        Args:
-            outputs: a ``RelaOutput`` (or a dict) with ``semantic_mask_logits`` (B, h, w) and
-                ``no_target_logits`` (B,).
-            target_sizes: per sample ``(height, width)`` of the original image; ``None`` keeps the input size.
-            threshold: unused (ReLA scores no instances); accepted for the shared pipeline.
-            mask_threshold: a pixel is foreground when the sigmoid of its upsampled target-minus-background
-                logit exceeds it (0.5: the larger of the two classes, as the original decides).
-            no_target_threshold: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
-            instance_nms_threshold: mask NMS of the instances; off by default (connected components never
-                overlap). Accepted so that every model takes the same arguments.
+    def _post_process(
+        self,
+        outputs: RelaOutput,
+        target_sizes: list[tuple[int, int]],
+        threshold: float,
+        mask_threshold: float,
+        no_target_threshold: float,
+        instance_nms_threshold: float | None,
+    ) -> list[dict[str, Any]]:
+        """ReLA's part of ``post_process_referring_segmentation`` (the contract of ``docs/pipeline.md``): reads
+        ``semantic_mask_logits`` (B, h, w) and ``no_target_logits`` (B,). Every threshold defaults to 0.5.
+
+        - ``threshold``: unused (ReLA scores no instances); accepted for the shared pipeline.
+        - ``mask_threshold``: a pixel is foreground when the sigmoid of its upsampled target-minus-background
+          logit exceeds it (0.5: the larger of the two classes, as the original decides).
+        - ``no_target_threshold``: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
+        - ``instance_nms_threshold``: mask NMS of the instances; off by default (connected components never
+          overlap). Accepted so that every model takes the same arguments.
 
         Returns:
             ``[{"mask", "no_target", "target_score", "instances", "semantic_mask"}]``: ``instances`` are the
@@ -125,15 +119,11 @@ class RelaImageProcessor(ReferringSegmentationImageProcessorBase):
             ``target_score``; ``semantic_mask`` is the mask before the no-target decision (what the GRES
             metric counts for a wrongly rejected target).
         """
-        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
-        semantic = output_field(outputs, "semantic_mask_logits")
-        no_target_logits = output_field(outputs, "no_target_logits").reshape(-1)
-        batch = semantic.shape[0]
-        if no_target_logits.shape[0] != batch:
-            raise ValueError("the model outputs disagree on the batch size")
+        semantic = outputs.semantic_mask_logits
+        no_target_logits = outputs.no_target_logits.reshape(-1)
         input_size = (self.size["height"], self.size["width"])
         results = []
-        for b, size in enumerate(target_size_list(target_sizes, batch, input_size)):
+        for b, size in enumerate(target_sizes):
             probabilities = upsample_logits(semantic[b], input_size, size).sigmoid()
             no_target_prob = float(torch.sigmoid(no_target_logits[b]))
 
