@@ -8,7 +8,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``refseg export``'s options to ``parser``."""
     sub = parser.add_subparsers(dest="format", required=True)
-    onnx_help = "export to ONNX (image + text in, masks, scores, no-target logit out)"
+    onnx_help = "export to ONNX (image + text in, the model's mask, no-target and instance logits out)"
     onnx = sub.add_parser(
         "onnx",
         help=onnx_help,

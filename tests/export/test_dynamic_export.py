@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import refseg.models
 from refseg import (
     InstanceVGConfig,
     InstanceVGForReferringSegmentation,
@@ -16,11 +17,13 @@ from refseg import (
     PresencePluralityForReferringSegmentation,
 )
 from refseg.export import (
+    CONTRACT_OUTPUTS,
     ReferringSegmentationExportWrapper,
     dynamic_shapes,
     example_inputs,
     load_for_export,
     max_sequence_length,
+    output_names,
     torch_export,
 )
 from tests.processing_helpers import save_tiny_instalign
@@ -77,26 +80,41 @@ def test_instancevg_dynamic_torch_export():
     _check_program(program, ReferringSegmentationExportWrapper(model).eval())
 
 
-class _MetrisOutputs(nn.Module):
-    """METRIS has no instance queries: export its merged-mask and no-target logits."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
-        return out.semantic_mask_logits, out.no_target_logits
-
-
 def test_metris_dynamic_torch_export():
+    """METRIS has no instance queries: its graph returns only the merged-mask and no-target logits."""
     torch.manual_seed(0)
     model = MetrisForReferringSegmentation(MetrisConfig.preset("tiny")).eval()
-    wrapper = _MetrisOutputs(model).eval()
     inputs = _inputs(model, 2, 7, seed=10)
     inputs[1][:, 0] = 2  # METRIS reads [CLS] first
-    program = torch.export.export(wrapper, inputs, dynamic_shapes=dynamic_shapes(model))
-    _check_program(program, wrapper)
+    assert output_names(model, inputs) == ("semantic_mask_logits", "no_target_logits")
+    program = torch_export(model, inputs, dynamic=True)
+    _check_program(program, ReferringSegmentationExportWrapper(model).eval())
+
+
+#: the contract fields each tiny model fills, in the contract's order (docs/export.md)
+FILLED = {
+    "instalign": ("semantic_mask_logits", "no_target_logits", "pred_masks", "pred_scores"),
+    "instancevg": ("semantic_mask_logits", "no_target_logits", "pred_masks", "pred_scores", "pred_boxes"),
+    "metris": ("semantic_mask_logits", "no_target_logits"),
+    "presence_plurality": ("semantic_mask_logits", "no_target_logits", "pred_masks", "pred_scores"),
+    "rela": ("semantic_mask_logits", "no_target_logits"),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(FILLED))
+def test_each_model_exports_the_contract_fields_it_fills(model_type):
+    """The graph returns the contract fields the model fills (never a ``None``), in the contract's order."""
+    config_class, model_class, _, _ = refseg.models.architecture(model_type)
+    torch.manual_seed(0)
+    model = model_class(config_class.preset("tiny")).eval()
+    wrapper = ReferringSegmentationExportWrapper(model).eval()
+    assert wrapper.output_names == FILLED[model_type]
+    assert list(wrapper.output_names) == [name for name in CONTRACT_OUTPUTS if name in wrapper.output_names]
+    with torch.no_grad():
+        values = wrapper(*example_inputs(model, batch=2))
+    assert len(values) == len(FILLED[model_type]) and all(v.shape[0] == 2 for v in values)
+    with pytest.raises(ValueError, match="output_names must be fields among"):
+        ReferringSegmentationExportWrapper(model, ["logits"])
 
 
 def test_sequence_axis_is_bounded_by_the_text_encoder(tmp_path):

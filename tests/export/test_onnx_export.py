@@ -7,7 +7,6 @@ import torch
 
 import refseg
 from refseg.export import (
-    OUTPUT_NAMES,
     ReferringSegmentationExportWrapper,
     compare_with_onnxruntime,
     example_inputs,
@@ -56,7 +55,13 @@ def test_demo_model_onnx_matches_pytorch(tmp_path):
     import onnx
 
     graph = onnx.load(str(path)).graph
-    assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
+    names = [
+        "semantic_mask_logits",
+        "no_target_logits",
+        "pred_masks",
+        "pred_scores",
+    ]  # InstAlign's contract fields
+    assert [o.name for o in graph.output] == names
     assert any(node.op_type == "GridSample" for node in graph.node)  # deformable attention via its reference
     for seed in (1, 2, 3):  # the tracing scenes and two others
         inputs = _scene_inputs(processor, 2, seed)
@@ -64,7 +69,7 @@ def test_demo_model_onnx_matches_pytorch(tmp_path):
         with torch.no_grad():
             scale = {
                 n: float(t.abs().max())
-                for n, t in zip(OUTPUT_NAMES, ReferringSegmentationExportWrapper(model)(*inputs))
+                for n, t in zip(names, ReferringSegmentationExportWrapper(model, names)(*inputs))
             }
         for name in ("pred_scores", "semantic_mask_logits", "no_target_logits"):
             assert diffs[name] < 1e-4, diffs
@@ -97,7 +102,8 @@ def test_cli_exports_and_checks(tiny_dir, tmp_path, capsys):
     assert main(["export", "onnx", "--model", tiny_dir, "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.is_file() and f"-> {out}" in printed
-    assert "max |onnxruntime - PyTorch| per output: pred_masks" in printed
+    assert "max |onnxruntime - PyTorch| per output: semantic_mask_logits" in printed
+    assert "pred_masks" in printed and "pred_boxes" not in printed
     # dynamic axes (the default): two other batch sizes and two other sentence lengths run and agree
     model, processor = load_for_export(tiny_dir)
     for batch in (1, 3):

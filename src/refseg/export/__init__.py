@@ -1,8 +1,8 @@
 """Exporting refseg models: ONNX (``refseg export onnx``) and ``torch.export``. See ``docs/export.md``."""
 
 from .onnx import (
+    CONTRACT_OUTPUTS,
     INPUT_NAMES,
-    OUTPUT_NAMES,
     ReferringSegmentationExportWrapper,
     compare_with_onnxruntime,
     dynamic_shapes,
@@ -10,12 +10,13 @@ from .onnx import (
     export_onnx,
     load_for_export,
     max_sequence_length,
+    output_names,
     torch_export,
 )
 
 __all__ = [
+    "CONTRACT_OUTPUTS",
     "INPUT_NAMES",
-    "OUTPUT_NAMES",
     "ReferringSegmentationExportWrapper",
     "compare_with_onnxruntime",
     "dynamic_shapes",
@@ -23,5 +24,6 @@ __all__ = [
     "export_onnx",
     "load_for_export",
     "max_sequence_length",
+    "output_names",
     "torch_export",
 ]

@@ -1,16 +1,19 @@
 """Export a refseg model to ONNX (image + text in, the shared model outputs out).
 
 The graph takes ``pixel_values (B, 3, H, W)`` float32, ``input_ids (B, L)`` and ``attention_mask (B, L)``
-int64, with ``B`` and ``L`` dynamic and ``H, W`` the processor's fixed input size, and returns
-``pred_masks (B, Q, H/4, W/4)``, ``pred_scores (B, Q)``, ``semantic_mask_logits (B, H/4, W/4)`` (the
-merged mask) and ``no_target_logits (B,)``: the fields the processor's
-``post_process_referring_segmentation`` reads. Multi-scale deformable attention is traced through its
+int64, with ``B`` and ``L`` dynamic and ``H, W`` the processor's fixed input size, and returns the fields of
+the output contract (:class:`~refseg.modeling.outputs.ReferringSegmentationOutput`) that the model fills, in
+the contract's order (:func:`output_names`): ``semantic_mask_logits``, ``no_target_logits``, then
+``pred_masks``, ``pred_scores`` and ``pred_boxes`` where the model has them (METRIS and ReLA have none of
+those three). ``dict(zip(names, outputs))`` is what ``post_process_referring_segmentation`` takes.
+Multi-scale deformable attention is traced through its
 pure-PyTorch reference (:func:`refseg.kernels.use_reference_implementation`), whose bilinear
 ``grid_sample`` is the ONNX ``GridSample`` operator. See ``docs/export.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,8 @@ from torch import nn
 from ..kernels import use_reference_implementation
 
 __all__ = [
+    "CONTRACT_OUTPUTS",
     "INPUT_NAMES",
-    "OUTPUT_NAMES",
     "ReferringSegmentationExportWrapper",
     "compare_with_onnxruntime",
     "dynamic_shapes",
@@ -29,29 +32,55 @@ __all__ = [
     "export_onnx",
     "load_for_export",
     "max_sequence_length",
+    "output_names",
     "torch_export",
 ]
 
 INPUT_NAMES = ("pixel_values", "input_ids", "attention_mask")
-OUTPUT_NAMES = ("pred_masks", "pred_scores", "semantic_mask_logits", "no_target_logits")
+#: the fields of the output contract a graph can return, in ReferringSegmentationOutput's order
+CONTRACT_OUTPUTS = ("semantic_mask_logits", "no_target_logits", "pred_masks", "pred_scores", "pred_boxes")
+
+
+def _contract_outputs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Any:
+    pixel_values, input_ids, attention_mask = inputs
+    return model(
+        pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+    )
+
+
+def output_names(model: nn.Module, inputs: Sequence[torch.Tensor] | None = None) -> tuple[str, ...]:
+    """The contract fields ``model`` fills (not ``None``), in :data:`CONTRACT_OUTPUTS` order: the outputs of
+    its exported graph. Found by one eager forward on ``inputs`` (default: :func:`example_inputs` of batch 1)."""
+    return _filled_contract_fields(model, inputs)
+
+
+def _filled_contract_fields(model: nn.Module, inputs: Sequence[torch.Tensor] | None) -> tuple[str, ...]:
+    if inputs is None:
+        inputs = example_inputs(model, batch=1)
+    with torch.no_grad():
+        outputs = _contract_outputs(model, inputs)
+    return tuple(name for name in CONTRACT_OUTPUTS if getattr(outputs, name) is not None)
 
 
 class ReferringSegmentationExportWrapper(nn.Module):
-    """``(pixel_values, input_ids, attention_mask) -> (pred_masks, pred_scores, semantic_mask_logits,
-    no_target_logits)``: a refseg task model with positional inputs and a tuple of plain tensors out."""
+    """``(pixel_values, input_ids, attention_mask) -> tuple of the contract fields the model fills`` (their names:
+    :attr:`output_names`, see :func:`output_names`): a refseg task model with positional inputs and plain
+    tensors out."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, output_names: Sequence[str] | None = None) -> None:
         super().__init__()
         self.model = model
+        names = tuple(output_names) if output_names is not None else _filled_contract_fields(model, None)
+        unknown = [name for name in names if name not in CONTRACT_OUTPUTS]
+        if unknown or not names:
+            raise ValueError(f"output_names must be fields among {CONTRACT_OUTPUTS}, got {names}")
+        self.output_names = names
 
     def forward(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(
-            pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, return_dict=True
-        )
-        # the order of OUTPUT_NAMES
-        return outputs.pred_masks, outputs.pred_scores, outputs.semantic_mask_logits, outputs.no_target_logits
+        outputs = _contract_outputs(self.model, (pixel_values, input_ids, attention_mask))
+        return tuple(getattr(outputs, name) for name in self.output_names)
 
 
 def load_for_export(model: str | Path | nn.Module) -> tuple[nn.Module, Any]:
@@ -88,7 +117,9 @@ def example_inputs(
         tokens = processor.tokenizer(texts, padding=True, return_tensors="pt", return_token_type_ids=False)
         input_ids, attention_mask = tokens["input_ids"], tokens["attention_mask"]
     else:
-        vocab = config.text_config.vocab_size
+        # InstanceVG's joint BEiT-3 encoder holds the vocabulary
+        text_config = getattr(config, "text_config", None) or config.encoder_config
+        vocab = text_config.vocab_size
         input_ids = torch.randint(4, vocab, (batch, len(words) + 2), generator=generator)
         attention_mask = torch.ones_like(input_ids)
         attention_mask[1::2, -1] = 0
@@ -124,7 +155,7 @@ def torch_export(
 ) -> torch.export.ExportedProgram:
     """``torch.export.export`` of the wrapped model. The compiled deformable-attention op stays one
     opaque node (its fake kernel gives the shapes); batch and sequence length are dynamic when ``dynamic``."""
-    wrapper = ReferringSegmentationExportWrapper(model).eval()
+    wrapper = ReferringSegmentationExportWrapper(model, output_names(model, inputs)).eval()
     return torch.export.export(wrapper, inputs, dynamic_shapes=dynamic_shapes(model) if dynamic else None)
 
 
@@ -143,7 +174,7 @@ def export_onnx(
     module, processor = load_for_export(model)
     if inputs is None:
         inputs = example_inputs(module, processor)
-    wrapper = ReferringSegmentationExportWrapper(module).eval()
+    wrapper = ReferringSegmentationExportWrapper(module, output_names(module, inputs)).eval()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with use_reference_implementation(), torch.no_grad():
@@ -151,7 +182,7 @@ def export_onnx(
             wrapper,
             inputs,
             input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(wrapper.output_names),
             dynamic_shapes=dynamic_shapes(module) if dynamic else None,
             opset_version=opset,
             dynamo=True,
@@ -173,11 +204,12 @@ def compare_with_onnxruntime(
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
     feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs)}
-    ort_outputs = session.run(list(OUTPUT_NAMES), feeds)
+    ort_outputs = session.run(names, feeds)
     with torch.no_grad():
-        torch_outputs = ReferringSegmentationExportWrapper(model).eval()(*inputs)
+        torch_outputs = ReferringSegmentationExportWrapper(model, names).eval()(*inputs)
     return {
         name: float((torch.from_numpy(o) - t).abs().max())
-        for name, o, t in zip(OUTPUT_NAMES, ort_outputs, torch_outputs)
+        for name, o, t in zip(names, ort_outputs, torch_outputs)
     }
