@@ -5,7 +5,8 @@ TODO(paper): the paper's pre-processing (section): input size, resize rule (squa
 and the instance-mask conversion come from
 ``refseg.image_processing_utils.ReferringSegmentationImageProcessorBase``, which this class extends.
 
-``post_process_referring_segmentation`` upsamples the foreground logits to the input size and then to the image
+``post_process_referring_segmentation`` (shared by every model: it checks its arguments once, then calls
+``_post_process``) upsamples the foreground logits to the input size and then to the image
 size, thresholds them, takes the no-target decision from the no-target logit and returns the 8-connected
 components of the mask as instances (the skeleton has no instance queries).
 """
@@ -19,13 +20,9 @@ import torch
 
 from ...image_processing_utils import ReferringSegmentationImageProcessorBase
 from ...modeling.connected_components import connected_component_instances
-from ...modeling.instance_nms import check_nms_threshold, suppress_duplicate_instances
-from ...modeling.post_processing import (
-    output_field,
-    referring_segmentation_result,
-    target_size_list,
-    upsample_logits,
-)
+from ...modeling.instance_nms import suppress_duplicate_instances
+from ...modeling.post_processing import referring_segmentation_result, upsample_logits
+from .modeling_template_model import TemplateModelOutput
 
 __all__ = ["TemplateModelImageProcessor"]
 
@@ -58,41 +55,40 @@ class TemplateModelImageProcessor(ReferringSegmentationImageProcessorBase):
             **kwargs,
         )
 
-    def post_process_referring_segmentation(
-        self,
-        outputs: Any,
-        target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None,
-        threshold: float = 0.5,
-        mask_threshold: float = 0.5,
-        no_target_threshold: float = 0.5,
-        instance_nms_threshold: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Model outputs -> one dict per sample (the contract of ``docs/pipeline.md``).
+    output_class = TemplateModelOutput
+    # TODO(paper): the fields _post_process reads (required_output_fields, optional_output_fields; the default is
+    # semantic_mask_logits and no_target_logits) and the paper's thresholds (default_threshold,
+    # default_mask_threshold, default_no_target_threshold, default_instance_nms_threshold; 0.5, 0.5, 0.5, None)
 
-        Args:
-            outputs: a ``TemplateModelOutput`` (or a dict) with ``semantic_mask_logits`` (B, h, w) and
-                ``no_target_logits`` (B,).
-            target_sizes: per sample ``(height, width)`` of the original image; ``None`` keeps the input size.
-            threshold: unused (the skeleton scores no instances); accepted for the shared pipeline.
-            mask_threshold: a pixel is foreground when its foreground probability exceeds it.
-            no_target_threshold: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
-            instance_nms_threshold: mask NMS of the instances; off by default (connected components never
-                overlap). Accepted so that every model takes the same arguments.
+    def _post_process(
+        self,
+        outputs: TemplateModelOutput,
+        target_sizes: list[tuple[int, int]],
+        threshold: float,
+        mask_threshold: float,
+        no_target_threshold: float,
+        instance_nms_threshold: float | None,
+    ) -> list[dict[str, Any]]:
+        """The model's part of ``post_process_referring_segmentation`` (the contract of ``docs/pipeline.md``):
+        reads ``semantic_mask_logits`` (B, h, w) and ``no_target_logits`` (B,), already checked by the shared
+        method. Every threshold defaults to 0.5.
+
+        - ``threshold``: unused (the skeleton scores no instances); accepted for the shared pipeline.
+        - ``mask_threshold``: a pixel is foreground when its foreground probability exceeds it.
+        - ``no_target_threshold``: the sample is no-target when ``sigmoid(no_target_logits)`` exceeds it.
+        - ``instance_nms_threshold``: mask NMS of the instances; off by default (connected components never
+          overlap). Accepted so that every model takes the same arguments.
 
         Returns:
             ``[{"mask", "no_target", "target_score", "instances", "semantic_mask"}]``: ``instances`` are the
             8-connected components of ``mask`` (largest first) with their boxes, each scored with
             ``target_score``; ``semantic_mask`` is the mask before the no-target decision.
         """
-        instance_nms_threshold = check_nms_threshold(instance_nms_threshold)
-        semantic = output_field(outputs, "semantic_mask_logits")
-        no_target_logits = output_field(outputs, "no_target_logits").reshape(-1)
-        batch = semantic.shape[0]
-        if no_target_logits.shape[0] != batch:
-            raise ValueError("the model outputs disagree on the batch size")
+        semantic = outputs.semantic_mask_logits
+        no_target_logits = outputs.no_target_logits.reshape(-1)
         input_size = (self.size["height"], self.size["width"])
         results = []
-        for b, size in enumerate(target_size_list(target_sizes, batch, input_size)):
+        for b, size in enumerate(target_sizes):
             probabilities = upsample_logits(semantic[b], input_size, size).sigmoid()
             no_target_prob = float(torch.sigmoid(no_target_logits[b]))
 
