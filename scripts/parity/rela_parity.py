@@ -26,6 +26,7 @@ the parameter counts of the released configurations.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -304,6 +305,32 @@ def quantize_(model: torch.nn.Module) -> dict[str, int]:
     return exponents
 
 
+@torch.no_grad()
+def backbone_float64(
+    model: torch.nn.Module,
+    ours: RelaForReferringSegmentation,
+    pixel_values: torch.Tensor,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+) -> dict[str, Any]:
+    """Both visual encoders (and BERT) in float64 on the same inputs: separates a port difference from float32
+    rounding amplified by random weights. (The original's pixel decoder casts to float32, so only the encoders
+    can run in float64.)"""
+    text = copy.deepcopy(model.text_encoder).double()
+    features = text(ids, attention_mask=mask)[0]
+    theirs = copy.deepcopy(model.backbone).double()
+    x = pixel_values.double()
+    if type(theirs).__name__ == "D2SwinTransformer":
+        reference = theirs(x, features.permute(0, 2, 1), mask.unsqueeze(-1))
+    else:
+        reference = theirs(x)
+    mine = copy.deepcopy(ours.model.backbone).double()
+    maps = mine(x, features, mask) if ours.config.encoder_fusion == "pwam" else mine(x)
+    report = {name: diff(reference[name], m) for name, m in zip(("res2", "res3", "res4", "res5"), maps)}
+    del text, theirs, mine
+    return report
+
+
 def run_tensor_mode(args: argparse.Namespace) -> dict[str, Any]:
     """Compare both models on the same preprocessed tensors (and the loss)."""
     t0 = time.time()
@@ -337,6 +364,8 @@ def run_tensor_mode(args: argparse.Namespace) -> dict[str, Any]:
         "loss": diff(reference["loss"], mine["loss"]),
         "seconds": {"build": t1 - t0, "original": t2 - t1, "refseg": t3 - t2},
     }
+    if args.float64_backbone:
+        report["backbone_float64"] = backbone_float64(model, ours, pixel_values, ids, mask)
     if args.write_fixture:
         if args.size != "reduced":
             raise SystemExit("--write-fixture needs --size reduced")
@@ -418,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=tuple(CONFIGS), default="reduced")
     parser.add_argument("--seed", type=int, default=29)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--float64-backbone", action="store_true", help="also compare BERT + visual encoders in float64"
+    )
     parser.add_argument("--write-fixture", default=None, help="folder for the reduced fixture")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -45,6 +45,10 @@ class LanguageAwareSwinBackbone(VisionBackbone):
             gates are closed).
         fusion_heads: attention heads of each PWAM (1, as LAVT and ReLA).
         fusion_dropout: dropout inside PWAM (0.0).
+        final_layernorm: keep the LayerNorm that transformers' ``SwinModel`` applies after its last stage. No
+            output of this backbone passes through it (each stage has its own ``hidden_states_norms``);
+            ``False`` replaces it by an identity, so that the parameters are exactly those of an encoder
+            without it (ReLA's released Swin has none).
 
     ``forward(pixel_values, text_features, text_mask)`` returns the 4 maps ``(B, C_i, H / 2^(i+2), W / 2^(i+2))``
     (Swin pads inputs that are not multiples of the strides and the maps round up).
@@ -59,6 +63,7 @@ class LanguageAwareSwinBackbone(VisionBackbone):
         stage_output: str = "fused",
         fusion_heads: int = 1,
         fusion_dropout: float = 0.0,
+        final_layernorm: bool = True,
     ) -> None:
         if getattr(swin_config, "model_type", None) != "swin":
             raise ValueError(
@@ -73,6 +78,8 @@ class LanguageAwareSwinBackbone(VisionBackbone):
             swin_config = copy.deepcopy(swin_config)
             swin_config.out_features = wanted
         super().__init__(swin_config)
+        if not final_layernorm:
+            self.model.swin.layernorm = nn.Identity()
         self.fusion = fusion
         self.gate_stages = gate_stages
         self.stage_output = stage_output

@@ -1,6 +1,6 @@
 """ReLA's entry in the shared model tester (``tests/model_tester.py``)."""
 
-from tests.model_tester import IMAGENET_MEAN, IMAGENET_STD, SWIN_FINAL_LAYERNORM, ModelTester
+from tests.model_tester import IMAGENET_MEAN, IMAGENET_STD, ModelTester
 from tests.processing_helpers import tiny_tokenizer
 
 
@@ -12,7 +12,6 @@ class RelaModelTester(ModelTester):
     paper_image_mean, paper_image_std = IMAGENET_MEAN, IMAGENET_STD
     # region queries tile the image and are not instances: post-processing documents ``threshold`` as unused
     threshold_selects_instances = False
-    unused_parameters = SWIN_FINAL_LAYERNORM
 
     def make_tokenizer(self):
         return tiny_tokenizer(model_max_length=8)  # the tiny preset's max_text_length

@@ -42,9 +42,9 @@ class RelaConversionReport:
         converted: checkpoint keys mapped onto the model (a Swin ``attn.qkv`` counts once).
         recomputed: checkpoint buffers that refseg recomputes, checked equal to what it computes (Swin's
             ``relative_position_index``, BERT's ``position_ids``).
-        filled: model keys the file cannot hold, left at their initial values (Swin's final LayerNorm, which
-            no output reads; a ResNet's batch-norm counters, absent from detectron2's frozen batch norms, are
-            set to 0 by PyTorch's loading and not listed).
+        filled: model keys the file cannot hold, left at their initial values (none for the released
+            layouts: the Swin has no final LayerNorm, as in the released code; a ResNet's batch-norm counters,
+            absent from detectron2's frozen batch norms, are set to 0 by PyTorch's loading and not listed).
         language_gates_closed: whether every language gate matrix is zero (as the released training leaves
             them: zero-initialised, they get no gradient); ``None`` for the R-50, which has none.
         parameters: the converted model's parameter count.

@@ -147,8 +147,12 @@ class RelaModel(RelaPreTrainedModel):
         super().__init__(config)
         self.text_encoder = build_text_encoder(config.text_config)
         if config.encoder_fusion == "pwam":
+            # without SwinModel's unused final LayerNorm: the released Swin has none (same parameters)
             self.backbone = LanguageAwareSwinBackbone(
-                config.backbone_config, self.text_encoder.hidden_size, gate_stages=config.pwam_gate_stages
+                config.backbone_config,
+                self.text_encoder.hidden_size,
+                gate_stages=config.pwam_gate_stages,
+                final_layernorm=False,
             )
         else:
             self.backbone = build_vision_backbone(config.backbone_config)
