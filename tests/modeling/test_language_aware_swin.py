@@ -290,3 +290,21 @@ def test_non_swin_backbone_config_is_refused():
         from transformers import BertConfig
 
         LanguageAwareSwinBackbone(BertConfig(), TEXT_DIM)
+
+
+def test_without_the_final_layernorm_the_maps_are_the_same_and_its_parameters_are_gone():
+    torch.manual_seed(0)
+    with_norm = LanguageAwareSwinBackbone(tiny_swin(), TEXT_DIM).eval()
+    _open_gates(with_norm)
+    without = LanguageAwareSwinBackbone(tiny_swin(), TEXT_DIM, final_layernorm=False).eval()
+    state = with_norm.state_dict()
+    dropped = {k for k in state if ".swin.layernorm." in k}
+    assert dropped == {"model.swin.layernorm.weight", "model.swin.layernorm.bias"}
+    without.load_state_dict({k: v for k, v in state.items() if k not in dropped})  # strict
+    assert set(without.state_dict()) == set(state) - dropped
+    counts = [sum(p.numel() for p in m.parameters()) for m in (with_norm, without)]
+    assert counts[0] - counts[1] == 2 * 128  # the 8C = 128 channels of the last stage
+    pixels, (text, mask) = torch.randn(2, 3, 64, 64), _text()
+    with torch.no_grad():
+        for a, b in zip(with_norm(pixels, text, mask), without(pixels, text, mask)):
+            assert torch.equal(a, b)
