@@ -819,8 +819,8 @@ INSTANCEVG = [
     Mutation(
         "instancevg-object-class-index",
         _V + "image_processing_instancevg.py",
-        "object_prob = class_logits.softmax(-1)[..., 0]",
-        "object_prob = class_logits.softmax(-1)[..., 1]",
+        "object_prob = outputs.pred_class_logits.softmax(-1)[..., 0]",
+        "object_prob = outputs.pred_class_logits.softmax(-1)[..., 1]",
         "Sec. 3.5: query score reads the no-object probability",
     ),
 ]
