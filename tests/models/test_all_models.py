@@ -55,9 +55,16 @@ def model(tester):
 
 @pytest.fixture(scope="module")
 def outputs(tester, model):
-    """Outputs of the tiny model on both samples, without labels."""
-    with torch.no_grad():
-        return model(**tester.inputs())
+    """Outputs of the tiny model on both samples, without labels, on one thread as every test here runs
+    (module fixtures are set up before the function-scoped ``single_thread``; float sums depend on the
+    thread count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return model(**tester.inputs())
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
