@@ -140,9 +140,12 @@ def max_sequence_length(model: nn.Module) -> int:
 
 def dynamic_shapes(model: nn.Module) -> dict[str, dict[int, Any]]:
     """``dynamic_shapes`` for ``torch.export`` / ``torch.onnx.export`` of the wrapped ``model``: batch 1 to 64
-    and sequence length 2 to :func:`max_sequence_length`; the image size is fixed."""
+    and sequence length 3 to :func:`max_sequence_length`; the image size is fixed.
+
+    A sentence is at least one token between the tokenizer's two special tokens (blank sentences are refused
+    by the processors), and InstanceVG's traced text path specialises on lengths below 3."""
     batch = torch.export.Dim("batch", min=1, max=64)  # im2col_step: batch % min(64, batch) == 0
-    length = torch.export.Dim("sequence", min=2, max=max_sequence_length(model))
+    length = torch.export.Dim("sequence", min=3, max=max_sequence_length(model))
     return {
         "pixel_values": {0: batch},
         "input_ids": {0: batch, 1: length},
