@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 
 import torch
-from peak_memory import forward_peak_rss, peak_rss_in_subprocess
+from peak_memory import forward_peak_rss, peak_rss_per_model
 from timing import ComponentTimer, latency_ratios, time_runners
 
 TARGET_RATIO = 0.8
@@ -79,9 +78,7 @@ def main() -> None:
     memory = {}
     if args.memory_child is None and not args.skip_memory:
         # before building the models here, so that each child has the RAM to itself
-        child_argv = [a for a in sys.argv[1:] if a != "--skip-memory"]
-        for name in MODELS:
-            memory[name] = peak_rss_in_subprocess(__file__, [*child_argv, "--memory-child", name])
+        memory = peak_rss_per_model(__file__, None, MODELS)
     import transformers
 
     from refseg.kernels import implementation

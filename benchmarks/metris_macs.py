@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instalign_vs_mask2former import build_mask2former  # noqa: E402
-from peak_memory import forward_peak_rss, peak_rss_in_subprocess  # noqa: E402
+from peak_memory import forward_peak_rss, peak_rss_per_model  # noqa: E402
 from timing import ComponentTimer, latency_ratios, time_runners  # noqa: E402
 
 MODELS = ("metris", "mask2former")
@@ -137,9 +137,7 @@ def main() -> None:
         return
     memory = {}
     if not (args.skip_latency or args.skip_memory):  # first, so that the children have the RAM to themselves
-        child_argv = [a for a in sys.argv[1:] if a != "--skip-memory"]
-        for name in MODELS:
-            memory[name] = peak_rss_in_subprocess(__file__, [*child_argv, "--memory-child", name])
+        memory = peak_rss_per_model(__file__, None, MODELS)
     import transformers
 
     metris, config = build_metris(args.image_size, args.preset)

@@ -100,3 +100,10 @@ def peak_rss_in_subprocess(script: str | Path, argv: list[str], timeout_s: float
         tail = done.stderr.strip().splitlines()
         return {"error": tail[-1] if tail else f"exit code {done.returncode}"}
     return json.loads(lines[-1])
+
+
+def peak_rss_per_model(script: str | Path, argv: list[str] | None, models) -> dict[str, dict]:
+    """``{model: peak_rss_in_subprocess(...)}``: ``script`` rerun once per model with ``--memory-child MODEL``
+    (``argv`` defaults to this process's arguments; ``--skip-memory`` is dropped)."""
+    child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--skip-memory"]
+    return {name: peak_rss_in_subprocess(script, [*child_argv, "--memory-child", name]) for name in models}

@@ -23,12 +23,11 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import torch
 from instalign_vs_mask2former import TARGET_RATIO, build_mask2former
-from peak_memory import forward_peak_rss, peak_rss_in_subprocess
+from peak_memory import forward_peak_rss, peak_rss_per_model
 from timing import ComponentTimer, latency_ratios, time_runners
 
 MODELS = ("presence_plurality", "mask2former")
@@ -133,9 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     if (
         not args.skip_memory
     ):  # before building the models here, so that the children have the RAM to themselves
-        child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--skip-memory"]
-        for name in MODELS:
-            memory[name] = peak_rss_in_subprocess(__file__, [*child_argv, "--memory-child", name])
+        memory = peak_rss_per_model(__file__, argv, MODELS)
 
     import transformers
 

@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instalign_vs_mask2former import build_mask2former  # noqa: E402
-from peak_memory import forward_peak_rss, peak_rss_in_subprocess  # noqa: E402
+from peak_memory import forward_peak_rss, peak_rss_per_model  # noqa: E402
 from timing import ComponentTimer, latency_ratios, time_runners  # noqa: E402
 
 MODELS = ("rela", "mask2former")
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     if (
         not args.skip_memory
     ):  # before building the models here, so that the children have the RAM to themselves
-        child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--skip-memory"]
-        for name in MODELS:
-            memory[name] = peak_rss_in_subprocess(__file__, [*child_argv, "--memory-child", name])
+        memory = peak_rss_per_model(__file__, argv, MODELS)
 
     import transformers
 

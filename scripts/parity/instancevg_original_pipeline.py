@@ -10,7 +10,7 @@ calls the original's own code from the checkout the user gives:
 * tokenisation: the loader's ``_load_expression_tokenize_beit3`` with ``XLMRobertaTokenizer("pretrain_weights/
   beit3.spm")`` of transformers 4.44.2, the version the original pins, run in a subprocess (transformers 5 cannot
   build that tokenizer) whose ``PYTHONPATH`` puts such an install first, e.g.
-  ``pip install --target /tmp/tf444 --no-deps transformers==4.44.2 tokenizers==0.19.1 huggingface_hub==0.24.6``;
+  ``pip install --target transformers-4.44 --no-deps transformers==4.44.2 tokenizers==0.19.1 huggingface_hub==0.24.6``;
 * inference and post-processing: ``model(..., return_loss=False, rescale=True, with_bbox=True, with_mask=True)``
   as ``tools/demo.py`` calls it (merged mask and boxes in original image coordinates).
 """

@@ -22,10 +22,10 @@ inputs and the original's outputs) can be written with ``--fixture`` for ``tests
 test-time path with refseg's image processor and pipeline (``instancevg_file_parity.py``)::
 
     PYTHONPATH=src /work/parity-venv/bin/python scripts/parity/instancevg_parity.py /path/to/InstanceVG \\
-        --mode images [--spm beit3.spm] [--transformers-444 /tmp/tf444]
+        --mode images [--spm beit3.spm] [--transformers-444 transformers-4.44]
 
 ``--mode evaluators`` compares the original's evaluator functions with ``refseg.metrics`` on constructed
-predictions; ``--mode test-loop --transformers-444 /tmp/tf444`` runs the original's whole test loop and
+predictions; ``--mode test-loop --transformers-444 transformers-4.44`` runs the original's whole test loop and
 ``examples/evaluate.py`` on one generated gRefCOCO-format dataset.
 """
 

@@ -28,7 +28,7 @@ REC, RefCOCO/+/g boxes (``rec_metrics``):
 Records: ``MaskRecord`` (``segmentation_record`` / ``segmentation_records`` from masks or post-processed
 prediction dicts), ``GRECRecord`` (``grec_record`` / ``grec_record_from_prediction``), ``RECRecord``
 (``rec_record`` / ``rec_record_from_prediction``); ``*_for_row`` build them from a prediction dict and a
-dataset row of the DESIGN schema at the original size. ``evaluate`` wrappers: ``GRESMetric``, ``RESMetric``,
+dataset row (the row schema of ``docs/data.md``) at the original size. ``evaluate`` wrappers: ``GRESMetric``, ``RESMetric``,
 ``RefZOMMetric``, ``RRefCOCOMetric``, ``GRECMetric``, ``RECMetric`` (imported lazily from
 ``refseg.metrics.evaluate_modules``) and ``evaluate.load(module_path(name))`` offline.
 """

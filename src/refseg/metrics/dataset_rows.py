@@ -1,4 +1,4 @@
-"""Records of one prediction against one dataset row of the DESIGN schema, at the original image size.
+"""Records of one prediction against one dataset row (the row schema of ``docs/data.md``), at the original image size.
 
 The row gives the ground truth: ``instances`` (COCO RLE masks, ``bbox`` ``[x, y, w, h]`` in original
 pixels), ``no_target`` and ``ref_id``; the prediction is a post-processed dict (``mask`` at the original
